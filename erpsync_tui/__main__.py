@@ -1,0 +1,3 @@
+from erpsync_tui.cli import main
+
+main()

@@ -1,0 +1,123 @@
+"""Opening the state database: engines, schema creation and version checks, sessions.
+
+Two engines share one URL: `read()` sessions use plain deferred transactions (readers never wait for
+writers under WAL), `write()` sessions take the write lock up front (see `sqlite.configure_engine`).
+On PostgreSQL both are ordinary transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, inspect, select
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlmodel import Session, SQLModel
+
+from erpsync_tui.store import sqlite
+from erpsync_tui.store.models import SCHEMA_VERSION, Meta
+from erpsync_tui.store.sqlite import StoreError
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path: Path | None = sqlite.sqlite_path(url)
+        self.is_sqlite = sqlite.is_sqlite_url(url)
+        self.writer_engine = self._make_engine(immediate=True)
+        self.reader_engine = self._make_engine(immediate=False) if self.is_sqlite else self.writer_engine
+
+    def _make_engine(self, *, immediate: bool) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_pre_ping=True)
+        engine = create_engine(self.url, **sqlite.engine_options())
+        sqlite.configure_engine(engine, immediate=immediate)
+        return engine
+
+    @property
+    def label(self) -> str:
+        """What to call this database in messages: its file, or its URL without credentials."""
+        if self.path is not None:
+            return str(self.path)
+        return self.writer_engine.url.render_as_string(hide_password=True)
+
+    # ----------------------------------------------------------------------------------- schema
+
+    def open(self) -> Database:
+        """Create or verify the schema; raise StoreError naming the file when it cannot be used."""
+        if self.path is not None:
+            sqlite.check_file(self.path)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder for {self.path}: {exc.strerror}") from None
+        try:
+            self._check_version()
+            SQLModel.metadata.create_all(self.writer_engine)
+            self._stamp_version()
+            if self.is_sqlite and sqlite.quick_check(self.reader_engine) != "ok":
+                raise StoreError(f"state database {self.label} failed PRAGMA quick_check; restore a backup")
+        except (DatabaseError, OperationalError) as exc:
+            raise StoreError(f"state database {self.label} cannot be opened: {_reason(exc)}") from None
+        return self
+
+    def _check_version(self) -> None:
+        if not inspect(self.reader_engine).has_table(Meta.__tablename__):
+            return
+        with self.read() as session:
+            row = session.get(Meta, "schema_version")
+        if row is not None and int(row.value) > SCHEMA_VERSION:
+            raise StoreError(
+                f"state database {self.label} has schema version {row.value}, newer than this erpsync-tui "
+                f"understands ({SCHEMA_VERSION}); upgrade erpsync-tui or use another --db"
+            )
+
+    def _stamp_version(self) -> None:
+        with self.write() as session:
+            if session.get(Meta, "schema_version") is None:
+                session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def schema_version(self) -> int | None:
+        with self.read() as session:
+            value = session.exec(select(Meta.value).where(Meta.key == "schema_version")).first()
+        return int(value[0]) if value else None
+
+    # ----------------------------------------------------------------------------------- sessions
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.reader_engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that commits on success and rolls back on any error."""
+        with Session(self.writer_engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.writer_engine.dispose()
+        if self.reader_engine is not self.writer_engine:
+            self.reader_engine.dispose()
+
+
+def _reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig or exc)
+    if "file is not a database" in text or "malformed" in text:
+        return f"{text} — the file is corrupt; restore it from a backup (`erpsync-tui backup` makes one)"
+    if "locked" in text:
+        return f"{text} — another process holds a write lock for too long"
+    if "readonly" in text or "read-only" in text:
+        return f"{text} — check the file's and folder's permissions"
+    return text
+
+
+def open_database(url: str) -> Database:
+    return Database(url).open()

@@ -1,0 +1,41 @@
+"""Writing `sync_log` rows: every decision and outcome, redacted before it is stored."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from erpsync_tui.secrets import redact
+from erpsync_tui.store.models import SyncLog, utcnow
+
+MAX_MESSAGE = 4000
+
+
+def add_log(
+    session: Session,
+    message: str,
+    *,
+    level: str = "INFO",
+    site: str | None = None,
+    doctype: str | None = None,
+    name: str | None = None,
+    direction: str | None = None,
+    outcome: str | None = None,
+    error_code: str | None = None,
+    record_id: int | None = None,
+    queue_item_id: int | None = None,
+) -> SyncLog:
+    row = SyncLog(
+        ts=utcnow(),
+        level=level,
+        site=site,
+        doctype=doctype,
+        name=name,
+        direction=direction,
+        outcome=outcome,
+        error_code=error_code,
+        message=redact(message)[:MAX_MESSAGE],
+        record_id=record_id,
+        queue_item_id=queue_item_id,
+    )
+    session.add(row)
+    return row

@@ -1,0 +1,111 @@
+"""Read queries for the console and the CLI; each is served by an index declared in `models.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from erpsync_tui.store.models import (
+    Conflict,
+    ConflictStatus,
+    EngineLease,
+    HealthResult,
+    QueueItem,
+    QueueStatus,
+    RecordStatus,
+    SyncLog,
+    SyncRecord,
+    utcnow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    by_status: dict[str, int]
+    oldest_pending_age: timedelta | None
+
+    @property
+    def backlog(self) -> int:
+        return self.by_status.get(QueueStatus.PENDING, 0) + self.by_status.get(QueueStatus.FAILED, 0)
+
+
+def queue_depth(session: Session, now: datetime | None = None) -> QueueDepth:
+    rows = session.exec(select(QueueItem.status, func.count()).group_by(QueueItem.status)).all()
+    counts = {status.value: 0 for status in QueueStatus}
+    counts.update({str(status): int(n) for status, n in rows})
+    oldest = session.exec(
+        select(func.min(QueueItem.created_at)).where(QueueItem.status == QueueStatus.PENDING)
+    ).one()
+    age = (now or utcnow()) - oldest if oldest is not None else None
+    return QueueDepth(counts, age)
+
+
+def log_tail(
+    session: Session,
+    *,
+    limit: int = 200,
+    before_id: int | None = None,
+    after_id: int | None = None,
+    levels: Sequence[str] | None = None,
+) -> list[SyncLog]:
+    """The newest `limit` log rows (optionally only newer than `after_id`), newest last."""
+    query = select(SyncLog)
+    if levels:
+        query = query.where(col(SyncLog.level).in_(list(levels)))
+    if after_id is not None:
+        query = query.where(col(SyncLog.id) > after_id)
+    if before_id is not None:
+        query = query.where(col(SyncLog.id) < before_id)
+    rows = session.exec(query.order_by(col(SyncLog.id).desc()).limit(limit)).all()
+    return list(reversed(rows))
+
+
+def open_conflicts(session: Session, limit: int = 500) -> list[Conflict]:
+    query = select(Conflict).where(Conflict.status == ConflictStatus.OPEN).order_by(col(Conflict.id)).limit(limit)
+    return list(session.exec(query).all())
+
+
+def open_conflict_count(session: Session) -> int:
+    return int(session.exec(select(func.count()).where(Conflict.status == ConflictStatus.OPEN)).one())
+
+
+def queue_items(
+    session: Session,
+    statuses: Sequence[str] = (QueueStatus.FAILED, QueueStatus.DEAD),
+    *,
+    doctype: str | None = None,
+    site: str | None = None,
+    error_code: str | None = None,
+    limit: int = 500,
+) -> list[QueueItem]:
+    query = select(QueueItem).where(col(QueueItem.status).in_(list(statuses)))
+    if doctype:
+        query = query.where(QueueItem.doctype == doctype)
+    if site:
+        query = query.where(QueueItem.site == site)
+    if error_code:
+        query = query.where(QueueItem.error_code == error_code)
+    return list(session.exec(query.order_by(col(QueueItem.id).desc()).limit(limit)).all())
+
+
+def health_results(session: Session) -> list[HealthResult]:
+    """Every check's latest result, failing ones first."""
+    rank = {"fail": 0, "warn": 1, "ok": 2}
+    rows = session.exec(select(HealthResult)).all()
+    return sorted(rows, key=lambda r: (rank.get(r.status, 3), r.check, r.target))
+
+
+def engine_lease(session: Session) -> EngineLease | None:
+    return session.get(EngineLease, "engine")
+
+
+def record_counts(session: Session) -> dict[str, int]:
+    rows = session.exec(select(SyncRecord.status, func.count()).group_by(SyncRecord.status)).all()
+    counts = {str(status): int(n) for status, n in rows}
+    counts["tracked"] = sum(counts.values())
+    counts.setdefault(RecordStatus.SYNCED, 0)
+    return counts

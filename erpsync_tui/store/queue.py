@@ -1,0 +1,233 @@
+"""The durable work queue: enqueue with coalescing, lease-based claims, backoff, dead letter.
+
+Claims are a conditional UPDATE (… WHERE id IN (…) AND status IN ('pending','failed') RETURNING id):
+whoever's UPDATE matches a row owns it, so the claim holds with many workers on SQLite and on PostgreSQL
+alike, without SQLite-only locking.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, or_, update
+from sqlmodel import Session, col, select
+
+from erpsync_tui.secrets import redact
+from erpsync_tui.store.db import Database
+from erpsync_tui.store.models import QueueItem, QueueKind, QueueStatus, utcnow
+
+CLAIMABLE = (QueueStatus.PENDING, QueueStatus.FAILED)
+
+
+def dedupe_key(kind: str, site: str | None, doctype: str | None, name: str | None) -> str:
+    return f"{kind}|{site or ''}|{doctype or ''}|{name or ''}"
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str = QueueKind.SYNC,
+    site: str | None = None,
+    doctype: str | None = None,
+    name: str | None = None,
+    payload: dict[str, Any] | None = None,
+    max_attempts: int = 5,
+    coalesce: bool = True,
+    now: datetime | None = None,
+) -> QueueItem:
+    """Add work; a pending item for the same document absorbs the new event instead (one sync covers both)."""
+    now = now or utcnow()
+    key = dedupe_key(kind, site, doctype, name)
+    if coalesce:
+        existing = session.exec(
+            select(QueueItem).where(QueueItem.dedupe_key == key, QueueItem.status == QueueStatus.PENDING).limit(1)
+        ).first()
+        if existing is not None:
+            existing.coalesced += 1
+            existing.payload = {**existing.payload, **(payload or {})}
+            existing.updated_at = now
+            session.add(existing)
+            session.flush()
+            return existing
+    item = QueueItem(
+        kind=kind,
+        site=site,
+        doctype=doctype,
+        name=name,
+        payload=payload or {},
+        max_attempts=max_attempts,
+        dedupe_key=key,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def claim(
+    db: Database,
+    owner: str,
+    *,
+    limit: int = 10,
+    lease_seconds: float = 60.0,
+    kinds: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> list[QueueItem]:
+    """Take up to `limit` due items for `owner` under a lease; each claim counts as an attempt."""
+    now = now or utcnow()
+    with db.write() as session:
+        query = select(QueueItem.id).where(
+            col(QueueItem.status).in_(CLAIMABLE), QueueItem.next_attempt_at <= now
+        )
+        if kinds:
+            query = query.where(col(QueueItem.kind).in_(kinds))
+        ids = list(session.exec(query.order_by(col(QueueItem.next_attempt_at), col(QueueItem.id)).limit(limit)))
+        if not ids:
+            return []
+        claimed = session.execute(
+            update(QueueItem)
+            .where(col(QueueItem.id).in_(ids), col(QueueItem.status).in_(CLAIMABLE))
+            .values(
+                status=QueueStatus.IN_PROGRESS,
+                lease_owner=owner,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=QueueItem.attempts + 1,
+                updated_at=now,
+            )
+            .returning(QueueItem.id)
+        ).scalars()
+        claimed_ids = list(claimed)
+        if not claimed_ids:
+            return []
+        items = session.exec(select(QueueItem).where(col(QueueItem.id).in_(claimed_ids))).all()
+        return sorted(items, key=lambda item: claimed_ids.index(item.id))
+
+
+def _owned(session: Session, item_id: int, owner: str) -> QueueItem | None:
+    """The item if `owner` still holds its lease (a lost lease means someone else took it over)."""
+    item = session.get(QueueItem, item_id)
+    if item is None or item.status != QueueStatus.IN_PROGRESS or item.lease_owner != owner:
+        return None
+    return item
+
+
+def complete(db: Database, item_id: int, owner: str, *, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    with db.write() as session:
+        item = _owned(session, item_id, owner)
+        if item is None:
+            return False
+        item.status, item.finished_at, item.updated_at = QueueStatus.DONE, now, now
+        item.lease_owner, item.lease_until = None, None
+        item.last_error, item.error_code = None, None
+        session.add(item)
+        return True
+
+
+def backoff_delay(attempts: int, base: float, maximum: float) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+    ceiling = min(maximum, base * (2 ** max(0, attempts - 1)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def fail(
+    db: Database,
+    item_id: int,
+    owner: str,
+    *,
+    error: str,
+    error_code: str,
+    backoff_base: float,
+    backoff_max: float,
+    retry_after: float | None = None,
+    now: datetime | None = None,
+) -> QueueItem | None:
+    """Record a failure: schedule the next attempt with backoff, or dead-letter after max attempts."""
+    now = now or utcnow()
+    with db.write() as session:
+        item = _owned(session, item_id, owner)
+        if item is None:
+            return None
+        item.last_error, item.error_code = redact(error)[:4000], error_code
+        item.lease_owner, item.lease_until, item.updated_at = None, None, now
+        if item.attempts >= item.max_attempts:
+            item.status, item.finished_at = QueueStatus.DEAD, now
+        else:
+            delay = max(backoff_delay(item.attempts, backoff_base, backoff_max), retry_after or 0.0)
+            item.status, item.next_attempt_at = QueueStatus.FAILED, now + timedelta(seconds=delay)
+        session.add(item)
+        session.flush()
+        return item
+
+
+def release(db: Database, owner: str, *, now: datetime | None = None) -> int:
+    """Give back every item `owner` holds (clean shutdown): they are due again at once, attempt refunded."""
+    now = now or utcnow()
+    with db.write() as session:
+        result = session.execute(
+            update(QueueItem)
+            .where(QueueItem.status == QueueStatus.IN_PROGRESS, QueueItem.lease_owner == owner)
+            .values(
+                status=QueueStatus.PENDING,
+                lease_owner=None,
+                lease_until=None,
+                next_attempt_at=now,
+                attempts=case((QueueItem.attempts > 0, QueueItem.attempts - 1), else_=0),
+                updated_at=now,
+            )
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def requeue_expired(db: Database, *, stuck_after: timedelta | None = None, now: datetime | None = None) -> int:
+    """Items whose lease ran out (their worker died), or stuck longer than `stuck_after`, become due again."""
+    now = now or utcnow()
+    condition = QueueItem.lease_until < now
+    if stuck_after is not None:
+        condition = or_(condition, QueueItem.updated_at < now - stuck_after)
+    with db.write() as session:
+        result = session.execute(
+            update(QueueItem)
+            .where(QueueItem.status == QueueStatus.IN_PROGRESS, condition)
+            .values(status=QueueStatus.PENDING, lease_owner=None, lease_until=None, next_attempt_at=now, updated_at=now)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def retry(
+    db: Database,
+    item_ids: Sequence[int] | None = None,
+    *,
+    statuses: Sequence[str] = (),
+    now: datetime | None = None,
+) -> int:
+    """Operator retry: failed/dead items become pending now with a fresh attempt budget."""
+    now = now or utcnow()
+    wanted = list(statuses) or [QueueStatus.FAILED, QueueStatus.DEAD]
+    with db.write() as session:
+        query = update(QueueItem).where(col(QueueItem.status).in_(wanted))
+        if item_ids is not None:
+            query = query.where(col(QueueItem.id).in_(list(item_ids)))
+        result = session.execute(
+            query.values(
+                status=QueueStatus.PENDING, attempts=0, next_attempt_at=now, updated_at=now, finished_at=None
+            )
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def discard(db: Database, item_ids: Sequence[int], *, now: datetime | None = None) -> int:
+    """Operator discard: a failed/dead item is closed as done, keeping its last error for the record."""
+    now = now or utcnow()
+    with db.write() as session:
+        result = session.execute(
+            update(QueueItem)
+            .where(col(QueueItem.id).in_(list(item_ids)), col(QueueItem.status).in_((*CLAIMABLE, QueueStatus.DEAD)))
+            .values(status=QueueStatus.DONE, finished_at=now, updated_at=now)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

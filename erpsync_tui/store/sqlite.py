@@ -1,0 +1,124 @@
+"""Everything SQLite-specific lives here: PRAGMAs, transaction mode, file checks, backup, maintenance.
+
+The rest of the store speaks portable SQLAlchemy, so the same code runs on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event, text
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 10_000
+
+
+class StoreError(Exception):
+    """The state database cannot be used; the message names the file and what to do."""
+
+
+def is_sqlite_url(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def sqlite_path(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url[len(prefix) :] not in ("", ":memory:"):
+        return Path(url[len(prefix) :])
+    return None
+
+
+def check_file(path: Path) -> None:
+    """Fail early, naming the file, when it exists but is not a SQLite database."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read state database {path}: {exc.strerror}") from None
+    if header != SQLITE_HEADER:
+        raise StoreError(f"{path} is not a SQLite database (wrong file header); point --db at a state database")
+
+
+def engine_options() -> dict[str, Any]:
+    # check_same_thread=False: connections move between the event loop's worker threads.
+    return {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}}
+
+
+def configure_engine(engine: Engine, *, immediate: bool) -> None:
+    """WAL, NORMAL sync and a busy timeout on every connection.
+
+    Write sessions begin with BEGIN IMMEDIATE: a deferred transaction that reads and then writes can fail
+    at once with "database is locked" when another writer committed in between (the busy handler is not
+    consulted for that upgrade), which is exactly what several workers and consoles would hit.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (SQLAlchemy's pysqlite recipe)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def journal_mode(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar())
+
+
+def quick_check(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql("PRAGMA quick_check").scalar())
+
+
+def integrity_check(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar())
+
+
+def optimize(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA optimize")
+
+
+def vacuum(engine: Engine) -> None:
+    # VACUUM cannot run inside a transaction: use a raw autocommit connection.
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
+    finally:
+        raw.close()
+
+
+def wal_checkpoint(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
+
+
+def backup(source: Path, destination: Path) -> None:
+    """Copy a live database with SQLite's online backup API (consistent even while a writer is active)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.exists():
+        raise StoreError(f"backup target {destination} exists; choose a new path")
+    check_file(source)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    dst = sqlite3.connect(destination)
+    try:
+        src.backup(dst, pages=1024)
+        dst.execute("PRAGMA journal_mode = DELETE")  # a backup is a single self-contained file
+    except sqlite3.DatabaseError as exc:
+        destination.unlink(missing_ok=True)
+        raise StoreError(f"backup of {source} failed: {exc}") from None
+    finally:
+        dst.close()
+        src.close()

@@ -76,6 +76,9 @@ class DoctypeOverride(_Strict):
     exclude_fields: list[str] | None = None
     field_level_merge: bool | None = None
     propagate_deletes: bool | None = None
+    # Link fields whose values are document names, translated between sites: {"customer": "Customer",
+    # "items.item_code": "Item"}. ERPNext's standard doctypes have built-in defaults (engine/links.py).
+    links: dict[str, str] | None = None
 
 
 class SyncConfig(_Strict):
@@ -189,6 +192,7 @@ class AppConfig(_Strict):
             exclude_fields=frozenset(self.sync.exclude_fields) | frozenset(override.exclude_fields or ()),
             field_level_merge=_first(override.field_level_merge, self.sync.field_level_merge),
             propagate_deletes=_first(override.propagate_deletes, self.sync.propagate_deletes),
+            links=dict(override.links) if override.links is not None else None,
         )
 
 
@@ -203,6 +207,7 @@ class DoctypePolicy:
     exclude_fields: frozenset[str]
     field_level_merge: bool
     propagate_deletes: bool
+    links: dict[str, str] | None = None  # None: the built-in defaults for the doctype
 
 
 # --------------------------------------------------------------------------------------------- errors

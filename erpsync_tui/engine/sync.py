@@ -1,0 +1,557 @@
+"""Bidirectional sync of documents between the two sites of `sync.between`.
+
+Per document: fetch both sides, bring each into canonical form (normalised, links expressed in the first
+site's names), hash, and compare with the hashes recorded at the last sync. One side changed → push it.
+Both changed → merge disjoint edits against the stored base, else apply the doctype's policy, or open a
+conflict (`manual`) and write nothing. After every write the new hashes are recorded, so the webhook the
+write itself causes finds nothing changed: no sync loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from erpsync_tui.config import AppConfig, DoctypePolicy
+from erpsync_tui.connectors.base import (
+    Connector,
+    ConnectorError,
+    DuplicateEntry,
+    LinkValidationFailed,
+    TimestampMismatch,
+)
+from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine.links import link_fields, linked_names, translate
+from erpsync_tui.engine.state import RecordView, Side, SyncState
+from erpsync_tui.errors import ErpSyncError, ErrorCode
+from erpsync_tui.store.db import Database
+from erpsync_tui.store.models import RecordStatus
+
+log = logging.getLogger("erpsync.engine")
+
+MAX_STALE_RETRIES = 3  # refetch-and-decide rounds after a TimestampMismatch before giving up
+MAX_LINK_DEPTH = 4  # how deep "sync the linked document first" may recurse
+ADOPT_WINDOW = timedelta(minutes=10)  # how far back a lost create is looked for on the target
+
+
+class Outcome(StrEnum):
+    SKIPPED = "skipped"  # nothing to do (also: the echo of our own write)
+    CREATED = "created"
+    UPDATED = "updated"
+    MERGED = "merged"
+    POLICY = "resolved_by_policy"
+    CONFLICT = "conflict"
+    RESOLVED = "resolved"
+    DELETED = "deleted"
+    ADOPTED = "adopted"  # a lost create found on the target, or a document both sites already had
+    NOT_FOUND = "not_found"
+
+
+@dataclass(slots=True)
+class DocResult:
+    doctype: str
+    site: str
+    name: str
+    outcome: Outcome
+    writes: int = 0
+    direction: str | None = None
+    detail: str = ""
+
+
+class SyncFailed(ErpSyncError):
+    """A document could not be synced now; the queue will retry it."""
+
+    def __init__(self, message: str, *, code: ErrorCode, retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class Fetched:
+    site: str
+    doc: dict[str, Any] | None
+    canonical: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+
+    @property
+    def modified(self) -> str | None:
+        return self.doc.get("modified") if self.doc else None
+
+    @property
+    def name(self) -> str | None:
+        return self.doc.get("name") if self.doc else None
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        config: AppConfig,
+        db: Database,
+        connectors: Mapping[str, Connector],
+        *,
+        actor: str = "engine",
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.state = SyncState(db)
+        self.connectors = dict(connectors)
+        self.pair: tuple[str, str] = config.pair
+        self.actor = actor
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+
+    # ==================================================================================== public API
+
+    async def sync_document(
+        self, doctype: str, site: str, name: str, *, force_from: str | None = None, depth: int = 0
+    ) -> DocResult:
+        """Bring one document (named `name` on `site`) in sync on both sites."""
+        self._check_site(site)
+        async with self._lock(doctype, site, name):
+            for _ in range(MAX_STALE_RETRIES):
+                try:
+                    return await self._sync_once(doctype, site, name, force_from=force_from, depth=depth)
+                except TimestampMismatch:
+                    # Someone wrote between our read and our write: read again and decide again.
+                    await self._log("stale write: refetching", "WARNING", doctype, site, name, outcome="retry")
+            raise SyncFailed(
+                f"{doctype} {name}: still changing after {MAX_STALE_RETRIES} attempts", code=ErrorCode.VALIDATION
+            )
+
+    def other(self, site: str) -> str:
+        return self.pair[1] if site == self.pair[0] else self.pair[0]
+
+    # ==================================================================================== the decision
+
+    async def _sync_once(self, doctype: str, site: str, name: str, *, force_from: str | None, depth: int) -> DocResult:
+        policy = self.config.policy_for(doctype)
+        record = await self._run(self.state.find, site, doctype, name)
+        source = await self._fetch(policy, site, name)
+        if record is None:
+            if source.doc is None:
+                return await self._done(DocResult(doctype, site, name, Outcome.NOT_FOUND))
+            return await self._create(policy, source, depth=depth)
+        target_site = self.other(site)
+        target_side = record.sides.get(target_site)
+        if target_side is None:
+            return await self._one_sided(policy, record, source, depth=depth)
+        target = await self._fetch(policy, target_site, target_side.name)
+        fetched = {site: source, target_site: target}
+        if source.doc is None or target.doc is None:
+            return await self._deleted(policy, record, fetched, depth=depth)
+        return await self._compare(policy, record, fetched, force_from=force_from, depth=depth)
+
+    async def _compare(
+        self,
+        policy: DoctypePolicy,
+        record: RecordView,
+        fetched: dict[str, Fetched],
+        *,
+        force_from: str | None,
+        depth: int,
+    ) -> DocResult:
+        a, b = self.pair
+        fa, fb = fetched[a], fetched[b]
+        if fa.content_hash == fb.content_hash:
+            await self._record_synced(record, fa.canonical, fa, fb)
+            return await self._done(self._result(record, fa, Outcome.SKIPPED))
+        if force_from is not None:
+            return await self._push(policy, record, fetched[force_from], fetched[self.other(force_from)], depth)
+        changed = {s: fetched[s].content_hash != _hash_of(record, s) for s in self.pair}
+        if changed[a] and not changed[b]:
+            return await self._push(policy, record, fa, fb, depth)
+        if changed[b] and not changed[a]:
+            return await self._push(policy, record, fb, fa, depth)
+        return await self._both_changed(policy, record, fa, fb, depth)
+
+    async def _both_changed(
+        self, policy: DoctypePolicy, record: RecordView, fa: Fetched, fb: Fetched, depth: int
+    ) -> DocResult:
+        merge = docs.three_way_merge(record.base, fa.canonical, fb.canonical)
+        if policy.field_level_merge and record.base is not None and merge.merged is not None:
+            writes = 0
+            for target in (fa, fb):
+                if target.content_hash != docs.content_hash(merge.merged):
+                    target = await self._write(policy, record, merge.merged, target, depth)
+                    writes += 1
+            await self._record_synced(record, merge.merged, *(await self._refetch_all(policy, record)))
+            return await self._done(self._result(record, fa, Outcome.MERGED, writes=writes, direction="merge"))
+        if policy.conflict_resolution == "manual":
+            return await self._open_conflict(record, fa, fb, merge.conflicting_fields or _differing(fa, fb))
+        winner = docs.decide(policy.conflict_resolution, sides=self.pair, modified=self._modified_times(fa, fb))
+        source, target = (fa, fb) if winner == fa.site else (fb, fa)
+        result = await self._push(policy, record, source, target, depth)
+        result.outcome = Outcome.POLICY
+        result.detail = f"{policy.conflict_resolution}: {winner} wins ({', '.join(merge.conflicting_fields)})"
+        await self._log(result.detail, "WARNING", record.doctype, source.site, source.name or "", outcome="policy")
+        return result
+
+    # ==================================================================================== writes
+
+    async def _push(
+        self, policy: DoctypePolicy, record: RecordView, source: Fetched, target: Fetched, depth: int
+    ) -> DocResult:
+        source = await self._ensure_links(policy, source, target.site, depth)
+        written = await self._write(policy, record, source.canonical, target, depth)
+        await self._record_synced(record, source.canonical, source, written)
+        outcome = Outcome.UPDATED
+        return await self._done(
+            self._result(record, source, outcome, writes=1, direction=f"{source.site}→{target.site}")
+        )
+
+    async def _write(
+        self, policy: DoctypePolicy, record: RecordView, canonical: dict[str, Any], target: Fetched, depth: int
+    ) -> Fetched:
+        """PUT `canonical` onto the target, sending the `modified` we read (a stale write fails, never clobbers)."""
+        assert target.doc is not None
+        body = await self._target_body(policy, canonical, target.site)
+        current = docs.normalise(target.doc, policy.exclude_fields)
+        payload = docs.to_write_payload(body, current, expected_modified=target.modified)
+        connector = self.connectors[target.site]
+        answer = await self._with_links(policy, target.site, depth, connector.update, record.doctype,
+                                        target.name or "", payload)
+        return self._fetched(policy, target.site, answer)
+
+    async def _create(self, policy: DoctypePolicy, source: Fetched, *, depth: int) -> DocResult:
+        doctype, target_site = policy.doctype, self.other(source.site)
+        echo = await self._run(self.state.creating_with_hash, doctype, source.site, source.content_hash)
+        if echo is not None:
+            # Our own in-flight create, reported by the target's webhook before we recorded its name.
+            origin = echo.sides[self.other(source.site)]
+            await self._run(self.state.mark_synced, echo.record_id, doctype, source.canonical,
+                            source.content_hash, [origin, _side(source)])
+            return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.SKIPPED,
+                                              detail="echo of our own create"))
+        record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
+                                 source.content_hash)
+        if target_site in record.sides:  # another task finished this create meanwhile
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        created = await self._find_lost_create(policy, record, target_site, source.content_hash)
+        outcome = Outcome.ADOPTED if created is not None else Outcome.CREATED
+        if created is None:
+            source, created = await self._insert(policy, record, source, target_site, depth)
+            if created.doc is None:  # a document with this natural name already exists there: adopt it
+                return await self._adopt_existing(policy, record, source, target_site, depth)
+        await self._record_synced(record, source.canonical, source, created)
+        return await self._done(self._result(record, source, outcome, writes=int(outcome == Outcome.CREATED),
+                                             direction=f"{source.site}→{target_site}"))
+
+    async def _insert(
+        self, policy: DoctypePolicy, record: RecordView, source: Fetched, target_site: str, depth: int
+    ) -> tuple[Fetched, Fetched]:
+        """Create the source document on the target; (source re-read with its links mapped, the created doc)."""
+        source = await self._ensure_links(policy, source, target_site, depth)
+        body = await self._target_body(policy, source.canonical, target_site)
+        payload = docs.to_write_payload(body)
+        try:
+            answer = await self._with_links(policy, target_site, depth, self.connectors[target_site].insert,
+                                            record.doctype, payload)
+        except DuplicateEntry:
+            return source, Fetched(target_site, None)
+        return source, self._fetched(policy, target_site, answer)
+
+    async def _find_lost_create(
+        self, policy: DoctypePolicy, record: RecordView, target_site: str, wanted_hash: str
+    ) -> Fetched | None:
+        """After a lost answer, the document may exist on the target already: find it by content, don't repeat."""
+        if record.created_at is None or record.status != RecordStatus.CREATING:
+            return None
+        connector = self.connectors[target_site]
+        since = docs.format_frappe_timestamp(record.created_at - ADOPT_WINDOW, self._zone(target_site))
+        async for row in connector.list_documents(
+            record.doctype, fields=("name", "modified"), filters=[["creation", ">=", since]]
+        ):
+            if await self._run(self.state.find, target_site, record.doctype, row["name"]) is not None:
+                continue  # already someone else's counterpart
+            candidate = await self._fetch(policy, target_site, row["name"])
+            if candidate.doc is not None and candidate.content_hash == wanted_hash:
+                return candidate
+        return None
+
+    async def _adopt_existing(
+        self, policy: DoctypePolicy, record: RecordView, source: Fetched, target_site: str, depth: int
+    ) -> DocResult:
+        """Both sites hold a document of the same natural name (e.g. an Item code): link them, then compare."""
+        existing = await self._fetch(policy, target_site, source.name or "")
+        if existing.doc is None or await self._run(self.state.find, target_site, record.doctype, existing.name):
+            raise SyncFailed(
+                f"{record.doctype} {source.name}: {target_site} refused the create as a duplicate",
+                code=ErrorCode.VALIDATION,
+            )
+        # No base: every differing field is a conflict, settled by merge/policy like any other.
+        await self._run(self.state.mark_synced, record.record_id, record.doctype, source.canonical,
+                        source.content_hash, [_side(source), Side(target_site, existing.name or "", None, None)])
+        refreshed = await self._run(self.state.view, record.record_id)
+        assert refreshed is not None
+        refreshed.base = None
+        fetched = {source.site: source, target_site: existing}
+        result = await self._compare(policy, refreshed, fetched, force_from=None, depth=depth)
+        if result.outcome == Outcome.SKIPPED:
+            result.outcome = Outcome.ADOPTED
+        return result
+
+    # ==================================================================================== deletes
+
+    async def _deleted(
+        self, policy: DoctypePolicy, record: RecordView, fetched: dict[str, Fetched], *, depth: int
+    ) -> DocResult:
+        gone = [f for f in fetched.values() if f.doc is None]
+        if len(gone) == 2:
+            await self._run(self.state.mark_status, record.record_id, RecordStatus.DELETED)
+            return await self._done(DocResult(record.doctype, gone[0].site, record.sides[gone[0].site].name,
+                                              Outcome.DELETED, detail="gone on both sites"))
+        deleted, survivor = gone[0], next(f for f in fetched.values() if f.doc is not None)
+        survivor_changed = survivor.content_hash != _hash_of(record, survivor.site)
+        await self._run(self.state.forget_side, record.record_id, deleted.site)
+        if not policy.propagate_deletes or survivor_changed:
+            reason = "delete propagation is off" if not policy.propagate_deletes else "edited on the other site"
+            await self._run(self.state.mark_status, record.record_id, RecordStatus.DELETED, reason)
+            if survivor_changed and policy.propagate_deletes:
+                # The survivor was edited after the delete: keep the edit and bring it back where it was deleted.
+                view = await self._run(self.state.view, record.record_id)
+                assert view is not None
+                return await self._one_sided(policy, view, survivor, depth=depth)
+            return await self._done(DocResult(record.doctype, deleted.site, record.sides[deleted.site].name,
+                                              Outcome.SKIPPED, detail=f"delete not propagated: {reason}"))
+        await self.connectors[survivor.site].delete(record.doctype, survivor.name or "")
+        await self._run(self.state.forget_side, record.record_id, survivor.site)
+        await self._run(self.state.mark_status, record.record_id, RecordStatus.DELETED)
+        return await self._done(DocResult(record.doctype, deleted.site, record.sides[deleted.site].name,
+                                          Outcome.DELETED, writes=1, direction=f"{deleted.site}→{survivor.site}"))
+
+    async def _one_sided(self, policy: DoctypePolicy, record: RecordView, present: Fetched, *, depth: int) -> DocResult:
+        """A record known on one site only: a delete not propagated, or an unfinished create."""
+        if present.doc is None:
+            return await self._done(DocResult(record.doctype, present.site, present.name or "", Outcome.NOT_FOUND))
+        unchanged = present.content_hash == _hash_of(record, present.site)
+        if record.status == RecordStatus.DELETED and unchanged:
+            return await self._done(DocResult(record.doctype, present.site, present.name or "", Outcome.SKIPPED,
+                                              detail="counterpart deleted; not re-creating an unchanged document"))
+        await self._run(self.state.mark_status, record.record_id, RecordStatus.CREATING)
+        view = await self._run(self.state.view, record.record_id)
+        assert view is not None
+        target_site = self.other(present.site)
+        created = await self._find_lost_create(policy, view, target_site, present.content_hash)
+        if created is None:
+            present, created = await self._insert(policy, view, present, target_site, depth)
+            if created.doc is None:
+                return await self._adopt_existing(policy, view, present, target_site, depth)
+        await self._record_synced(view, present.canonical, present, created)
+        return await self._done(self._result(view, present, Outcome.CREATED, writes=1,
+                                             direction=f"{present.site}→{target_site}"))
+
+    # ==================================================================================== conflicts
+
+    async def _open_conflict(self, record: RecordView, fa: Fetched, fb: Fetched, fields: list[str]) -> DocResult:
+        conflict_id = await self._run(
+            self.state.open_conflict,
+            record.record_id,
+            record.doctype,
+            {fa.site: fa.name or "", fb.site: fb.name or ""},
+            {fa.site: fa.canonical, fb.site: fb.canonical},
+            {fa.site: fa.modified or "", fb.site: fb.modified or ""},
+            record.base,
+            fields,
+        )
+        result = self._result(record, fa, Outcome.CONFLICT,
+                              detail=f"conflict #{conflict_id} on {', '.join(fields)}; waiting for an operator")
+        await self._log(result.detail, "WARNING", record.doctype, fa.site, fa.name or "", outcome="conflict",
+                        code=ErrorCode.RECONCILIATION)
+        return result
+
+    async def resolve(
+        self, record_id: int, choices: Mapping[str, docs.Choice], *, actor: str, take: str | None = None
+    ) -> DocResult:
+        """Write an operator's resolution to both sites (per-field choices, or one whole side)."""
+        view = await self._run(self.state.view, record_id)
+        if view is None or len(view.sides) != 2:
+            raise SyncFailed(f"record {record_id} is not a document on both sites", code=ErrorCode.RECONCILIATION)
+        policy = self.config.policy_for(view.doctype)
+        fa, fb = await self._refetch_all(policy, view)
+        if fa.doc is None or fb.doc is None:
+            raise SyncFailed(f"{view.doctype}: deleted on a site meanwhile", code=ErrorCode.RECONCILIATION)
+        by_site = {fa.site: fa, fb.site: fb}
+        if take is not None:
+            resolved = by_site[take].canonical
+        else:
+            named = {k: (self._side_label(v)) for k, v in choices.items()}
+            resolved = docs.apply_resolution(view.base, fa.canonical, fb.canonical, named) if named else fa.canonical
+        writes = 0
+        for target in (fa, fb):
+            if target.content_hash != docs.content_hash(resolved):
+                await self._write(policy, view, resolved, target, 0)
+                writes += 1
+        await self._record_synced(view, resolved, *(await self._refetch_all(policy, view)))
+        await self._run(self.state.close_conflicts, record_id, {"take": take, "fields": dict(choices)}, actor)
+        result = self._result(view, fa, Outcome.RESOLVED, writes=writes, direction="resolution",
+                              detail=f"resolved by {actor}")
+        return await self._done(result)
+
+    def _side_label(self, choice: docs.Choice) -> docs.Choice:
+        """apply_resolution speaks of "cloud"/"local" as the pair's first/second site."""
+        if choice == self.pair[0]:
+            return "cloud"
+        if choice == self.pair[1]:
+            return "local"
+        return choice
+
+    # ==================================================================================== links
+
+    async def _ensure_links(self, policy: DoctypePolicy, source: Fetched, target_site: str, depth: int) -> Fetched:
+        """Sync every linked document the target does not have yet, then re-read links in canonical form."""
+        fields = link_fields(policy.doctype, policy.links)
+        if not fields or source.doc is None:
+            return source
+        mapper = self._name_mapper(source.site, target_site)
+        missing = [(dt, name) for dt, name in linked_names(source.doc, fields) if mapper(dt, name) is None]
+        if not missing:
+            return source
+        for link_doctype, name in missing:
+            await self._sync_linked(link_doctype, source.site, name, depth)
+        return self._fetched(policy, source.site, source.doc)
+
+    async def _target_body(
+        self, policy: DoctypePolicy, canonical: dict[str, Any], target_site: str
+    ) -> dict[str, Any]:
+        """The canonical document (links in the first site's names) with links in the target's names."""
+        fields = link_fields(policy.doctype, policy.links)
+        if not fields or target_site == self.pair[0]:
+            return canonical
+        body, missing = await self._run(translate, canonical, fields, self._name_mapper(self.pair[0], target_site))
+        if missing:
+            raise SyncFailed(f"{policy.doctype}: linked documents missing on {target_site}: {missing}",
+                             code=ErrorCode.FIELD_MAPPING)
+        return body
+
+    def _name_mapper(self, from_site: str, to_site: str) -> Callable[[str, str], str | None]:
+        def mapper(link_doctype: str, name: str) -> str | None:
+            return self.state.translate_name(link_doctype, from_site, name, to_site)
+
+        return mapper
+
+    async def _with_links(
+        self, policy: DoctypePolicy, target_site: str, depth: int, call: Callable[..., Awaitable[dict[str, Any]]],
+        *args: Any,
+    ) -> dict[str, Any]:
+        """Run a write; if the target says a linked document is missing, sync that one first and retry once."""
+        try:
+            return await call(*args)
+        except LinkValidationFailed as exc:
+            if not exc.link_doctype or not exc.link_name or depth >= MAX_LINK_DEPTH:
+                raise
+            source_site = self.other(target_site)
+            source_name = await self._run(self.state.translate_name, exc.link_doctype, target_site,
+                                          exc.link_name, source_site) or exc.link_name
+            await self._sync_linked(exc.link_doctype, source_site, source_name, depth)
+            return await call(*args)
+
+    async def _sync_linked(self, doctype: str, site: str, name: str, depth: int) -> None:
+        if depth >= MAX_LINK_DEPTH:
+            raise SyncFailed(f"link chain deeper than {MAX_LINK_DEPTH} at {doctype} {name}",
+                             code=ErrorCode.FIELD_MAPPING)
+        await self._log(f"syncing linked {doctype} {name} first", "INFO", doctype, site, name, outcome="link")
+        await self.sync_document(doctype, site, name, depth=depth + 1)
+
+    # ==================================================================================== helpers
+
+    async def _fetch(self, policy: DoctypePolicy, site: str, name: str) -> Fetched:
+        doc = await self.connectors[site].get(policy.doctype, name)
+        return self._fetched(policy, site, doc)
+
+    def _fetched(self, policy: DoctypePolicy, site: str, doc: dict[str, Any] | None) -> Fetched:
+        if doc is None:
+            return Fetched(site, None)
+        canonical = self._canonical(policy, site, doc)
+        return Fetched(site, doc, canonical, docs.content_hash(canonical))
+
+    def _canonical(self, policy: DoctypePolicy, site: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """Normalised, with link values in the pair's first site's names (so both sides compare equal)."""
+        try:
+            normal = docs.normalise(doc, policy.exclude_fields)
+        except (ValueError, TypeError) as exc:
+            raise SyncFailed(f"{policy.doctype} {doc.get('name')}: cannot normalise: {exc}",
+                             code=ErrorCode.TRANSFORMATION) from exc
+        fields = link_fields(policy.doctype, policy.links)
+        if not fields or site == self.pair[0]:
+            return normal
+        translated, _missing = translate(normal, fields, self._name_mapper(site, self.pair[0]))
+        return translated  # unmapped links keep their raw value until their document is synced
+
+    async def _refetch_all(self, policy: DoctypePolicy, record: RecordView) -> tuple[Fetched, Fetched]:
+        a, b = self.pair
+        fa, fb = await asyncio.gather(
+            self._fetch(policy, a, record.sides[a].name), self._fetch(policy, b, record.sides[b].name)
+        )
+        return fa, fb
+
+    async def _record_synced(self, record: RecordView, base: dict[str, Any], *fetched: Fetched) -> None:
+        sides = [_side(f) for f in fetched if f.doc is not None]
+        await self._run(self.state.mark_synced, record.record_id, record.doctype, base, docs.content_hash(base),
+                        sides)
+
+    def _modified_times(self, fa: Fetched, fb: Fetched) -> dict[str, Any]:
+        return {
+            f.site: docs.parse_frappe_timestamp(str(f.modified), self._zone(f.site))
+            for f in (fa, fb)
+        }
+
+    def _zone(self, site: str) -> str:
+        return self.config.sites[site].timezone
+
+    def _result(self, record: RecordView, source: Fetched, outcome: Outcome, *, writes: int = 0,
+                direction: str | None = None, detail: str = "") -> DocResult:
+        return DocResult(record.doctype, source.site, source.name or "", outcome, writes, direction, detail)
+
+    async def _done(self, result: DocResult) -> DocResult:
+        level = "WARNING" if result.outcome in (Outcome.CONFLICT, Outcome.POLICY) else "INFO"
+        if result.outcome not in (Outcome.CONFLICT,):  # conflicts were logged with their code already
+            message = f"{result.outcome}: {result.doctype} {result.name}" + (f" — {result.detail}" if result.detail
+                                                                              else "")
+            await self._log(message, level, result.doctype, result.site, result.name, outcome=result.outcome,
+                            direction=result.direction)
+        return result
+
+    async def _log(self, message: str, level: str, doctype: str, site: str, name: str, *,
+                   outcome: str | None = None, direction: str | None = None, code: str | None = None) -> None:
+        await self._run(self.state.log, message, level=level, site=site, doctype=doctype, name=name,
+                        outcome=outcome, direction=direction, error_code=code)
+
+    def _lock(self, doctype: str, site: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((doctype, site, name), asyncio.Lock())
+
+    def _check_site(self, site: str) -> None:
+        if site not in self.pair:
+            raise SyncFailed(f"site {site!r} is not one of {self.pair}", code=ErrorCode.FIELD_MAPPING)
+
+    @staticmethod
+    async def _run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+
+def _hash_of(record: RecordView, site: str) -> str | None:
+    side = record.sides.get(site)
+    return side.content_hash if side else None
+
+
+def _side(fetched: Fetched) -> Side:
+    return Side(fetched.site, fetched.name or "", fetched.content_hash, fetched.modified)
+
+
+def _differing(fa: Fetched, fb: Fetched) -> list[str]:
+    keys = fa.canonical.keys() | fb.canonical.keys()
+    return sorted(k for k in keys if fa.canonical.get(k) != fb.canonical.get(k))
+
+
+def failure_code(exc: BaseException) -> tuple[str, float | None]:
+    """The taxonomy code of any failure, and how long to wait before retrying if the site said so."""
+    if isinstance(exc, ConnectorError):
+        return str(exc.code), getattr(exc, "retry_after", None)
+    if isinstance(exc, SyncFailed):
+        return str(exc.code), exc.retry_after
+    if isinstance(exc, ErpSyncError):
+        return str(exc.code), None
+    return str(ErrorCode.QUEUE), None

@@ -1,0 +1,111 @@
+"""Queue workers: claim due items under a lease, sync them, and record success, retry or dead letter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+
+from erpsync_tui.engine.sync import SyncEngine, failure_code
+from erpsync_tui.store import queue
+from erpsync_tui.store.logs import add_log
+from erpsync_tui.store.models import QueueItem, QueueKind, QueueStatus
+
+log = logging.getLogger("erpsync.worker")
+
+
+def worker_id(prefix: str = "engine") -> str:
+    return f"{prefix}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class DrainResult:
+    done: int = 0
+    failed: int = 0
+    dead: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.done + self.failed + self.dead
+
+
+class QueueWorker:
+    def __init__(self, engine: SyncEngine, *, owner: str | None = None, lease_seconds: float = 120.0) -> None:
+        self.engine = engine
+        self.owner = owner or worker_id()
+        self.lease_seconds = lease_seconds
+
+    async def run_once(self, limit: int = 50) -> DrainResult:
+        """Claim up to `limit` due items and process them concurrently (bounded by sync.concurrency)."""
+        items = await asyncio.to_thread(
+            queue.claim, self.engine.db, self.owner, limit=limit, lease_seconds=self.lease_seconds
+        )
+        result = DrainResult()
+        semaphore = asyncio.Semaphore(self.engine.config.sync.concurrency)
+
+        async def one(item: QueueItem) -> None:
+            async with semaphore:
+                status = await self.process(item)
+            if status == QueueStatus.DONE:
+                result.done += 1
+            elif status == QueueStatus.DEAD:
+                result.dead += 1
+            else:
+                result.failed += 1
+
+        await asyncio.gather(*(one(item) for item in items))
+        return result
+
+    async def drain(self, *, max_rounds: int = 100) -> DrainResult:
+        """Process due items until none are due (items backing off for later are left for later)."""
+        total = DrainResult()
+        for _ in range(max_rounds):
+            batch = await self.run_once()
+            if batch.handled == 0:
+                break
+            total.done += batch.done
+            total.failed += batch.failed
+            total.dead += batch.dead
+        return total
+
+    async def process(self, item: QueueItem) -> str:
+        try:
+            await self._execute(item)
+        except Exception as exc:
+            return await asyncio.to_thread(self._record_failure, item, exc)
+        await asyncio.to_thread(queue.complete, self.engine.db, int(item.id or 0), self.owner)
+        return QueueStatus.DONE
+
+    async def _execute(self, item: QueueItem) -> None:
+        if item.kind in (QueueKind.SYNC, QueueKind.WEBHOOK, QueueKind.DELETE):
+            if not (item.site and item.doctype and item.name):
+                raise ValueError(f"queue item {item.id} lacks site/doctype/name")
+            await self.engine.sync_document(item.doctype, item.site, item.name)
+        elif item.kind == QueueKind.RESOLVE:
+            payload = item.payload
+            await self.engine.resolve(int(payload["record_id"]), payload.get("choices") or {},
+                                      actor=str(payload.get("actor", "operator")), take=payload.get("take"))
+        else:
+            raise ValueError(f"unknown queue item kind {item.kind!r}")
+
+    def _record_failure(self, item: QueueItem, exc: Exception) -> str:
+        code, retry_after = failure_code(exc)
+        retry = self.engine.config.sync.retry
+        updated = queue.fail(
+            self.engine.db, int(item.id or 0), self.owner, error=str(exc), error_code=code,
+            backoff_base=retry.backoff_base_seconds, backoff_max=retry.backoff_max_seconds, retry_after=retry_after,
+        )
+        if updated is None:
+            return QueueStatus.FAILED  # the lease was lost meanwhile; the new holder records the outcome
+        dead = updated.status == QueueStatus.DEAD
+        message = (f"dead after {updated.attempts} attempts: {exc}" if dead
+                   else f"attempt {updated.attempts}/{updated.max_attempts} failed, retry at "
+                        f"{updated.next_attempt_at:%H:%M:%S}: {exc}")
+        log.warning("queue item=%s code=%s %s", item.id, code, message)
+        with self.engine.db.write() as session:
+            add_log(session, message, level="ERROR", site=item.site, doctype=item.doctype, name=item.name,
+                    outcome="dead" if dead else "failed", error_code=code, queue_item_id=item.id)
+        return str(updated.status)

@@ -1,0 +1,133 @@
+"""Properties of the document logic, checked over generated documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from erpsync_tui.engine.documents import (
+    SYSTEM_FIELDS,
+    content_hash,
+    diff_documents,
+    normalise,
+    three_way_merge,
+)
+
+FIELDS = ["customer", "qty", "rate", "notes", "status", "territory", "docstatus"]
+ROW_FIELDS = ["item_code", "qty", "rate", "warehouse"]
+
+scalars = st.one_of(
+    st.none(),
+    st.just(""),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9),
+    st.text(max_size=12),
+)
+rows = st.dictionaries(st.sampled_from(ROW_FIELDS), scalars, max_size=4)
+tables = st.lists(rows, min_size=1, max_size=4)
+docs = st.dictionaries(
+    st.sampled_from(FIELDS),
+    scalars,
+    max_size=len(FIELDS),
+).flatmap(lambda d: st.one_of(st.just(d), tables.map(lambda t: {**d, "items": t})))
+# A "site view": random system fields, random row names, rows listed in any order but with idx telling the truth.
+system_values = st.fixed_dictionaries(
+    {
+        "name": st.text(min_size=1, max_size=8),
+        "owner": st.text(max_size=8),
+        "modified": st.text(max_size=26),
+        "creation": st.text(max_size=26),
+        "modified_by": st.text(max_size=8),
+        "idx": st.integers(0, 5),
+        "_seen": st.none() | st.just("[]"),
+    }
+)
+
+
+def as_site_view(doc: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
+    view = {**doc, **data.draw(system_values)}
+    if "items" in doc:
+        items = [
+            {**row, "idx": i, "name": data.draw(st.text(min_size=1, max_size=6)), "parent": view["name"]}
+            for i, row in enumerate(doc["items"], start=1)
+        ]
+        view["items"] = data.draw(st.permutations(items))
+    return view
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=docs)
+def test_normalise_is_idempotent(doc: dict[str, Any]) -> None:
+    once = normalise(doc)
+    assert normalise(once) == once
+    assert content_hash(normalise(once)) == content_hash(once)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=docs, data=st.data())
+def test_hash_ignores_system_fields_row_names_and_order(doc: dict[str, Any], data: st.DataObject) -> None:
+    a, b = as_site_view(doc, data), as_site_view(doc, data)
+    assert content_hash(normalise(a)) == content_hash(normalise(b))
+    assert not SYSTEM_FIELDS & normalise(a).keys()
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=docs, other=docs, excluded=st.sets(st.sampled_from(FIELDS + ROW_FIELDS), min_size=1), data=st.data())
+def test_hash_ignores_excluded_fields(
+    doc: dict[str, Any], other: dict[str, Any], excluded: set[str], data: st.DataObject
+) -> None:
+    # Overwrite the excluded fields of doc (top level and rows) with arbitrary values: the hash must not move.
+    noisy = {**doc, **{k: v for k, v in other.items() if k in excluded}}
+    if "items" in doc:
+        noisy["items"] = [
+            {**row, **{k: data.draw(scalars) for k in excluded & set(ROW_FIELDS)}} for row in doc["items"]
+        ]
+    assert content_hash(normalise(noisy, excluded)) == content_hash(normalise(doc, excluded))
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=docs, ours=docs, theirs=docs)
+def test_merge_is_symmetric(base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    forward, backward = three_way_merge(base, ours, theirs), three_way_merge(base, theirs, ours)
+    assert forward.merged == backward.merged
+    assert forward.conflicting_fields == backward.conflicting_fields
+    assert (forward.ours_changed, forward.theirs_changed) == (backward.theirs_changed, backward.ours_changed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=docs, ours=docs, theirs=docs)
+def test_merge_keeps_every_one_sided_change(base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    result = three_way_merge(base, ours, theirs)
+    n_ours, n_theirs = normalise(ours), normalise(theirs)
+    for key in result.ours_changed - result.theirs_changed:
+        assert key not in result.conflicting_fields
+        if result.merged is not None:
+            assert result.merged.get(key) == n_ours.get(key)
+    for key in result.theirs_changed - result.ours_changed:
+        assert key not in result.conflicting_fields
+        if result.merged is not None:
+            assert result.merged.get(key) == n_theirs.get(key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=docs, ours=docs, theirs=docs)
+def test_conflicts_are_exactly_divergent_two_sided_changes(
+    base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]
+) -> None:
+    result = three_way_merge(base, ours, theirs)
+    n_ours, n_theirs = normalise(ours), normalise(theirs)
+    both = result.ours_changed & result.theirs_changed
+    assert set(result.conflicting_fields) == {k for k in both if n_ours.get(k) != n_theirs.get(k)}
+    assert result.conflicting_fields == sorted(result.conflicting_fields)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=docs, with_base=st.booleans(), data=st.data())
+def test_diff_with_itself_is_all_same(doc: dict[str, Any], with_base: bool, data: st.DataObject) -> None:
+    # Two site views of one document, with no base or with that document as base: nothing differs.
+    diffs = diff_documents(as_site_view(doc, data), as_site_view(doc, data), doc if with_base else None)
+    assert all(d.status == "same" and not d.differs for d in diffs)
+    assert [d.field for d in diffs] == sorted(normalise(doc))

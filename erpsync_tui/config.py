@@ -48,6 +48,9 @@ class SiteConfig(_Strict):
     requests_per_second: PositiveFloat = 20.0
     # Frappe timestamps are naive, in the site's own zone (System Settings); needed to compare them.
     timezone: str = "UTC"
+    # Circuit breaker: open after this many consecutive failures; try one request again after the cool-down.
+    circuit_failure_threshold: PositiveInt = 5
+    circuit_reset_seconds: PositiveFloat = 30.0
 
     @field_validator("timezone")
     @classmethod

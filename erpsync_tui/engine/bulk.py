@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from time import perf_counter
 from typing import Any
 
+from erpsync_tui.connectors.base import ConnectorError
 from erpsync_tui.engine.sync import DocResult, Outcome, SyncEngine, failure_code
 from erpsync_tui.store import queue
 from erpsync_tui.store.logs import add_log
@@ -105,14 +106,21 @@ async def _walk(
     )
     batch: list[dict[str, Any]] = []
     done = 0
-    async for row in rows:
-        batch.append(row)
-        if len(batch) >= batch_size:
-            value, seen = await _finish_batch(engine, doctype, site, kind, batch, summary, force_from, value, seen)
-            done += len(batch)
-            batch = []
-            if progress:
-                progress(f"{doctype} from {site}", done)
+    try:
+        async for row in rows:
+            batch.append(row)
+            if len(batch) >= batch_size:
+                value, seen = await _finish_batch(engine, doctype, site, kind, batch, summary, force_from, value,
+                                                  seen)
+                done += len(batch)
+                batch = []
+                if progress:
+                    progress(f"{doctype} from {site}", done)
+    except ConnectorError as exc:
+        # The listing itself failed: keep the checkpoint (the next run resumes there) and go on with the rest.
+        summary.failed += 1
+        await asyncio.to_thread(_log_listing_failure, engine, doctype, site, exc)
+        return
     if batch:
         value, seen = await _finish_batch(engine, doctype, site, kind, batch, summary, force_from, value, seen)
         done += len(batch)
@@ -173,6 +181,13 @@ async def _sync_batch(
                 await asyncio.to_thread(record_failure, engine, doctype, site, name, exc)
 
     await asyncio.gather(*(one(n) for n in names))
+
+
+def _log_listing_failure(engine: SyncEngine, doctype: str, site: str, exc: ConnectorError) -> None:
+    log.warning("listing failed code=%s %s on %s: %s", exc.code, doctype, site, exc)
+    with engine.db.write() as session:
+        add_log(session, f"listing {doctype} on {site} failed; will resume from the checkpoint: {exc}",
+                level="ERROR", site=site, doctype=doctype, outcome="failed", error_code=str(exc.code))
 
 
 def record_failure(engine: SyncEngine, doctype: str, site: str, name: str, exc: BaseException) -> None:

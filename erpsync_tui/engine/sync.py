@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,10 +20,12 @@ from typing import Any
 
 from erpsync_tui.config import AppConfig, DoctypePolicy
 from erpsync_tui.connectors.base import (
+    CircuitOpen,
     Connector,
     ConnectorError,
     DuplicateEntry,
     LinkValidationFailed,
+    RateLimited,
     TimestampMismatch,
 )
 from erpsync_tui.engine import documents as docs
@@ -224,12 +227,19 @@ class SyncEngine:
             origin = echo.sides[self.other(source.site)]
             await self._run(self.state.mark_synced, echo.record_id, doctype, source.canonical,
                             source.content_hash, [origin, _side(source)])
-            return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.SKIPPED,
-                                              detail="echo of our own create"))
+            return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.ADOPTED,
+                                              detail="our own create, whose answer was lost or not yet recorded"))
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
         if target_site in record.sides:  # another task finished this create meanwhile
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        return await self._create_on_target(policy, record, source, depth)
+
+    async def _create_on_target(
+        self, policy: DoctypePolicy, record: RecordView, source: Fetched, depth: int
+    ) -> DocResult:
+        """Create the counterpart — unless a lost earlier attempt already did, or the target has it by name."""
+        target_site = self.other(source.site)
         created = await self._find_lost_create(policy, record, target_site, source.content_hash)
         outcome = Outcome.ADOPTED if created is not None else Outcome.CREATED
         if created is None:
@@ -334,15 +344,7 @@ class SyncEngine:
         await self._run(self.state.mark_status, record.record_id, RecordStatus.CREATING)
         view = await self._run(self.state.view, record.record_id)
         assert view is not None
-        target_site = self.other(present.site)
-        created = await self._find_lost_create(policy, view, target_site, present.content_hash)
-        if created is None:
-            present, created = await self._insert(policy, view, present, target_site, depth)
-            if created.doc is None:
-                return await self._adopt_existing(policy, view, present, target_site, depth)
-        await self._record_synced(view, present.canonical, present, created)
-        return await self._done(self._result(view, present, Outcome.CREATED, writes=1,
-                                             direction=f"{present.site}→{target_site}"))
+        return await self._create_on_target(policy, view, present, depth)
 
     # ==================================================================================== conflicts
 
@@ -532,6 +534,11 @@ class SyncEngine:
         return await asyncio.to_thread(func, *args, **kwargs)
 
 
+def is_site_outage(exc: BaseException) -> bool:
+    """The site refused us as a whole (circuit open, rate limited): not this document's fault."""
+    return isinstance(exc, CircuitOpen | RateLimited)
+
+
 def _hash_of(record: RecordView, site: str) -> str | None:
     side = record.sides.get(site)
     return side.content_hash if side else None
@@ -548,6 +555,8 @@ def _differing(fa: Fetched, fb: Fetched) -> list[str]:
 
 def failure_code(exc: BaseException) -> tuple[str, float | None]:
     """The taxonomy code of any failure, and how long to wait before retrying if the site said so."""
+    if isinstance(exc, CircuitOpen):
+        return str(exc.code), max(0.0, (exc.retry_at or 0.0) - time.monotonic())
     if isinstance(exc, ConnectorError):
         return str(exc.code), getattr(exc, "retry_after", None)
     if isinstance(exc, SyncFailed):

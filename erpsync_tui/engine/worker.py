@@ -9,7 +9,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-from erpsync_tui.engine.sync import SyncEngine, failure_code
+from erpsync_tui.engine.sync import SyncEngine, failure_code, is_site_outage
 from erpsync_tui.store import queue
 from erpsync_tui.store.logs import add_log
 from erpsync_tui.store.models import QueueItem, QueueKind, QueueStatus
@@ -97,6 +97,7 @@ class QueueWorker:
         updated = queue.fail(
             self.engine.db, int(item.id or 0), self.owner, error=str(exc), error_code=code,
             backoff_base=retry.backoff_base_seconds, backoff_max=retry.backoff_max_seconds, retry_after=retry_after,
+            count_attempt=not is_site_outage(exc),
         )
         if updated is None:
             return QueueStatus.FAILED  # the lease was lost meanwhile; the new holder records the outcome

@@ -145,9 +145,14 @@ def fail(
     backoff_base: float,
     backoff_max: float,
     retry_after: float | None = None,
+    count_attempt: bool = True,
     now: datetime | None = None,
 ) -> QueueItem | None:
-    """Record a failure: schedule the next attempt with backoff, or dead-letter after max attempts."""
+    """Record a failure: schedule the next attempt with backoff, or dead-letter after max attempts.
+
+    `count_attempt=False` (the site refused everyone: circuit open, rate limit) refunds the attempt, so an
+    outage longer than the backoff schedule does not dead-letter every document that waited through it.
+    """
     now = now or utcnow()
     with db.write() as session:
         item = _owned(session, item_id, owner)
@@ -155,6 +160,8 @@ def fail(
             return None
         item.last_error, item.error_code = redact(error)[:4000], error_code
         item.lease_owner, item.lease_until, item.updated_at = None, None, now
+        if not count_attempt:
+            item.attempts = max(0, item.attempts - 1)
         if item.attempts >= item.max_attempts:
             item.status, item.finished_at = QueueStatus.DEAD, now
         else:

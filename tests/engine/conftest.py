@@ -24,7 +24,8 @@ def cluster() -> Iterator[SimCluster]:
 
 def make_config(cluster: SimCluster, **sync: Any) -> AppConfig:
     sites = {
-        name: {"url": site.url, "timeout_seconds": 2.0, "requests_per_second": 2000, "max_concurrency": 8}
+        name: {"url": site.url, "timeout_seconds": 2.0, "requests_per_second": 2000, "max_concurrency": 8,
+               "circuit_reset_seconds": 0.3}
         for name, site in cluster.sites.items()
     }
     retry = {"max_attempts": 3, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05}
@@ -49,7 +50,7 @@ async def make_engine(cluster: SimCluster, db: Database) -> AsyncIterator[Engine
         config = make_config(cluster, **sync)
         conns = {
             name: FrappeConnector(name, config.sites[name], site.api_key, site.api_secret, max_retries=3,
-                                  backoff_base=0.01, backoff_max=0.2)
+                                  backoff_base=0.01, backoff_max=2.0)
             for name, site in cluster.sites.items()
         }
         connectors.extend(conns.values())

@@ -12,8 +12,6 @@ from erpsync_tui.engine.sync import Outcome
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store.models import Conflict, SyncLog
 
-from .conftest import EngineFactory
-
 
 def customer(name: str, **extra: Any) -> dict[str, Any]:
     return {"customer_name": name, "customer_type": "Company", "customer_group": "Commercial", **extra}

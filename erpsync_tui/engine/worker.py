@@ -86,8 +86,10 @@ class QueueWorker:
             await self.engine.sync_document(item.doctype, item.site, item.name)
         elif item.kind == QueueKind.RESOLVE:
             payload = item.payload
-            await self.engine.resolve(int(payload["record_id"]), payload.get("choices") or {},
-                                      actor=str(payload.get("actor", "operator")), take=payload.get("take"))
+            # JSON has no tuples: an edited value arrives as ["value", v].
+            choices = {k: tuple(v) if isinstance(v, list) else v for k, v in (payload.get("choices") or {}).items()}
+            await self.engine.resolve(int(payload["record_id"]), choices, actor=str(payload.get("actor", "operator")),
+                                      take=payload.get("take"))
         else:
             raise ValueError(f"unknown queue item kind {item.kind!r}")
 

@@ -1,0 +1,422 @@
+"""The running engine: lease, queue loop, operator actions, periodic jobs, config reload, webhook receiver.
+
+`EngineService` is what `erpsync-tui serve` runs headless and what the console runs in-process (through
+`EngineThread`, a background thread with its own event loop, so the UI never waits for the engine).
+Everything it knows is in the database; stopping it gives back its queue items and its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from erpsync_tui import __version__
+from erpsync_tui.config import AppConfig, ConfigError, load_config
+from erpsync_tui.connectors.base import Connector
+from erpsync_tui.engine.bulk import full_sync, incremental_sync
+from erpsync_tui.engine.sync import SyncEngine
+from erpsync_tui.engine.worker import QueueWorker, worker_id
+from erpsync_tui.store import control, queue, retention
+from erpsync_tui.store.control import EngineStatus, LeaseHeld, engine_status, submit_action
+from erpsync_tui.store.db import Database
+from erpsync_tui.store.logs import add_log
+from erpsync_tui.store.models import Conflict, ConflictStatus, OperatorAction, QueueItem, QueueKind, QueueStatus
+
+__all__ = ["EngineService", "EngineStatus", "EngineThread", "LeaseHeld", "engine_status", "submit_action"]
+
+log = logging.getLogger("erpsync.service")
+
+LEASE_TTL = 15.0  # seconds; renewed every LEASE_TTL / 3, so a dead holder's lease lapses within 15 s
+VACUUM_EVERY = 24  # retention runs between two VACUUMs
+ReceiverStarter = Callable[["EngineService"], Awaitable[Any]]
+
+
+class EngineService:
+    def __init__(
+        self,
+        config: AppConfig,
+        db: Database,
+        connectors: Mapping[str, Connector],
+        *,
+        config_file: Path | None = None,
+        owner: str | None = None,
+        start_receiver: ReceiverStarter | None = None,
+        lease_ttl: float = LEASE_TTL,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.connectors = dict(connectors)
+        self.config_file = config_file
+        self.owner = owner or worker_id()
+        self.engine = SyncEngine(config, db, self.connectors, actor=self.owner)
+        self.worker = QueueWorker(self.engine, owner=self.owner)
+        self.lease_ttl = lease_ttl
+        self.state = "stopped"
+        self.receiver: Any = None
+        self._start_receiver = start_receiver
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._scheduler: AsyncIOScheduler | None = None
+        self._retention_runs = 0
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ==================================================================================== lifecycle
+
+    async def start(self, *, wait_for_lease: bool = False) -> None:
+        """Take the lease (or raise LeaseHeld), then start the loops; returns once everything runs."""
+        while True:
+            try:
+                await asyncio.to_thread(control.acquire_lease, self.db, self.owner, self.lease_ttl)
+                break
+            except LeaseHeld:
+                if not wait_for_lease:
+                    raise
+                await asyncio.sleep(self.lease_ttl / 3)
+        self.state = "running"
+        await asyncio.to_thread(queue.requeue_expired, self.db)  # what a crashed predecessor held comes back
+        await self._log("engine started", outcome="started")
+        if self._start_receiver is not None:
+            self.receiver = await self._start_receiver(self)
+        self._scheduler = self._make_scheduler()
+        self._scheduler.start()
+        self._tasks = [asyncio.create_task(self._queue_loop(), name="queue"),
+                       asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
+        if self.config_file is not None:
+            self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
+
+    async def stop(self) -> None:
+        """Stop taking work, let in-flight items finish briefly, give back the rest and the lease."""
+        if self.state == "stopped":
+            return
+        self.state = "stopping"
+        self._stopping.set()
+        self._wake.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        for task in self._tasks + list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        if self.receiver is not None:
+            await self.receiver.stop()
+        released = await asyncio.to_thread(queue.release, self.db, self.owner)
+        await self._log(f"engine stopped; {released} in-flight items given back", outcome="stopped")
+        await asyncio.to_thread(control.release_lease, self.db, self.owner)
+        for connector in self.connectors.values():
+            await connector.aclose()
+        self.state = "stopped"
+        self._stopped.set()
+
+    async def run_until_stopped(self) -> None:
+        """Return once `stop()` has finished (lease released, items given back)."""
+        await self._stopped.wait()
+
+    def wake(self) -> None:
+        """New work arrived (the receiver stored an event): process the queue now, not at the next tick."""
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        return self.state == "paused"
+
+    # ==================================================================================== loops
+
+    async def _queue_loop(self) -> None:
+        while not self._stopping.is_set():
+            handled = 0
+            try:
+                await self._process_actions()
+                if not self.paused:
+                    handled = (await self.worker.run_once()).handled
+            except Exception:  # the loop must outlive any one failure; the failure is logged with its trace
+                log.exception("queue loop iteration failed code=ERP010")
+            if handled:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.scheduler.queue_interval_seconds)
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stopping.is_set():
+            info = {"circuits": {site: c.circuit_state for site, c in self.connectors.items()},
+                    "version": __version__, "receiver": getattr(self.receiver, "url", None)}
+            try:
+                if not await asyncio.to_thread(control.renew_lease, self.db, self.owner, self.lease_ttl, info):
+                    log.error("lost the engine lease code=ERP010; stopping so two engines never run at once")
+                    self._spawn(self.stop())
+                    return
+            except Exception:
+                log.exception("lease renewal failed code=ERP010")
+            await asyncio.sleep(self.lease_ttl / 3)
+
+    def _make_scheduler(self) -> AsyncIOScheduler:
+        scheduler = AsyncIOScheduler()
+        for job_id, func, seconds in self._jobs():
+            if seconds > 0:
+                scheduler.add_job(func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)
+        return scheduler
+
+    def _jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]], float]]:
+        s = self.config.scheduler
+        return [
+            ("incremental_sync", self._incremental_job, s.incremental_sync_interval_seconds),
+            ("health", self._health_job, s.health_interval_seconds),
+            ("retention", self._retention_job, s.retention_interval_seconds),
+            ("reconcile", self._reconcile_job, s.reconcile_interval_seconds),
+            ("requeue_stuck", self._requeue_job, 30.0),
+        ]
+
+    def reschedule(self) -> None:
+        """Apply changed intervals to the running scheduler."""
+        if self._scheduler is None:
+            return
+        for job_id, func, seconds in self._jobs():
+            job = self._scheduler.get_job(job_id)
+            if seconds <= 0:
+                if job is not None:
+                    job.remove()
+            elif job is None:
+                self._scheduler.add_job(func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)
+            else:
+                job.reschedule("interval", seconds=seconds)
+
+    def job_intervals(self) -> dict[str, float]:
+        if self._scheduler is None:
+            return {}
+        return {job.id: job.trigger.interval.total_seconds() for job in self._scheduler.get_jobs()}
+
+    # ==================================================================================== jobs
+
+    async def _incremental_job(self) -> None:
+        if self.paused:
+            return
+        summary = await incremental_sync(self.engine)
+        if summary.writes or summary.failed:
+            await self._log(f"incremental sync: {summary.processed} checked, {summary.writes} written, "
+                            f"{summary.failed} failed", outcome="incremental")
+
+    async def _health_job(self) -> None:
+        try:
+            from erpsync_tui.engine import health
+        except ImportError:  # health checks are optional in a minimal install of the engine
+            return
+        await health.run_checks(self.config, self.db, self.connectors)
+
+    async def _retention_job(self) -> None:
+        pruned = await asyncio.to_thread(retention.prune, self.db, keep_days=self.config.scheduler.retention_days)
+        self._retention_runs += 1
+        vacuum = self._retention_runs % VACUUM_EVERY == 0
+        await asyncio.to_thread(retention.maintain, self.db, vacuum=vacuum)
+        if pruned.queue_items or pruned.log_rows:
+            await self._log(f"retention: pruned {pruned.queue_items} done items, {pruned.log_rows} log rows",
+                            outcome="retention")
+
+    async def _reconcile_job(self) -> None:
+        from erpsync_tui.engine.bulk import reconcile
+
+        for doctype in self.config.sync.doctypes:
+            report = await reconcile(self.engine, doctype)
+            if report.differences:
+                await self._log(f"reconcile {doctype}: {len(report.differences)} differences", level="WARNING",
+                                outcome="reconcile", code="ERP009")
+
+    async def _requeue_job(self) -> None:
+        stuck = timedelta(minutes=self.config.alerts.stuck_item_minutes)
+        count = await asyncio.to_thread(queue.requeue_expired, self.db, stuck_after=stuck)
+        if count:
+            await self._log(f"requeued {count} expired or stuck items", level="WARNING", outcome="requeued",
+                            code="ERP010")
+
+    # ==================================================================================== operator actions
+
+    async def _process_actions(self) -> None:
+        for action in await asyncio.to_thread(control.claim_actions, self.db, self.owner):
+            try:
+                result = await self._carry_out(action)
+                ok = True
+            except Exception as exc:  # an operator's bad request must not stop the engine
+                result, ok = f"{type(exc).__name__}: {exc}", False
+            await asyncio.to_thread(control.finish_action, self.db, int(action.id or 0), ok=ok, result=result)
+            await self._log(f"operator {action.actor}@{action.host}: {action.action} → {result}",
+                            level="INFO" if ok else "ERROR", outcome=f"action_{action.action}")
+
+    async def _carry_out(self, action: OperatorAction) -> str:
+        params = action.params or {}
+        handlers: dict[str, Callable[[dict[str, Any], OperatorAction], Awaitable[str]]] = {
+            "pause": self._pause, "resume": self._resume, "retry": self._retry, "retry_all": self._retry_all,
+            "discard": self._discard, "requeue_stuck": self._requeue_stuck, "resolve": self._resolve,
+            "sync_now": self._sync_now,
+        }
+        return await handlers[action.action](params, action)
+
+    async def _pause(self, _params: dict[str, Any], _action: OperatorAction) -> str:
+        self.state = "paused"
+        await asyncio.to_thread(control.set_engine_state, self.db, self.owner, "paused")
+        return "paused (webhooks are still accepted and stored)"
+
+    async def _resume(self, _params: dict[str, Any], _action: OperatorAction) -> str:
+        self.state = "running"
+        await asyncio.to_thread(control.set_engine_state, self.db, self.owner, "running")
+        self.wake()
+        return "running"
+
+    async def _retry(self, params: dict[str, Any], _action: OperatorAction) -> str:
+        count = await asyncio.to_thread(queue.retry, self.db, [int(i) for i in params.get("ids", [])])
+        self.wake()
+        return f"{count} items queued again"
+
+    async def _retry_all(self, params: dict[str, Any], _action: OperatorAction) -> str:
+        ids = await asyncio.to_thread(self._matching_items, params)
+        count = await asyncio.to_thread(queue.retry, self.db, ids)
+        self.wake()
+        return f"{count} items queued again"
+
+    def _matching_items(self, params: dict[str, Any]) -> list[int]:
+        from sqlmodel import col, select
+
+        statuses = params.get("statuses") or [QueueStatus.FAILED, QueueStatus.DEAD]
+        query = select(QueueItem.id).where(col(QueueItem.status).in_(statuses))
+        for key, column in (("doctype", QueueItem.doctype), ("site", QueueItem.site),
+                            ("error_code", QueueItem.error_code)):
+            if params.get(key):
+                query = query.where(column == params[key])
+        with self.db.read() as session:
+            return [int(i) for i in session.exec(query).all()]
+
+    async def _discard(self, params: dict[str, Any], _action: OperatorAction) -> str:
+        count = await asyncio.to_thread(queue.discard, self.db, [int(i) for i in params.get("ids", [])])
+        return f"{count} items discarded"
+
+    async def _requeue_stuck(self, _params: dict[str, Any], _action: OperatorAction) -> str:
+        stuck = timedelta(minutes=self.config.alerts.stuck_item_minutes)
+        count = await asyncio.to_thread(queue.requeue_expired, self.db, stuck_after=stuck)
+        self.wake()
+        return f"{count} stuck items requeued"
+
+    async def _resolve(self, params: dict[str, Any], action: OperatorAction) -> str:
+        """Queue the resolution (durable, retried like any write) and mark the conflict as being resolved."""
+        conflict_id = int(params["conflict_id"])
+        record_id = await asyncio.to_thread(self._start_resolving, conflict_id)
+        payload = {"record_id": record_id, "take": params.get("take"), "choices": params.get("choices") or {},
+                   "actor": f"{action.actor}@{action.host}", "conflict_id": conflict_id}
+        with self.db.write() as session:
+            item = queue.enqueue(session, kind=QueueKind.RESOLVE, payload=payload, coalesce=False,
+                                 max_attempts=self.config.sync.retry.max_attempts)
+        self.wake()
+        return f"conflict #{conflict_id}: resolution queued as item {item.id}"
+
+    def _start_resolving(self, conflict_id: int) -> int:
+        with self.db.write() as session:
+            conflict = session.get(Conflict, conflict_id)
+            if conflict is None or conflict.status not in (ConflictStatus.OPEN, ConflictStatus.RESOLVING):
+                raise ValueError(f"conflict #{conflict_id} is not open")
+            conflict.status = ConflictStatus.RESOLVING
+            session.add(conflict)
+            return int(conflict.record_id or 0)
+
+    async def _sync_now(self, params: dict[str, Any], _action: OperatorAction) -> str:
+        doctypes = [params["doctype"]] if params.get("doctype") else None
+        self._spawn(full_sync(self.engine, doctypes=doctypes))
+        return f"sync started for {', '.join(doctypes or self.config.sync.doctypes)}"
+
+    # ==================================================================================== config reload
+
+    async def _watch_config(self) -> None:
+        from watchfiles import awatch
+
+        assert self.config_file is not None
+        async for _changes in awatch(self.config_file, stop_event=self._stopping, debounce=300):
+            await self.reload_config()
+
+    async def reload_config(self) -> bool:
+        """Re-read config.yaml; a valid edit takes effect now, an invalid one is reported and ignored."""
+        assert self.config_file is not None
+        try:
+            new = await asyncio.to_thread(load_config, self.config_file)
+        except ConfigError as exc:
+            await self._log(f"config reload rejected, keeping the running configuration: {exc.render()}",
+                            level="ERROR", outcome="config_rejected", code="ERP004")
+            return False
+        restart_needed = new.sites != self.config.sites or new.database != self.config.database
+        self.config = new
+        self.engine.config = new
+        self.engine.pair = new.pair
+        self.reschedule()
+        note = "; site or database changes need a restart" if restart_needed else ""
+        await self._log(f"config reloaded from {self.config_file}{note}", outcome="config_reloaded")
+        return True
+
+    # ==================================================================================== helpers
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _log(self, message: str, *, level: str = "INFO", outcome: str | None = None,
+                   code: str | None = None) -> None:
+        getattr(log, level.lower(), log.info)("%s", message)
+        await asyncio.to_thread(self._write_log, message, level, outcome, code)
+
+    def _write_log(self, message: str, level: str, outcome: str | None, code: str | None) -> None:
+        with self.db.write() as session:
+            add_log(session, message, level=level, outcome=outcome, error_code=code)
+
+
+class EngineThread:
+    """Runs an EngineService on its own event loop in a background thread (the console's in-process mode)."""
+
+    def __init__(self, factory: Callable[[], EngineService]) -> None:
+        self._factory = factory
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self.service: EngineService | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the engine; raises LeaseHeld (a `serve` already runs on this database) or its start error."""
+        self._thread = threading.Thread(target=self._run, name="erpsync-engine", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError("the engine did not start in time")
+        if self._error is not None:
+            self._thread.join(timeout)
+            raise self._error
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        try:
+            self.service = self._factory()
+            await self.service.start()
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        await self.service.run_until_stopped()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._loop is None or self.service is None or self._thread is None:
+            return
+        if self._thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self.service.stop(), self._loop)
+            with contextlib.suppress(Exception):
+                future.result(timeout)
+        self._thread.join(timeout)

@@ -335,6 +335,389 @@ def backup_command(ctx: Context, path: Path) -> None:
     click.echo(f"backed up {db.path} to {path}")
 
 
+# =============================================================================================== engine
+
+
+def _engine_for(ctx: Context) -> Any:
+    """A SyncEngine on this configuration's sites and database (credentials from keyring/environment)."""
+    from erpsync_tui.engine.factory import build_connectors, warn_insecure_tls
+    from erpsync_tui.engine.sync import SyncEngine
+
+    config, db = ctx.config(), ctx.database()
+    for warning in warn_insecure_tls(config):
+        ctx.err.print(f"[bold yellow]WARNING:[/] {escape(warning)}")
+    return SyncEngine(config, db, build_connectors(config), actor="cli:" + "@".join(operator_identity()))
+
+
+async def _close(engine: Any) -> None:
+    for connector in engine.connectors.values():
+        await connector.aclose()
+
+
+def _run_async(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+@cli.command("test")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+@handles_missing_secrets
+def test_command(ctx: Context, as_json: bool) -> None:
+    """Connect to and authenticate with each site; failures show their error code and quick fix."""
+    from erpsync_tui.errors import ErrorCode, quick_fix
+
+    engine = _engine_for(ctx)
+
+    async def probe() -> list[dict[str, Any]]:
+        results = []
+        for site, connector in engine.connectors.items():
+            try:
+                user = await connector.whoami()
+                results.append({"site": site, "ok": True, "user": user, "url": connector.config.base_url})
+            except Exception as exc:
+                code = str(getattr(exc, "code", ErrorCode.CONNECTION))
+                results.append({"site": site, "ok": False, "error_code": code, "error": str(exc),
+                                "quick_fix": quick_fix(code), "url": connector.config.base_url})
+        await _close(engine)
+        return results
+
+    results = _run_async(probe())
+    if as_json:
+        emit_json(results)
+    else:
+        for r in results:
+            if r["ok"]:
+                ctx.out.print(f"[green]ok[/]    {escape(r['site'])}: authenticated as {escape(r['user'])}")
+            else:
+                ctx.out.print(f"[red]FAIL[/]  {escape(r['site'])}: {escape(r['error_code'])} "
+                              f"{escape(secret_store.redact(r['error']))}\n      fix: {escape(r['quick_fix'])}")
+    sys.exit(EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED)
+
+
+@cli.command("sync")
+@click.option("--doctype", help="Only this doctype.")
+@click.option("--docname", help="Only this document (with --doctype; the name on the source site).")
+@click.option("--direction", default="auto", show_default=True,
+              help="auto, or <from>_to_<to> (e.g. cloud_to_local) to force one direction.")
+@click.option("--limit", type=int, help="At most this many documents per doctype and site.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+@handles_missing_secrets
+def sync_command(ctx: Context, doctype: str | None, docname: str | None, direction: str, limit: int | None,
+                 as_json: bool) -> None:
+    """Run a full sync now (resumes an interrupted one from its checkpoint)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from erpsync_tui.engine.bulk import full_sync, sources_for
+
+    if docname and not doctype:
+        raise click.UsageError("--docname needs --doctype")
+    engine = _engine_for(ctx)
+    try:
+        sources_for(engine, direction)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def run(progress: Progress | None) -> Any:
+        task = progress.add_task("starting", total=None) if progress else None
+
+        def report(what: str, done: int) -> None:
+            if progress is not None and task is not None:
+                progress.update(task, description=f"{what}: {done} documents")
+
+        try:
+            return await full_sync(engine, doctypes=[doctype] if doctype else None, docname=docname,
+                                   direction=direction, limit=limit, progress=report)
+        finally:
+            await _close(engine)
+
+    if as_json:
+        summary = _run_async(run(None))
+        emit_json(summary.as_dict())
+    else:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"))
+        with Progress(*columns, console=ctx.err, transient=True) as progress:
+            summary = _run_async(run(progress))
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "nothing"
+        ctx.out.print(f"{summary.processed} documents in {summary.seconds:.1f}s: {escape(outcomes)}; "
+                      f"{summary.writes} writes, {summary.failed} failed")
+        if summary.failed:
+            ctx.out.print("failed documents are on the queue: `erpsync-tui status`, `erpsync-tui retry --failed`")
+    sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--recent", default=10, show_default=True, help="How many recent operations to show.")
+@pass_ctx
+def status_command(ctx: Context, as_json: bool, recent: int) -> None:
+    """Tracked, synced, errors, conflicts, the queue, the engine, and recent operations."""
+    from erpsync_tui.store import queries
+    from erpsync_tui.store.control import engine_status
+
+    db = ctx.database()
+    with db.read() as session:
+        counts = queries.record_counts(session)
+        depth = queries.queue_depth(session)
+        conflicts = queries.open_conflict_count(session)
+        logs = queries.log_tail(session, limit=recent)
+    engine = engine_status(db)
+    data = {
+        "tracked": counts.get("tracked", 0), "synced": counts.get("synced", 0),
+        "errors": depth.by_status.get("failed", 0) + depth.by_status.get("dead", 0), "conflicts": conflicts,
+        "queue": depth.by_status,
+        "oldest_pending_seconds": depth.oldest_pending_age.total_seconds() if depth.oldest_pending_age else None,
+        "engine": {"mode": engine.mode, "holder": engine.holder, "circuits": engine.circuits},
+        "recent": [{"ts": r.ts, "level": r.level, "doctype": r.doctype, "name": r.name, "outcome": r.outcome,
+                    "error_code": r.error_code, "message": r.message} for r in logs],
+    }
+    if as_json:
+        emit_json(data)
+        return
+    ctx.out.print(f"engine: {engine.mode}" + (f" ({escape(engine.holder or '')})" if engine.holder else ""))
+    ctx.out.print(f"tracked {data['tracked']} · synced {data['synced']} · errors {data['errors']} · "
+                  f"conflicts {conflicts}")
+    ctx.out.print("queue: " + ", ".join(f"{k} {v}" for k, v in depth.by_status.items()))
+    for row in logs:
+        code = f" {row.error_code}" if row.error_code else ""
+        ctx.out.print(f"  {row.ts:%H:%M:%S} {row.level:<7}{code} {escape(row.message)}", markup=True)
+
+
+@cli.command("conflicts")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def conflicts_command(ctx: Context, as_json: bool) -> None:
+    """List open conflicts."""
+    from erpsync_tui.store import queries
+
+    with ctx.database().read() as session:
+        rows = queries.open_conflicts(session)
+    data = [{"id": c.id, "doctype": c.doctype, "names": c.names, "fields": c.fields, "status": c.status,
+             "created_at": c.created_at} for c in rows]
+    if as_json:
+        emit_json(data)
+        return
+    if not data:
+        ctx.out.print("no open conflicts")
+    for c in data:
+        names = ", ".join(f"{site}={name}" for site, name in c["names"].items())
+        ctx.out.print(f"#{c['id']} {escape(c['doctype'])} {escape(names)}: {escape(', '.join(c['fields']))}")
+
+
+@cli.command("resolve")
+@click.argument("conflict_id", type=int)
+@click.option("--take", required=True, metavar="SITE|merged",
+              help="Take one site's whole document, or 'merged' (agreeing fields plus --field choices).")
+@click.option("--field", "fields", multiple=True, metavar="F=SITE", help="Per-field choice (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+@handles_missing_secrets
+def resolve_command(ctx: Context, conflict_id: int, take: str, fields: tuple[str, ...], as_json: bool) -> None:
+    """Resolve a conflict: write the chosen values to both sites (audited)."""
+    from erpsync_tui.store import control
+    from erpsync_tui.store.models import Conflict, ConflictStatus
+
+    config, db = ctx.config(), ctx.database()
+    choices = dict(_parse_field_choice(f, config.pair) for f in fields)
+    if take != "merged" and take not in config.pair:
+        raise click.UsageError(f"--take must be one of {', '.join(config.pair)} or merged")
+    with db.read() as session:
+        conflict = session.get(Conflict, conflict_id)
+    if conflict is None or conflict.status != ConflictStatus.OPEN:
+        click.echo(f"error: conflict #{conflict_id} is not open", err=True)
+        sys.exit(EXIT_FAILED)
+    actor, host = operator_identity()
+    params = {"conflict_id": conflict_id, "take": None if take == "merged" else take, "choices": choices}
+    action_id = control.submit_action(db, "resolve", actor=actor, host=host, target=f"conflict:{conflict_id}",
+                                      params=params)
+    if control.engine_status(db).mode == "stopped":
+        engine = _engine_for(ctx)
+
+        async def run() -> Any:
+            try:
+                return await engine.resolve(int(conflict.record_id or 0), choices, actor=f"{actor}@{host}",
+                                            take=params["take"])
+            finally:
+                await _close(engine)
+
+        try:
+            result = _run_async(run())
+        except Exception as exc:
+            control.finish_action(db, action_id, ok=False, result=str(exc))
+            click.echo(f"error: {secret_store.redact(str(exc))}", err=True)
+            sys.exit(EXIT_FAILED)
+        control.finish_action(db, action_id, ok=True, result=f"{result.writes} writes")
+        message = f"conflict #{conflict_id} resolved: {result.writes} writes"
+    else:
+        message = f"conflict #{conflict_id}: resolution sent to the running engine (action {action_id})"
+    if as_json:
+        emit_json({"conflict_id": conflict_id, "action_id": action_id, "message": message})
+    else:
+        ctx.out.print(escape(message))
+
+
+def _parse_field_choice(text: str, pair: tuple[str, str]) -> tuple[str, str]:
+    field_name, sep, site = text.partition("=")
+    if not sep or site not in pair:
+        raise click.UsageError(f"--field takes FIELD=SITE with SITE one of {', '.join(pair)}, not {text!r}")
+    return field_name, site
+
+
+@cli.command("retry")
+@click.argument("item_id", type=int, required=False)
+@click.option("--failed", "failed_", is_flag=True, help="Every failed item.")
+@click.option("--dead", is_flag=True, help="Every dead item.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def retry_command(ctx: Context, item_id: int | None, failed_: bool, dead: bool, as_json: bool) -> None:
+    """Queue failed or dead items again (one by id, or all failed / all dead)."""
+    from erpsync_tui.store import control, queue
+
+    if item_id is None and not (failed_ or dead):
+        raise click.UsageError("give an item id, --failed or --dead")
+    statuses = [s for s, on in (("failed", failed_), ("dead", dead)) if on] or ["failed", "dead"]
+    db = ctx.database()
+    actor, host = operator_identity()
+    count = queue.retry(db, [item_id] if item_id is not None else None, statuses=statuses)
+    action_id = control.submit_action(db, "retry", actor=actor, host=host,
+                                      params={"ids": [item_id] if item_id else [], "statuses": statuses})
+    control.finish_action(db, action_id, ok=True, result=f"{count} items queued again by the CLI")
+    running = control.engine_status(db).mode != "stopped"
+    note = "" if running else " (no engine is running: start `erpsync-tui serve` to process them)"
+    if as_json:
+        emit_json({"requeued": count, "engine_running": running})
+    else:
+        ctx.out.print(f"{count} items queued again{note}")
+    sys.exit(EXIT_OK if count else EXIT_FAILED)
+
+
+@cli.command("reconcile")
+@click.option("--doctype", required=True, help="The doctype to compare across both sites.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@pass_ctx
+@handles_missing_secrets
+def reconcile_command(ctx: Context, doctype: str, fmt: str) -> None:
+    """Compare a doctype across both sites; report missing documents and differing fields (writes nothing)."""
+    from erpsync_tui.engine.bulk import reconcile
+
+    engine = _engine_for(ctx)
+
+    async def run() -> Any:
+        try:
+            return await reconcile(engine, doctype)
+        finally:
+            await _close(engine)
+
+    report = _run_async(run())
+    if fmt == "csv":
+        click.echo(secret_store.redact(report.as_csv()), nl=False)
+    else:
+        emit_json(report.as_dict())
+    sys.exit(EXIT_FAILED if report.differences else EXIT_OK)
+
+
+# =============================================================================================== daemon
+
+
+@cli.command("serve")
+@click.option("--wait", is_flag=True, help="If another engine holds the lease, wait for it instead of exiting.")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--no-receiver", is_flag=True, help="Do not start the webhook receiver.")
+@pass_ctx
+@handles_missing_secrets
+def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -> None:
+    """Run the engine, the webhook receiver and the scheduler headless (SIGTERM/SIGINT stop it cleanly)."""
+    from erpsync_tui.logsetup import configure_logging
+
+    configure_logging(log_level, ctx.paths().log_dir / "serve.log")
+    config, db = ctx.config(), ctx.database()
+    from erpsync_tui.engine.factory import build_connectors, warn_insecure_tls
+    from erpsync_tui.engine.service import EngineService, LeaseHeld
+
+    warn_insecure_tls(config)
+    receiver = None if no_receiver or not config.webhooks.enabled else start_receiver
+    service = EngineService(config, db, build_connectors(config), config_file=ctx.config_file(),
+                            start_receiver=receiver)
+    try:
+        code = _run_async(_serve(service, wait))
+    except LeaseHeld as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    sys.exit(code)
+
+
+async def _serve(service: Any, wait: bool) -> int:
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start(wait_for_lease=wait)
+    stopped_itself = asyncio.ensure_future(service.run_until_stopped())
+    signalled = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({stopped_itself, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    await service.stop()
+    signalled.cancel()
+    return EXIT_OK if stop.is_set() else EXIT_FAILED  # stopping on its own means the lease was lost
+
+
+async def start_receiver(service: Any) -> Any:
+    """The webhook receiver inside the engine's event loop; stored events wake the queue at once."""
+    from erpsync_tui.webhooks import create_app, serve_receiver
+
+    secret = secret_store.lookup(secret_store.WEBHOOK_REF).value
+    config = service.config
+    app = create_app(config, service.db, webhook_secret=secret, status_provider=lambda: {"engine": service.state},
+                     on_stored=service.wake)
+    return await serve_receiver(app, config.webhooks.host, config.webhooks.port)
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def doctor_command(ctx: Context, as_json: bool) -> None:
+    """Run every health check, walk the triage steps, and say what to fix first."""
+    from erpsync_tui.engine import health
+
+    config, db = ctx.config(), ctx.database()
+    credentials = {}
+    for site in config.pair:
+        try:
+            creds = secret_store.site_credentials(site)
+            credentials[site] = (creds.api_key, creds.api_secret)
+        except secret_store.MissingSecret as exc:
+            ctx.err.print(f"[yellow]note:[/] {escape(str(exc))}")
+    results = _run_async(health.run_checks(config, db, None, credentials=credentials))
+    verdict = health.triage(results)
+    failing = any(r.status == "fail" for r in results)
+    if as_json:
+        emit_json({"checks": health.results_as_json(results), "triage": _verdict_dict(verdict), "ok": not failing})
+    else:
+        _print_checks(ctx, results, verdict)
+    sys.exit(EXIT_FAILED if failing else EXIT_OK)
+
+
+def _verdict_dict(verdict: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(verdict) if is_dataclass(verdict) else dict(vars(verdict))
+
+
+def _print_checks(ctx: Context, results: list[Any], verdict: Any) -> None:
+    marks = {"ok": "[green]ok  [/]", "warn": "[yellow]WARN[/]", "fail": "[red]FAIL[/]"}
+    for r in results:
+        code = f" {r.error_code}" if r.error_code and r.status != "ok" else ""
+        ctx.out.print(f"{marks.get(r.status, r.status)} {escape(r.check)} {escape(r.target)}: "
+                      f"{escape(str(r.value))}{code}")
+        if r.status != "ok" and r.quick_fix:
+            ctx.out.print(f"       fix: {escape(r.quick_fix)}")
+    ctx.out.print(f"\ntriage: {escape(str(getattr(verdict, 'summary', verdict)))}")
+
+
 # =============================================================================================== console & demo
 
 
@@ -363,13 +746,11 @@ def demo_command() -> None:
     sys.exit(EXIT_FAILED)
 
 
-def _register_optional_commands() -> None:
-    """Commands that live in their own layers register here, so cli.py stays the one index of commands."""
-    try:
-        from erpsync_tui.sim.cli import sim_command
-    except ImportError:
-        return
+def _register_layer_commands() -> None:
+    """Commands defined beside their own layer register here, so cli.py stays the one index of commands."""
+    from erpsync_tui.sim.cli import sim_command
+
     cli.add_command(sim_command, "sim")
 
 
-_register_optional_commands()
+_register_layer_commands()

@@ -9,14 +9,16 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from time import perf_counter
 from typing import Any
 
 from erpsync_tui.connectors.base import ConnectorError
 from erpsync_tui.engine.sync import DocResult, Outcome, SyncEngine, failure_code
+from erpsync_tui.secrets import redact
 from erpsync_tui.store import queue
 from erpsync_tui.store.logs import add_log
-from erpsync_tui.store.models import QueueKind
+from erpsync_tui.store.models import QueueKind, QueueStatus, utcnow
 
 log = logging.getLogger("erpsync.engine")
 
@@ -192,14 +194,19 @@ def _log_listing_failure(engine: SyncEngine, doctype: str, site: str, exc: Conne
 
 def record_failure(engine: SyncEngine, doctype: str, site: str, name: str, exc: BaseException) -> None:
     """Log the failure with its code and put the document on the durable queue for a retry with backoff."""
-    code, _retry_after = failure_code(exc)
+    code, retry_after = failure_code(exc)
     message = f"{doctype} {name} from {site}: {exc}"
     log.warning("sync failed code=%s %s", code, message)
     retry = engine.config.sync.retry
+    now = utcnow()
     with engine.db.write() as session:
         item = queue.enqueue(session, kind=QueueKind.SYNC, site=site, doctype=doctype, name=name,
-                             max_attempts=retry.max_attempts)
-        item.last_error, item.error_code = message[:4000], code
+                             max_attempts=retry.max_attempts, now=now)
+        # This run was the first attempt: the item waits out its backoff like any retried item.
+        delay = max(queue.backoff_delay(1, retry.backoff_base_seconds, retry.backoff_max_seconds), retry_after or 0)
+        item.status, item.attempts = QueueStatus.FAILED, max(item.attempts, 1)
+        item.next_attempt_at = now + timedelta(seconds=delay)
+        item.last_error, item.error_code = redact(message)[:4000], code
         session.add(item)
         add_log(session, message, level="ERROR", site=site, doctype=doctype, name=name, outcome="failed",
                 error_code=code, queue_item_id=item.id)

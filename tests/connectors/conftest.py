@@ -9,16 +9,14 @@ import pytest
 
 from erpsync_tui.config import SiteConfig
 from erpsync_tui.connectors import CircuitBreaker, FrappeConnector
+from erpsync_tui.sim import SimCluster
 
 MakeConnector = Callable[..., FrappeConnector]
 
 
 @pytest.fixture(scope="session")
 def sim_cluster() -> Iterator[Any]:
-    sim = pytest.importorskip("erpsync_tui.sim")
-    if not hasattr(sim, "SimCluster"):
-        pytest.skip("erpsync_tui.sim.SimCluster is not available yet")
-    with sim.SimCluster(["cloud", "local"], seed=0) as cluster:
+    with SimCluster(["cloud", "local"], seed=0) as cluster:
         yield cluster
 
 

@@ -1,0 +1,33 @@
+"""Building connectors from configuration and secrets (the one place the engine reads credentials)."""
+
+from __future__ import annotations
+
+import logging
+
+from erpsync_tui import secrets
+from erpsync_tui.config import AppConfig
+from erpsync_tui.connectors import FrappeConnector
+
+log = logging.getLogger("erpsync.engine")
+
+
+def warn_insecure_tls(config: AppConfig) -> list[str]:
+    """TLS verification may be off only loudly: one warning per site at every start."""
+    warnings = []
+    for name, site in config.sites.items():
+        if not site.verify_tls:
+            message = (f"TLS verification is OFF for site {name} ({site.base_url}): anyone on the network path "
+                       "can read and alter synced data; set sites.{name}.verify_tls: true")
+            log.warning("code=ERP001 %s", message)
+            warnings.append(message)
+    return warnings
+
+
+def build_connectors(config: AppConfig) -> dict[str, FrappeConnector]:
+    """One connector per synced site, with credentials from the keyring or the environment."""
+    connectors = {}
+    for name in config.pair:
+        creds = secrets.site_credentials(name)
+        log.info("site=%s credentials from %s", name, creds.source)
+        connectors[name] = FrappeConnector(name, config.sites[name], creds.api_key, creds.api_secret)
+    return connectors

@@ -1,0 +1,117 @@
+"""Doctype metadata for the demo doctypes: fields, naming, mandatory values, selects, links, child tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STANDARD_FIELDS: tuple[str, ...] = (
+    "name", "owner", "creation", "modified", "modified_by", "docstatus", "idx", "doctype",
+)
+CHILD_STANDARD_FIELDS: tuple[str, ...] = (*STANDARD_FIELDS, "parent", "parentfield", "parenttype")
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    doctype: str
+    fields: tuple[str, ...]
+    mandatory: tuple[str, ...] = ()
+    links: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DocTypeSpec:
+    """What the simulator validates for one doctype; unknown doctypes get a permissive spec."""
+
+    name: str
+    fields: tuple[str, ...] = ()
+    mandatory: tuple[str, ...] = ()
+    # "series:PREFIX" (PREFIX may hold {YYYY}), "field:<fieldname>" or "hash" (Frappe's default autoname)
+    naming: str = "hash"
+    selects: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, ChildSpec] = field(default_factory=dict)
+    defaults: dict[str, object] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    known: bool = True  # False for doctypes created on first insert: no validation, dynamic fields
+    submittable: bool = False
+
+    def label(self, fieldname: str) -> str:
+        return self.labels.get(fieldname) or fieldname.replace("_", " ").title()
+
+
+SALES_ORDER_ITEM = ChildSpec(
+    doctype="Sales Order Item",
+    fields=("item_code", "item_name", "description", "qty", "uom", "rate", "amount", "delivery_date"),
+    mandatory=("item_code", "qty"),
+    links={"item_code": "Item"},
+    labels={"item_code": "Item Code", "qty": "Quantity"},
+)
+
+SPECS: dict[str, DocTypeSpec] = {
+    spec.name: spec
+    for spec in (
+        DocTypeSpec(
+            name="Customer",
+            fields=(
+                "customer_name", "customer_type", "customer_group", "territory", "email_id", "mobile_no",
+                "tax_id", "disabled", "customer_details",
+            ),
+            mandatory=("customer_name",),
+            # Real ERPNext names customers by customer_name unless Selling Settings picks a series;
+            # the demo uses the series so that two sites collide on names (brief: CUST-#####).
+            naming="series:CUST-",
+            selects={"customer_type": ("Company", "Individual")},
+            defaults={
+                "customer_type": "Company", "customer_group": "All Customer Groups", "territory": "All Territories",
+                "disabled": 0,
+            },
+        ),
+        DocTypeSpec(
+            name="Supplier",
+            fields=("supplier_name", "supplier_type", "supplier_group", "country", "email_id", "disabled"),
+            mandatory=("supplier_name",),
+            naming="series:SUPP-",
+            selects={"supplier_type": ("Company", "Individual")},
+            defaults={"supplier_type": "Company", "supplier_group": "All Supplier Groups", "disabled": 0},
+        ),
+        DocTypeSpec(
+            name="Item",
+            fields=(
+                "item_code", "item_name", "item_group", "stock_uom", "description", "standard_rate", "disabled",
+                "is_stock_item",
+            ),
+            mandatory=("item_code", "item_group", "stock_uom"),
+            naming="field:item_code",
+            defaults={"disabled": 0, "is_stock_item": 1},
+        ),
+        DocTypeSpec(
+            name="Sales Order",
+            fields=(
+                "customer", "customer_name", "transaction_date", "delivery_date", "company", "currency", "status",
+                "total_qty", "grand_total", "items",
+            ),
+            mandatory=("customer", "transaction_date", "delivery_date", "items"),
+            naming="series:SAL-ORD-{YYYY}-",
+            links={"customer": "Customer"},
+            tables={"items": SALES_ORDER_ITEM},
+            defaults={"currency": "EUR", "status": "Draft", "company": "Demo Company"},
+            submittable=True,
+        ),
+        DocTypeSpec(
+            name="Deleted Document",
+            fields=("deleted_doctype", "deleted_name", "data", "restored", "new_name"),
+            naming="hash",
+            defaults={"restored": 0},
+        ),
+    )
+}
+
+CHILD_DOCTYPES: dict[str, tuple[str, str]] = {
+    child.doctype: (spec.name, fieldname) for spec in SPECS.values() for fieldname, child in spec.tables.items()
+}
+
+
+def spec_for(doctype: str) -> DocTypeSpec:
+    spec = SPECS.get(doctype)
+    return spec if spec is not None else DocTypeSpec(name=doctype, known=False)

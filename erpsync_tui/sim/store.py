@@ -1,0 +1,513 @@
+"""One site's documents: naming, validation, optimistic concurrency, deletes, list queries.
+
+All public methods take `self.lock` (an RLock), so the store may be used from the server loop thread and from
+test/traffic threads at once. Stored doc dicts are never mutated in place (updates replace them), which lets
+list queries keep cached sort orders and hand out cheap copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from . import errors
+from .doctypes import CHILD_DOCTYPES, CHILD_STANDARD_FIELDS, SPECS, STANDARD_FIELDS, ChildSpec, DocTypeSpec, spec_for
+from .persistence import SqliteBackend
+from .query import compile_filters, parse_fields, parse_order_by, project, sort_docs
+
+Doc = dict[str, Any]
+
+# Doctypes that exist on every ERPNext site without demo validation; other unknown doctypes come into being
+# on their first insert (until then they answer 404 like a missing DocType).
+PREEXISTING_DOCTYPES = (
+    "Contact", "Address", "Item Group", "Customer Group", "Territory", "Supplier Group", "UOM", "Warehouse",
+    "Company", "Sales Invoice", "Purchase Order", "Quotation", "Lead", "Project", "Task", "ToDo", "Note", "User",
+)
+_TS_FORMAT_LEN = len("YYYY-MM-DD HH:MM:SS.ffffff")
+
+
+class SiteClock:
+    """Naive timestamps in the site's zone, strictly increasing across the whole site (so per document too)."""
+
+    def __init__(self, timezone: str = "UTC", offset_s: float = 0.0) -> None:
+        self.zone = ZoneInfo(timezone)
+        self.offset = timedelta(seconds=offset_s)
+        self._last: datetime | None = None
+
+    def now(self) -> str:
+        current = datetime.now(self.zone).replace(tzinfo=None) + self.offset
+        if self._last is not None and current <= self._last:
+            current = self._last + timedelta(microseconds=1)  # also covers DST fall-back and coarse clocks
+        self._last = current
+        return current.isoformat(" ", "microseconds")
+
+    def observe(self, timestamp: str) -> None:
+        """Never hand out a timestamp at or below one already stored (restart from SQLite)."""
+        try:
+            seen = datetime.fromisoformat(timestamp)
+        except (TypeError, ValueError):
+            return
+        if self._last is None or seen > self._last:
+            self._last = seen
+
+
+def copy_doc(doc: Doc) -> Doc:
+    """A copy deep enough for callers to mutate: parent dict plus each child row."""
+    out = dict(doc)
+    for key, value in out.items():
+        if isinstance(value, list):
+            out[key] = [dict(row) if isinstance(row, dict) else row for row in value]
+    return out
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == [] or (isinstance(value, str) and not value.strip())
+
+
+class Store:
+    def __init__(
+        self,
+        site_name: str,
+        *,
+        timezone: str = "UTC",
+        seed: int = 0,
+        persist_path: str | Path | None = None,
+        clock_offset_s: float = 0.0,
+    ) -> None:
+        self.site_name = site_name
+        self.lock = threading.RLock()
+        self.clock = SiteClock(timezone, clock_offset_s)
+        self._rng = random.Random(f"names:{seed}:{site_name}")
+        self._docs: dict[str, dict[str, Doc]] = {name: {} for name in (*SPECS, *PREEXISTING_DOCTYPES)}
+        self._dynamic_fields: dict[str, set[str]] = {}
+        self._counters: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
+        self._sorted: dict[tuple[str, tuple[tuple[str, bool], ...]], tuple[int, list[Doc]]] = {}
+        self._db = SqliteBackend(persist_path) if persist_path else None
+        if self._db is not None:
+            self._load()
+
+    # ---------------------------------------------------------------- persistence
+
+    def _load(self) -> None:
+        assert self._db is not None
+        docs, counters = self._db.load()
+        self._counters.update(counters)
+        for doctype, doc in docs:
+            self._docs.setdefault(doctype, {})[doc["name"]] = doc
+            self._learn_fields(doctype, doc)
+            self.clock.observe(doc.get("modified", ""))
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Hold the lock and batch SQLite writes (seeding)."""
+        with self.lock:
+            if self._db is None:
+                yield
+            else:
+                with self._db.transaction():
+                    yield
+
+    def close(self) -> None:
+        with self.lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # ---------------------------------------------------------------- metadata
+
+    def doctype_exists(self, doctype: str) -> bool:
+        return doctype in self._docs
+
+    def known_fields(self, doctype: str) -> set[str]:
+        """Columns a query may name: standard fields plus declared (or, for ad-hoc doctypes, seen) fields."""
+        if doctype in CHILD_DOCTYPES:
+            parent, parentfield = CHILD_DOCTYPES[doctype]
+            return {*CHILD_STANDARD_FIELDS, *SPECS[parent].tables[parentfield].fields}
+        spec = spec_for(doctype)
+        if spec.known:
+            return {*STANDARD_FIELDS, *(f for f in spec.fields if f not in spec.tables)}
+        return {*STANDARD_FIELDS, *self._dynamic_fields.get(doctype, ())}
+
+    def _columns(self, doctype: str) -> list[str]:
+        spec = spec_for(doctype)
+        declared = (
+            [f for f in spec.fields if f not in spec.tables]
+            if spec.known
+            else sorted(self._dynamic_fields.get(doctype, ()))
+        )
+        return [*STANDARD_FIELDS, *(f for f in declared if f not in STANDARD_FIELDS)]
+
+    def _learn_fields(self, doctype: str, doc: Doc) -> None:
+        if not spec_for(doctype).known:
+            fields = self._dynamic_fields.setdefault(doctype, set())
+            fields.update(k for k, v in doc.items() if not isinstance(v, list))
+
+    def _bump(self, doctype: str) -> None:
+        self._versions[doctype] = self._versions.get(doctype, 0) + 1
+
+    def _hash(self) -> str:
+        # frappe.generate_hash(length=10): ten lowercase hex characters
+        return f"{self._rng.getrandbits(40):010x}"
+
+    # ---------------------------------------------------------------- naming
+
+    def _next_in_series(self, prefix: str, taken: dict[str, Doc]) -> str:
+        while True:
+            value = self._counters.get(prefix, 0) + 1
+            self._counters[prefix] = value
+            if self._db is not None:
+                self._db.set_counter(prefix, value)
+            name = f"{prefix}{value:05d}"
+            # Real Frappe would fail with a duplicate here; skipping taken names keeps demos running.
+            if name not in taken:
+                return name
+
+    def _autoname(self, spec: DocTypeSpec, doc: Doc, now: str) -> str:
+        naming = spec.naming
+        if naming.startswith("field:"):
+            return str(doc.get(naming[6:]) or "").strip()
+        if naming.startswith("series:"):
+            return self._next_in_series(naming[7:].replace("{YYYY}", now[:4]), self._docs.get(spec.name, {}))
+        return self._hash()
+
+    @staticmethod
+    def _validate_name(doctype: str, name: str) -> str:
+        name = name.strip()
+        if not name:
+            raise errors.ValidationError(f"Name is required for {doctype}")
+        if "<" in name or ">" in name:
+            raise errors.NameError("Name cannot contain special characters like <, >")
+        return name
+
+    # ---------------------------------------------------------------- validation
+
+    def _validate(self, spec: DocTypeSpec, doc: Doc) -> None:
+        if not spec.known:
+            return
+        missing = [spec.label(f) for f in spec.mandatory if _blank(doc.get(f))]
+        if missing:
+            raise errors.MandatoryError(f"Error: Value missing for {spec.name}: {', '.join(missing)}")
+        for fieldname, options in spec.selects.items():
+            value = doc.get(fieldname)
+            if value not in (None, "") and value not in options:
+                allowed = ", ".join(f'"{o}"' for o in options)
+                raise errors.ValidationError(
+                    f'{spec.label(fieldname)} cannot be "{value}". It should be one of {allowed}'
+                )
+        for fieldname, target in spec.links.items():
+            value = doc.get(fieldname)
+            if value not in (None, "") and value not in self._docs.get(target, {}):
+                raise errors.LinkValidationError(f"Could not find {spec.label(fieldname)}: {value}")
+        for fieldname, child in spec.tables.items():
+            for row in doc.get(fieldname) or ():
+                self._validate_row(child, row)
+
+    def _validate_row(self, child: ChildSpec, row: Doc) -> None:
+        idx = row.get("idx")
+        for fieldname in child.mandatory:
+            if _blank(row.get(fieldname)):
+                label = child.labels.get(fieldname, fieldname)
+                raise errors.MandatoryError(f"Error: Value missing for {child.doctype}: {label} (Row #{idx})")
+        for fieldname, target in child.links.items():
+            value = row.get(fieldname)
+            if value not in (None, "") and value not in self._docs.get(target, {}):
+                label = child.labels.get(fieldname, fieldname)
+                raise errors.LinkValidationError(f"Could not find Row #{idx}: {label}: {value}")
+        qty = row.get("qty")
+        if qty is not None:
+            try:
+                positive = float(qty) > 0
+            except (TypeError, ValueError):
+                positive = False
+            if not positive:
+                raise errors.ValidationError(f"Row #{idx}: Quantity must be greater than 0")
+
+    def _derive(self, spec: DocTypeSpec, doc: Doc) -> None:
+        """ERPNext's fetch_from and totals for Sales Order."""
+        if spec.name != "Sales Order":
+            return
+        if _blank(doc.get("customer_name")) and doc.get("customer") in self._docs["Customer"]:
+            doc["customer_name"] = self._docs["Customer"][doc["customer"]].get("customer_name")
+        items = self._docs["Item"]
+        total_qty = 0.0
+        grand_total = 0.0
+        for row in doc.get("items") or ():
+            if _blank(row.get("item_name")) and row.get("item_code") in items:
+                row["item_name"] = items[row["item_code"]].get("item_name")
+            qty = float(row.get("qty") or 0)
+            rate = float(row.get("rate") or 0)
+            row["amount"] = round(qty * rate, 2)
+            total_qty += qty
+            grand_total += row["amount"]
+        doc["total_qty"] = total_qty
+        doc["grand_total"] = round(grand_total, 2)
+
+    # ---------------------------------------------------------------- child rows
+
+    def _make_row(self, child: ChildSpec, parent: Doc, parentfield: str, row: Any, idx: int, old: Doc | None) -> Doc:
+        if not isinstance(row, dict):
+            raise errors.ValidationError(f"Row #{idx} of {parentfield} must be an object")
+        base = dict(old) if old is not None else {"name": self._hash(), "owner": parent["modified_by"],
+                                                   "creation": parent["modified"]}
+        for key, value in row.items():
+            if key in child.fields:
+                base[key] = value
+        base.update(
+            parent=parent["name"], parentfield=parentfield, parenttype=parent["doctype"], doctype=child.doctype,
+            idx=idx, docstatus=parent["docstatus"], modified=parent["modified"], modified_by=parent["modified_by"],
+        )
+        return base
+
+    def _build_table(
+        self, child: ChildSpec, parent: Doc, parentfield: str, rows: Any, existing: list[Doc]
+    ) -> list[Doc]:
+        """Frappe's table replace: rows naming an existing row update it, others are inserted, the rest deleted."""
+        if rows is None:
+            rows = []
+        if not isinstance(rows, list):
+            raise errors.ValidationError(f"{parentfield} must be a list of rows")
+        by_name = {r["name"]: r for r in existing}
+        # A row naming a row we do not have gets a fresh name (it is inserted, like a new row).
+        return [
+            self._make_row(child, parent, parentfield, row, idx,
+                           by_name.get(row.get("name")) if isinstance(row, dict) else None)
+            for idx, row in enumerate(rows, start=1)
+        ]
+
+    # ---------------------------------------------------------------- writes
+
+    def insert(self, doctype: str, body: Doc, user: str, *, timestamp: str | None = None) -> Doc:
+        if doctype in CHILD_DOCTYPES:
+            raise errors.ValidationError(f"{doctype} is a child table; insert it through its parent")
+        spec = spec_for(doctype)
+        with self.lock:
+            now = timestamp or self.clock.now()
+            doc: Doc = {k: v for k, v in spec.defaults.items()}
+            for key, value in body.items():
+                if key.startswith("__") or key in ("doctype", "modified", "modified_by"):
+                    continue
+                # Frappe keeps only real columns of known doctypes; unknown keys are silently dropped.
+                if spec.known and key not in spec.fields and key not in STANDARD_FIELDS:
+                    continue
+                doc[key] = value
+            explicit = doc.get("name")
+            doc.update(
+                name="", doctype=doctype, modified=now, modified_by=user,
+                owner=doc.get("owner") or user, creation=doc.get("creation") or now,
+                docstatus=int(doc.get("docstatus") or 0), idx=int(doc.get("idx") or 0),
+            )
+            for fieldname, child in spec.tables.items():
+                doc[fieldname] = self._build_table(child, doc, fieldname, doc.get(fieldname), [])
+            # Validate before naming: a failed insert rolls back in Frappe, so it must not use up a series number.
+            self._validate(spec, doc)
+            name = str(explicit) if not _blank(explicit) else self._autoname(spec, doc, now)
+            table = self._docs.get(doctype, {})
+            name = self._validate_name(doctype, name)
+            if name in table:
+                raise errors.DuplicateEntryError(f"{doctype} {name} already exists")
+            doc["name"] = name
+            for fieldname in spec.tables:
+                for row in doc[fieldname]:
+                    row["parent"] = name
+            self._derive(spec, doc)
+            self._docs[doctype] = table  # (an ad-hoc doctype comes into existence on its first insert)
+            table[name] = doc
+            self._learn_fields(doctype, doc)
+            self._bump(doctype)
+            if self._db is not None:
+                self._db.put(doctype, name, doc)
+            return copy_doc(doc)
+
+    def update(self, doctype: str, name: str, changes: Doc, user: str) -> Doc:
+        spec = spec_for(doctype)
+        with self.lock:
+            old = self._require(doctype, name)
+            # Frappe's check_if_latest: the `modified` sent (after doc.update(body)) must equal the stored one.
+            if "modified" in changes and str(changes["modified"]) != old["modified"]:
+                raise errors.TimestampMismatchError(
+                    "Error: Document has been modified after you have opened it "
+                    f"({changes['modified']}, {old['modified']}). Please refresh to get the latest document."
+                )
+            new = dict(old)
+            for key, value in changes.items():
+                if key in STANDARD_FIELDS and key != "docstatus":
+                    continue
+                if key.startswith("__") or (spec.known and key not in spec.fields and key != "docstatus"):
+                    continue
+                new[key] = value
+            new["docstatus"] = int(new.get("docstatus") or 0)
+            self._check_docstatus(spec, old, new)
+            new["modified"] = self.clock.now()
+            new["modified_by"] = user
+            for fieldname, child in spec.tables.items():
+                rows = changes[fieldname] if fieldname in changes else old.get(fieldname) or []
+                new[fieldname] = self._build_table(child, new, fieldname, rows, old.get(fieldname) or [])
+            self._validate(spec, new)
+            self._derive(spec, new)
+            self._docs[doctype][name] = new
+            self._learn_fields(doctype, new)
+            self._bump(doctype)
+            if self._db is not None:
+                self._db.put(doctype, name, new)
+            return copy_doc(new)
+
+    @staticmethod
+    def _check_docstatus(spec: DocTypeSpec, old: Doc, new: Doc) -> None:
+        before, after = old["docstatus"], new["docstatus"]
+        if (before, after) not in ((0, 0), (0, 1), (1, 1), (1, 2)):
+            raise errors.DocstatusTransitionError(f"Cannot change docstatus from {before} to {after}")
+        if before == 0:
+            return
+        changed = [
+            k for k in new
+            if k not in ("docstatus", "modified", "modified_by") and k not in spec.tables and new[k] != old.get(k)
+        ]
+        for fieldname, child in spec.tables.items():
+            sent, before_rows = new.get(fieldname) or [], old.get(fieldname) or []
+            if len(sent) != len(before_rows) or any(
+                isinstance(row, dict) and any(row[f] != prev.get(f) for f in child.fields if f in row)
+                for row, prev in zip(sent, before_rows, strict=False)
+            ):
+                changed.append(fieldname)
+        if changed:
+            raise errors.UpdateAfterSubmitError(f"Not allowed to change {', '.join(changed)} after submission")
+
+    def delete(self, doctype: str, name: str, user: str) -> Doc:
+        with self.lock:
+            doc = self._require(doctype, name)
+            if doc.get("docstatus") == 1:
+                raise errors.ValidationError(
+                    f"Submitted Record cannot be deleted. You must Cancel {doctype} {name} first."
+                )
+            self._check_no_links(doctype, name)
+            del self._docs[doctype][name]
+            self._bump(doctype)
+            if self._db is not None:
+                self._db.remove(doctype, name)
+            if doctype != "Deleted Document":
+                self.insert(
+                    "Deleted Document",
+                    {"deleted_doctype": doctype, "deleted_name": name,
+                     "data": json.dumps(doc, default=str, indent=1, sort_keys=True)},
+                    user,
+                )
+            return copy_doc(doc)
+
+    def _check_no_links(self, doctype: str, name: str) -> None:
+        for spec in SPECS.values():
+            for fieldname, target in spec.links.items():
+                if target == doctype:
+                    for other in self._docs.get(spec.name, {}).values():
+                        if other.get(fieldname) == name:
+                            raise errors.LinkExistsError(
+                                f"Cannot delete or cancel because {doctype} {name} is linked with "
+                                f"{spec.name} {other['name']}"
+                            )
+            for parentfield, child in spec.tables.items():
+                for fieldname, target in child.links.items():
+                    if target != doctype:
+                        continue
+                    for other in self._docs.get(spec.name, {}).values():
+                        if any(row.get(fieldname) == name for row in other.get(parentfield) or ()):
+                            raise errors.LinkExistsError(
+                                f"Cannot delete or cancel because {doctype} {name} is linked with "
+                                f"{spec.name} {other['name']}"
+                            )
+
+    # ---------------------------------------------------------------- reads
+
+    def _require(self, doctype: str, name: str) -> Doc:
+        table = self._docs.get(doctype)
+        if table is None:
+            raise errors.DoesNotExistError(f"DocType {doctype} not found")
+        doc = table.get(name)
+        if doc is None:
+            raise errors.DoesNotExistError(f"{doctype} {name} not found")
+        return doc
+
+    def read(self, doctype: str, name: str) -> Doc:
+        """Like get(), but raising DoesNotExistError (404) for the API."""
+        with self.lock:
+            return copy_doc(self._require(doctype, name))
+
+    def get(self, doctype: str, name: str) -> Doc | None:
+        with self.lock:
+            doc = self._docs.get(doctype, {}).get(name)
+            return copy_doc(doc) if doc is not None else None
+
+    def all(self, doctype: str) -> list[Doc]:
+        with self.lock:
+            return [copy_doc(d) for d in self._docs.get(doctype, {}).values()]
+
+    def names(self, doctype: str) -> list[str]:
+        with self.lock:
+            return list(self._docs.get(doctype, {}))
+
+    def count(self, doctype: str, filters: Any = None) -> int:
+        with self.lock:
+            table = self._docs.get(doctype)
+            if table is None:
+                raise errors.DoesNotExistError(f"DocType {doctype} not found")
+            if not filters:
+                return len(table)
+            predicate = self._predicate(doctype, filters, None)
+            return sum(1 for d in table.values() if predicate is None or predicate(d))
+
+    def _predicate(self, doctype: str, filters: Any, or_filters: Any) -> Any:
+        child_tables = {child.doctype: f for f, child in spec_for(doctype).tables.items()}
+        and_pred = compile_filters(filters, doctype, self.known_fields, child_tables)
+        or_pred = compile_filters(or_filters, doctype, self.known_fields, child_tables, any_of=True)
+        if and_pred and or_pred:
+            return lambda d: and_pred(d) and or_pred(d)
+        return and_pred or or_pred
+
+    def _ordered(self, doctype: str, keys: tuple[tuple[str, bool], ...]) -> list[Doc]:
+        version = self._versions.get(doctype, 0)
+        cached = self._sorted.get((doctype, keys))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        ordered = sort_docs(self._docs[doctype].values(), keys)
+        self._sorted[(doctype, keys)] = (version, ordered)
+        return ordered
+
+    def list(
+        self,
+        doctype: str,
+        *,
+        fields: Any = None,
+        filters: Any = None,
+        or_filters: Any = None,
+        order_by: str | None = None,
+        limit_start: int = 0,
+        limit_page_length: int = 20,
+    ) -> list[Doc]:
+        with self.lock:
+            if doctype not in self._docs:
+                raise errors.DoesNotExistError(f"DocType {doctype} not found")
+            known = self.known_fields(doctype)
+            columns = parse_fields(fields, self._columns(doctype), known)
+            keys = parse_order_by(order_by)
+            for fieldname, _ in keys:
+                if fieldname not in known:
+                    raise errors.DataError(f"Field not permitted in query: {fieldname}")
+            predicate = self._predicate(doctype, filters, or_filters)
+            out: list[Doc] = []
+            skipped = 0
+            for doc in self._ordered(doctype, keys):
+                if predicate is not None and not predicate(doc):
+                    continue
+                if skipped < limit_start:
+                    skipped += 1
+                    continue
+                out.append(project(doc, columns))
+                if limit_page_length and len(out) >= limit_page_length:
+                    break
+            return out

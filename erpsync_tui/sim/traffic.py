@@ -1,0 +1,174 @@
+"""Traffic generator: inserts and edits on all sites as another user, with real conflicts and hostile strings."""
+
+from __future__ import annotations
+
+import collections
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import errors
+
+if TYPE_CHECKING:
+    from .site import SimSite
+
+TRAFFIC_USER = "traffic@{site}.example"
+HOSTILE_STRINGS = (
+    "[bold red]x[/]",
+    "[link=http://evil.example]click[/link]",
+    "\x1b[31mred alert\x1b[0m",
+    "\x1b]8;;http://x\x1b\\hyperlink\x1b]8;;\x1b\\",
+    "\x1b[2J\x1b[Hcleared",
+    "日本語の顧客",
+    "Ελληνικά",
+    "العربية",
+    "O'Brien & \"Sons\" <b>bold</b>",
+    "tab\tand\nnewline",
+    "emoji 🚀 ok",
+)
+# Item codes become document names: keep them URL-hostile (slash, space, quotes, non-Latin) but free of < >.
+HOSTILE_ITEM_CODES = ("A/B 'quoted' #1", "日本語/部品", "Ελληνικά & more", "العربية 100%", "[bold]sku[/]")
+CUSTOMER_FIELDS = ("customer_name", "customer_group", "territory", "mobile_no", "customer_details")
+ITEM_FIELDS = ("item_name", "description", "standard_rate")
+
+
+class TrafficGenerator:
+    def __init__(
+        self,
+        sites: list[SimSite],
+        rate_per_s: float,
+        *,
+        conflict_share: float = 0.2,
+        hostile_share: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be positive")
+        self.sites = sites
+        self.rate = rate_per_s
+        self.conflict_share = conflict_share
+        self.hostile_share = hostile_share
+        self.rng = random.Random(f"traffic:{seed}")
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=5000)
+        self.conflicts: collections.deque[tuple[str, str]] = collections.deque(maxlen=5000)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._serial = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="erpsync-sim-traffic", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except errors.FrappeError as exc:  # e.g. a doc deleted meanwhile: count it, keep going
+                self.stats["errors"] += 1
+                self.log.append({"op": "error", "error": f"{exc.exc_type}: {exc.message}"})
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < -1.0:
+                next_at = time.monotonic()  # fell far behind: do not burst to catch up
+            elif delay > 0:
+                self._stop.wait(delay)
+
+    # ------------------------------------------------------------------ one operation
+
+    def step(self) -> None:
+        rng = self.rng
+        self.stats["ops"] += 1
+        if len(self.sites) >= 2 and rng.random() < self.conflict_share and self._conflict():
+            return
+        site = rng.choice(self.sites)
+        roll = rng.random()
+        if roll < 0.2 or not site.store.names("Customer"):
+            self._insert_customer(site)
+        elif roll < 0.27:
+            self._insert_item(site)
+        else:
+            doctype = "Customer" if roll < 0.8 or not site.store.names("Item") else "Item"
+            name = rng.choice(site.store.names(doctype))
+            self._edit(site, doctype, name, self._changes(doctype))
+
+    def _conflict(self) -> bool:
+        """Edit one document that exists under the same name on two sites, on both sides."""
+        a, b = self.rng.sample(self.sites, 2)
+        for doctype in ("Customer", "Item"):
+            common = sorted(set(a.store.names(doctype)) & set(b.store.names(doctype)))
+            if common:
+                break
+        else:
+            return False
+        name = self.rng.choice(common)
+        if self.rng.random() < 0.5:  # same field, different values: a true conflict
+            field = self.rng.choice(CUSTOMER_FIELDS if doctype == "Customer" else ITEM_FIELDS)
+            changes_a = {field: self._value(doctype, field)}
+            changes_b = {field: self._value(doctype, field)}
+        else:  # different fields on each side: mergeable
+            changes_a, changes_b = self._changes(doctype), self._changes(doctype)
+        self._edit(a, doctype, name, changes_a, conflict=True)
+        self._edit(b, doctype, name, changes_b, conflict=True)
+        self.stats["conflicts"] += 1
+        self.conflicts.append((doctype, name))
+        return True
+
+    def _user(self, site: SimSite) -> str:
+        return TRAFFIC_USER.format(site=site.name)
+
+    def _edit(self, site: SimSite, doctype: str, name: str, changes: dict[str, Any], conflict: bool = False) -> None:
+        site.update(doctype, name, changes, user=self._user(site))
+        self.stats["updates"] += 1
+        self.log.append({"site": site.name, "op": "update", "doctype": doctype, "name": name,
+                         "changes": changes, "conflict": conflict})
+
+    def _insert_customer(self, site: SimSite) -> None:
+        self._serial += 1
+        body = {"customer_name": self._text(f"Traffic Customer {self._serial}"),
+                "customer_type": self.rng.choice(("Company", "Individual")),
+                "customer_group": "Commercial", "territory": "Germany"}
+        doc = site.insert("Customer", body, user=self._user(site))
+        self.stats["inserts"] += 1
+        self.log.append({"site": site.name, "op": "insert", "doctype": "Customer", "name": doc["name"],
+                         "changes": body})
+
+    def _insert_item(self, site: SimSite) -> None:
+        self._serial += 1
+        code = f"TRF-{site.name}-{self._serial:05d}"
+        if self.rng.random() < self.hostile_share:
+            code = f"{self.rng.choice(HOSTILE_ITEM_CODES)} {self._serial}"
+            self.stats["hostile"] += 1
+        body = {"item_code": code, "item_name": self._text(f"Traffic Item {self._serial}"),
+                "item_group": "Products", "stock_uom": "Nos", "standard_rate": round(self.rng.uniform(1, 99), 2)}
+        doc = site.insert("Item", body, user=self._user(site))
+        self.stats["inserts"] += 1
+        self.log.append({"site": site.name, "op": "insert", "doctype": "Item", "name": doc["name"], "changes": body})
+
+    # ------------------------------------------------------------------ values
+
+    def _changes(self, doctype: str) -> dict[str, Any]:
+        fields = CUSTOMER_FIELDS if doctype == "Customer" else ITEM_FIELDS
+        field = self.rng.choice(fields)
+        return {field: self._value(doctype, field)}
+
+    def _value(self, doctype: str, field: str) -> Any:
+        if field == "standard_rate":
+            return round(self.rng.uniform(1, 999), 2)
+        self._serial += 1
+        return self._text(f"{field} v{self._serial}")
+
+    def _text(self, plain: str) -> str:
+        if self.rng.random() < self.hostile_share:
+            self.stats["hostile"] += 1
+            return f"{plain} {self.rng.choice(HOSTILE_STRINGS)}"
+        return plain

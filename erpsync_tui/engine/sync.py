@@ -268,8 +268,8 @@ class SyncEngine:
         self, policy: DoctypePolicy, record: RecordView, target_site: str, wanted_hash: str
     ) -> Fetched | None:
         """After a lost answer, the document may exist on the target already: find it by content, don't repeat."""
-        if record.created_at is None or record.status != RecordStatus.CREATING:
-            return None
+        if record.created_at is None or not record.retrying:
+            return None  # a first attempt: nothing can have been created yet (and searching is O(n))
         connector = self.connectors[target_site]
         since = docs.format_frappe_timestamp(record.created_at - ADOPT_WINDOW, self._zone(target_site))
         async for row in connector.list_documents(
@@ -341,9 +341,11 @@ class SyncEngine:
         if record.status == RecordStatus.DELETED and unchanged:
             return await self._done(DocResult(record.doctype, present.site, present.name or "", Outcome.SKIPPED,
                                               detail="counterpart deleted; not re-creating an unchanged document"))
+        retrying = record.status == RecordStatus.CREATING
         await self._run(self.state.mark_status, record.record_id, RecordStatus.CREATING)
         view = await self._run(self.state.view, record.record_id)
         assert view is not None
+        view.retrying = retrying
         return await self._create_on_target(policy, view, present, depth)
 
     # ==================================================================================== conflicts

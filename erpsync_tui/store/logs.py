@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from erpsync_tui.secrets import redact
 from erpsync_tui.store.models import SyncLog, utcnow
 
 MAX_MESSAGE = 4000
+_INSERT = insert(SyncLog.__table__)  # type: ignore[attr-defined]  # built once: it runs for every log line
 
 
 def add_log(
@@ -23,19 +25,10 @@ def add_log(
     error_code: str | None = None,
     record_id: int | None = None,
     queue_item_id: int | None = None,
-) -> SyncLog:
-    row = SyncLog(
-        ts=utcnow(),
-        level=level,
-        site=site,
-        doctype=doctype,
-        name=name,
-        direction=direction,
-        outcome=outcome,
-        error_code=error_code,
-        message=redact(message)[:MAX_MESSAGE],
-        record_id=record_id,
-        queue_item_id=queue_item_id,
-    )
-    session.add(row)
-    return row
+) -> None:
+    values = {
+        "ts": utcnow(), "level": level, "site": site, "doctype": doctype, "name": name, "direction": direction,
+        "outcome": outcome, "error_code": error_code, "message": redact(message)[:MAX_MESSAGE],
+        "record_id": record_id, "queue_item_id": queue_item_id,
+    }
+    session.connection().execute(_INSERT, values)

@@ -1,0 +1,121 @@
+"""Benchmark: syncing N documents between two simulator sites with 5 ms latency per request.
+
+    python bench/bench_sync.py [--docs 10000] [--latency-ms 5] [--baseline-docs 300] [--concurrency 32]
+
+Prints documents/s for this engine (full sync, cloud → local, state in a real SQLite file), for a
+sequential one-request-at-a-time baseline (GET from cloud, POST to a third site) run in this same process,
+and the simulator's own request ceiling (16 keep-alive clients) — with the ratios the targets speak of.
+The sites run in a child process so that the simulator does not compete with the engine for this
+process's GIL; every request stays on loopback and the run is bounded by the document count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from erpsync_tui.config import AppConfig
+from erpsync_tui.connectors import FrappeConnector
+from erpsync_tui.engine.bulk import full_sync
+from erpsync_tui.engine.sync import SyncEngine
+from erpsync_tui.sim.bench import measure_ceiling, measure_server
+from erpsync_tui.store import open_database
+
+SITES = ("cloud", "local", "baseline")
+
+
+def serve_sites(docs: int, latency_ms: float, ready: Any, info: Any, stop: Any) -> None:
+    """Child process: three sites; `cloud` seeded with `docs` customers (plus the seed's items and orders)."""
+    from erpsync_tui.sim import SimCluster
+
+    with SimCluster(list(SITES), seed=7, latency_ms=latency_ms) as cluster:
+        cluster["cloud"].seed(docs)
+        for name in SITES:
+            site = cluster[name]
+            info[name] = (site.url, site.api_key, site.api_secret)
+        ready.set()
+        stop.wait()
+
+
+async def sequential_baseline(cloud: tuple[str, str, str], target: tuple[str, str, str], limit: int) -> float:
+    """One request at a time: list names, then GET each from cloud and POST it to the target site."""
+    (curl, ckey, csecret), (turl, tkey, tsecret) = cloud, target
+    async with httpx.AsyncClient(base_url=curl, headers={"Authorization": f"token {ckey}:{csecret}"}) as src, \
+            httpx.AsyncClient(base_url=turl, headers={"Authorization": f"token {tkey}:{tsecret}"}) as dst:
+        names = (await src.get("/api/resource/Customer", params={"limit_page_length": limit})).json()["data"]
+        started = time.perf_counter()
+        for row in names:
+            doc = (await src.get(f"/api/resource/Customer/{row['name']}")).json()["data"]
+            body = {k: v for k, v in doc.items() if k not in ("name", "owner", "creation", "modified",
+                                                             "modified_by", "idx", "doctype")}
+            (await dst.post("/api/resource/Customer", json=body)).raise_for_status()
+        return len(names) / (time.perf_counter() - started)
+
+
+async def engine_run(info: dict[str, tuple[str, str, str]], concurrency: int, db_path: Path) -> tuple[float, int]:
+    sites = {name: {"url": info[name][0], "max_concurrency": concurrency, "requests_per_second": 100000,
+                    "timeout_seconds": 30} for name in ("cloud", "local")}
+    config = AppConfig.model_validate({"sites": sites, "sync": {
+        "doctypes": ["Customer"], "concurrency": concurrency, "batch_size": 500}})
+    db = open_database(f"sqlite:///{db_path}")
+    connectors = {name: FrappeConnector(name, config.sites[name], info[name][1], info[name][2])
+                  for name in ("cloud", "local")}
+    engine = SyncEngine(config, db, connectors)
+    started = time.perf_counter()
+    summary = await full_sync(engine, direction="cloud_to_local")
+    elapsed = time.perf_counter() - started
+    for connector in connectors.values():
+        await connector.aclose()
+    db.dispose()
+    if summary.failed:
+        print(f"warning: {summary.failed} documents failed during the run", file=sys.stderr)
+    return summary.processed / elapsed, summary.processed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=10_000)
+    parser.add_argument("--latency-ms", type=float, default=5.0)
+    parser.add_argument("--baseline-docs", type=int, default=300, help="documents the slow baseline syncs")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--ceiling-seconds", type=float, default=4.0)
+    args = parser.parse_args(argv)
+
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    info, ready, stop = manager.dict(), ctx.Event(), ctx.Event()
+    child = ctx.Process(target=serve_sites, args=(args.docs, args.latency_ms, ready, info, stop), daemon=True)
+    child.start()
+    try:
+        if not ready.wait(120):
+            raise SystemExit("the simulator did not start")
+        sites = dict(info)
+        baseline = asyncio.run(sequential_baseline(sites["cloud"], sites["baseline"], args.baseline_docs))
+        with tempfile.TemporaryDirectory() as tmp:
+            engine_rate, processed = asyncio.run(engine_run(sites, args.concurrency, Path(tmp) / "state.db"))
+    finally:
+        stop.set()
+        child.join(30)
+    ceiling = measure_ceiling(args.ceiling_seconds)
+    raw = measure_server(args.ceiling_seconds).rps
+
+    print(f"documents synced by the engine: {processed} (latency {args.latency_ms:g} ms per request, "
+          f"concurrency {args.concurrency})")
+    print(f"engine:            {engine_rate:8.1f} docs/s")
+    print(f"sequential baseline: {baseline:6.1f} docs/s  ({args.baseline_docs} docs, one request at a time)")
+    print(f"simulator ceiling: {ceiling:8.1f} req/s with 16 httpx clients, {raw:.0f} req/s raw sockets, no latency")
+    print(f"engine / baseline: {engine_rate / baseline:6.1f}x   (target >= 10x)")
+    print(f"engine / ceiling:  {100 * engine_rate / ceiling:6.1f}%   (target >= 60%; each document is one "
+          "request on each site)")
+
+
+if __name__ == "__main__":
+    main()

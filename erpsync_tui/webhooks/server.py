@@ -1,0 +1,113 @@
+"""Running the receiver with uvicorn inside the caller's event loop (the engine daemon's, or a test's).
+
+The daemon owns the process's signals and logging, so uvicorn installs no signal handlers and leaves
+logging configuration alone. We bind the socket ourselves: a bind error then surfaces as an OSError in
+the caller instead of uvicorn's `sys.exit(1)`, and port 0 gives an ephemeral port we can read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn would replace SIGINT/SIGTERM handlers and re-raise them on exit; the daemon owns signals.
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP; without it
+    # every response (headers and body are written separately) can wait ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # quick restart on a fixed port
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ReceiverHandle:
+    """A running receiver: its bound address, and `stop()`."""
+
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], sock: socket.socket) -> None:
+        self._server = server
+        self._task = task
+        self._sock = sock
+        address = sock.getsockname()
+        self.host: str = address[0]
+        self.port: int = address[1]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return not self._task.done()
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (their events are stored), then close. Idempotent."""
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), STOP_TIMEOUT_S)
+        except TimeoutError:
+            self._server.force_exit = True
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, STOP_TIMEOUT_S)
+        except Exception:
+            pass  # the server already failed; its error was logged by uvicorn
+        finally:
+            self._sock.close()
+
+
+async def serve_receiver(app: ASGIApp, host: str, port: int, *, log_level: str = "warning") -> ReceiverHandle:
+    """Serve `app` on host:port (0 → an ephemeral port) as a task of the running loop; returns once listening."""
+    sock = _bind(host, port)
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # keep the daemon's logging (and its secret redaction) as it is
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=STOP_TIMEOUT_S,
+        server_header=False,
+    )
+    server = _EmbeddedServer(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="webhook-receiver")
+    try:
+        await _wait_started(server, task)
+    except BaseException:
+        server.should_exit = True
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        sock.close()
+        raise
+    return ReceiverHandle(server, task, sock)
+
+
+async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
+    while not server.started:
+        if task.done():
+            error = task.exception() if not task.cancelled() else None
+            raise RuntimeError(f"webhook receiver failed to start: {error!r}")
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"webhook receiver did not start within {START_TIMEOUT_S:g} s")
+        await asyncio.sleep(0.01)

@@ -725,25 +725,38 @@ def _print_checks(ctx: Context, results: list[Any], verdict: Any) -> None:
 @click.option("--readonly", is_flag=True, help="Disable every action that changes anything.")
 @click.option("--theme", help="Theme name (overrides console.theme).")
 @pass_ctx
+@handles_missing_secrets
 def console_command(ctx: Context, readonly: bool = False, theme: str | None = None) -> None:
-    """Open the operator console (the default command)."""
-    click.echo(
-        "The operator console is not built yet (issue 6). Available now: "
-        "`erpsync-tui config check`, `secrets`, `backup`; run `erpsync-tui --help`.",
-        err=True,
-    )
-    sys.exit(EXIT_FAILED)
+    """Open the operator console (the default command); attaches to a running `serve` if there is one."""
+    from erpsync_tui.engine.factory import build_connectors, warn_insecure_tls
+    from erpsync_tui.engine.service import EngineService
+    from erpsync_tui.store.control import engine_status
+    from erpsync_tui.tui.app import run_console
+
+    config, db = ctx.config(), ctx.database()
+    warn_insecure_tls(config)
+    factory = None
+    if not readonly and engine_status(db).mode == "stopped":
+        connectors = build_connectors(config)  # credentials are checked before the screen opens
+
+        def factory() -> EngineService:
+            receiver = start_receiver if config.webhooks.enabled else None
+            return EngineService(config, db, connectors, config_file=ctx.config_file(), start_receiver=receiver)
+
+    sys.exit(run_console(db, config, engine_factory=factory, readonly=readonly, theme=theme))
 
 
 @cli.command("demo")
-def demo_command() -> None:
-    """Start two simulated sites with live traffic, an engine, and the console — one command."""
-    click.echo(
-        "The demo needs the simulator (issue 3), the sync engine (issue 4) and the console (issue 6); "
-        "they are not built yet, so there is nothing to show.",
-        err=True,
-    )
-    sys.exit(EXIT_FAILED)
+@click.option("--seed", "seed_docs", default=40, show_default=True, help="Customers and items seeded per site.")
+@click.option("--traffic", default=1.0, show_default=True, help="Edits per second on the simulated sites.")
+@click.option("--theme", help="Theme name.")
+@click.option("--headless", is_flag=True, help="No console: run the demo for --seconds and print the status.")
+@click.option("--seconds", default=20.0, show_default=True, help="With --headless: how long to run.")
+def demo_command(seed_docs: int, traffic: float, theme: str | None, headless: bool, seconds: float) -> None:
+    """Two simulated sites with live traffic, an engine syncing them, and the console — one command."""
+    from erpsync_tui.demo import run_demo
+
+    sys.exit(run_demo(seed_docs=seed_docs, traffic=traffic, theme=theme, headless=headless, seconds=seconds))
 
 
 def _register_layer_commands() -> None:

@@ -12,11 +12,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.util import undefined
 
 from erpsync_tui import __version__
 from erpsync_tui.config import AppConfig, ConfigError, load_config
@@ -162,17 +163,40 @@ class EngineService:
         scheduler = AsyncIOScheduler()
         for job_id, func, seconds in self._jobs():
             if seconds > 0:
-                scheduler.add_job(func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)
+                # Catch up at once on start (whatever changed while no engine ran), then keep the interval.
+                first = datetime.now(UTC) if job_id in ("incremental_sync", "health") else undefined
+                scheduler.add_job(func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True,
+                                  next_run_time=first)
         return scheduler
+
+    def _tracked(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """A job that `stop()` can cancel and wait for (before it closes the connectors the job uses)."""
+
+        async def run() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._background.add(task)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                log.info("job %s cancelled by shutdown", getattr(job, "__name__", job))
+            except Exception:  # a failing job is reported and runs again at its next interval
+                log.exception("job %s failed code=ERP010", getattr(job, "__name__", job))
+            finally:
+                if task is not None:
+                    self._background.discard(task)
+
+        run.__name__ = getattr(job, "__name__", "job")
+        return run
 
     def _jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]], float]]:
         s = self.config.scheduler
         return [
-            ("incremental_sync", self._incremental_job, s.incremental_sync_interval_seconds),
-            ("health", self._health_job, s.health_interval_seconds),
-            ("retention", self._retention_job, s.retention_interval_seconds),
-            ("reconcile", self._reconcile_job, s.reconcile_interval_seconds),
-            ("requeue_stuck", self._requeue_job, 30.0),
+            ("incremental_sync", self._tracked(self._incremental_job), s.incremental_sync_interval_seconds),
+            ("health", self._tracked(self._health_job), s.health_interval_seconds),
+            ("retention", self._tracked(self._retention_job), s.retention_interval_seconds),
+            ("reconcile", self._tracked(self._reconcile_job), s.reconcile_interval_seconds),
+            ("requeue_stuck", self._tracked(self._requeue_job), 30.0),
         ]
 
     def reschedule(self) -> None:
@@ -205,10 +229,8 @@ class EngineService:
                             f"{summary.failed} failed", outcome="incremental")
 
     async def _health_job(self) -> None:
-        try:
-            from erpsync_tui.engine import health
-        except ImportError:  # health checks are optional in a minimal install of the engine
-            return
+        from erpsync_tui.engine import health
+
         await health.run_checks(self.config, self.db, self.connectors)
 
     async def _retention_job(self) -> None:

@@ -1,0 +1,126 @@
+"""`erpsync-tui demo`: simulated sites, live traffic, an engine and the console — nothing to configure.
+
+Everything lives in a temporary folder and in this process: the sites run on loopback (ephemeral ports),
+their webhooks point at the engine's receiver, a traffic generator edits documents on both sides (with real
+conflicts and hostile text), and now and then a site misbehaves for a few seconds. All of it stops on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets as token_source
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from erpsync_tui.config import AppConfig
+from erpsync_tui.connectors import FrappeConnector
+from erpsync_tui.engine.service import EngineService
+from erpsync_tui.secrets import register_secret
+from erpsync_tui.sim import SimCluster
+from erpsync_tui.store import Database, open_database
+
+FAULT_EVERY_S = 45.0  # an occasional fault, so the console has something to show and the engine to ride out
+FAULT_FOR_S = 6.0
+
+
+def demo_config(cluster: SimCluster, db_path: Path) -> AppConfig:
+    sites = {name: {"url": site.url, "timeout_seconds": 5, "circuit_reset_seconds": 5}
+             for name, site in cluster.sites.items()}
+    return AppConfig.model_validate({
+        "sites": sites,
+        "sync": {"doctypes": ["Customer", "Item", "Sales Order"], "conflict_resolution": "latest_timestamp",
+                 "overrides": {"Customer": {"conflict_resolution": "manual"}},
+                 "retry": {"max_attempts": 4, "backoff_base_seconds": 1, "backoff_max_seconds": 20}},
+        "webhooks": {"host": "127.0.0.1", "port": 0},
+        "scheduler": {"incremental_sync_interval_seconds": 10, "health_interval_seconds": 10},
+        "database": {"url": f"sqlite:///{db_path}"},
+    })
+
+
+def make_engine(cluster: SimCluster, config: AppConfig, db: Database, webhook_secret: str) -> EngineService:
+    connectors = {name: FrappeConnector(name, config.sites[name], site.api_key, site.api_secret)
+                  for name, site in cluster.sites.items()}
+
+    async def start_receiver(service: EngineService) -> Any:
+        from erpsync_tui.webhooks import create_app, serve_receiver
+
+        app = create_app(config, db, webhook_secret=webhook_secret, on_stored=service.wake,
+                         status_provider=lambda: {"engine": service.state})
+        handle = await serve_receiver(app, config.webhooks.host, config.webhooks.port)
+        for name, site in cluster.sites.items():  # point each site's Webhook doctype at the receiver
+            site.add_webhook(f"{handle.url}/webhook/{name}", webhook_secret)
+        return handle
+
+    return EngineService(config, db, connectors, start_receiver=start_receiver)
+
+
+class FaultCycle:
+    """Now and then one site answers 500s for a few seconds, then recovers."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self.cluster = cluster
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-faults", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        site = self.cluster["local"]
+        while not self._stop.wait(FAULT_EVERY_S):
+            site.set_faults(error_rate=0.5)
+            self._stop.wait(FAULT_FOR_S)
+            site.clear_faults()
+
+
+def run_demo(*, seed_docs: int, traffic: float, theme: str | None, headless: bool, seconds: float) -> int:
+    with tempfile.TemporaryDirectory(prefix="erpsync-demo-") as tmp, \
+            SimCluster(["cloud", "local"], seed=int(time.time()) % 10_000) as cluster:
+        for site in cluster:
+            site.seed(seed_docs)
+            register_secret(site.api_secret)
+        webhook_secret = token_source.token_urlsafe(24)
+        register_secret(webhook_secret)
+        db_path = Path(tmp) / "state.db"
+        config = demo_config(cluster, db_path)
+        db = open_database(config.database.url or "")
+        faults = FaultCycle(cluster)
+        if traffic > 0:
+            cluster.start_traffic(traffic, conflict_share=0.25, hostile_share=0.15)
+        faults.start()
+        try:
+            if headless:
+                return asyncio.run(_headless(cluster, config, db, webhook_secret, seconds))
+            from erpsync_tui.tui.app import run_console
+
+            return run_console(db, config, engine_factory=lambda: make_engine(cluster, config, db, webhook_secret),
+                               theme=theme)
+        finally:
+            faults.stop()
+            cluster.stop_traffic()
+            db.dispose()
+
+
+async def _headless(cluster: SimCluster, config: AppConfig, db: Database, secret: str, seconds: float) -> int:
+    """The same demo without a screen (for CI and smoke tests): run, then print what happened."""
+    from erpsync_tui.store import queries
+
+    service = make_engine(cluster, config, db, secret)
+    await service.start()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await service.stop()
+    with db.read() as session:
+        counts, depth = queries.record_counts(session), queries.queue_depth(session)
+        conflicts = queries.open_conflict_count(session)
+    print(f"demo ran {seconds:g}s: tracked {counts.get('tracked', 0)}, synced {counts.get('synced', 0)}, "
+          f"open conflicts {conflicts}, queue {depth.by_status}")
+    return 0

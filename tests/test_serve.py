@@ -1,0 +1,129 @@
+"""`erpsync-tui serve` as a real process: one per database, clean SIGTERM, webhooks flowing end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from erpsync_tui.sim import SimCluster
+from erpsync_tui.sim.webhooks import sign_webhook
+from erpsync_tui.store import open_database
+from erpsync_tui.store.control import engine_status
+
+SECRET = "serve-test-webhook-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def cluster() -> Iterator[SimCluster]:
+    with SimCluster(["cloud", "local"], seed=5) as sim:
+        yield sim
+
+
+@pytest.fixture
+def setup(cluster: SimCluster, tmp_path: Path):
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "sites:\n"
+        f"  cloud:\n    url: {cluster['cloud'].url}\n"
+        f"  local:\n    url: {cluster['local'].url}\n"
+        f"webhooks:\n  port: {port}\n"
+        "scheduler:\n  queue_interval_seconds: 0.2\n"
+    )
+    env = {**os.environ, "ERPSYNC_WEBHOOK_SECRET": SECRET}
+    for name, site in cluster.sites.items():
+        env[f"ERPSYNC_{name.upper()}_API_KEY"] = site.api_key
+        env[f"ERPSYNC_{name.upper()}_API_SECRET"] = site.api_secret
+    db = tmp_path / "state.db"
+    base = [sys.executable, "-m", "erpsync_tui", "--config", str(config), "--db", str(db)]
+    return base, env, db, port
+
+
+def wait_until(predicate, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.1)
+
+
+def test_two_serve_processes_one_database_and_clean_sigterm(setup, cluster: SimCluster) -> None:
+    base, env, db_path, port = setup
+    first = subprocess.Popen([*base, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: db_path.exists() and engine_status(open_database(f"sqlite:///{db_path}")).mode
+                   == "running")
+        db = open_database(f"sqlite:///{db_path}")
+        second = subprocess.run([*base, "serve"], env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert "lease is held by" in second.stderr and str(first.pid) in second.stderr
+
+        # A signed webhook from the cloud site reaches the receiver and the document lands on local.
+        doc = cluster["cloud"].insert("Customer", {"customer_name": "Via Webhook", "customer_type": "Company"},
+                                      fire_webhooks=False)
+        body = json.dumps({"doctype": "Customer", "name": doc["name"], "modified": doc["modified"]}).encode()
+        answer = httpx.post(f"http://127.0.0.1:{port}/webhook/cloud", content=body,
+                            headers={"X-Frappe-Webhook-Signature": sign_webhook(body, SECRET)}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        wait_until(lambda: cluster["local"].count("Customer") == 1)
+
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        assert engine_status(db).mode == "stopped"  # the lease was given back
+    finally:
+        if first.poll() is None:
+            first.kill()
+    for secret in (SECRET, cluster["cloud"].api_secret):
+        assert secret not in (first.stdout.read() + first.stderr.read())
+
+
+def test_waiting_serve_takes_over_when_the_holder_stops(setup) -> None:
+    base, env, db_path, _port = setup
+    first = subprocess.Popen([*base, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    waiting = None
+    try:
+        wait_until(lambda: db_path.exists() and engine_status(open_database(f"sqlite:///{db_path}")).mode
+                   == "running")
+        env2 = {**env}
+        waiting = subprocess.Popen([*base, "serve", "--wait", "--no-receiver"], env=env2,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        assert waiting.poll() is None  # still waiting
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+        db = open_database(f"sqlite:///{db_path}")
+        wait_until(lambda: engine_status(db).pid == waiting.pid, limit=30)
+    finally:
+        for proc in (first, waiting):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def test_demo_runs_headless_in_one_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "erpsync_tui", "demo", "--headless", "--seconds", "8",
+                             "--seed", "8"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "demo ran 8s" in result.stdout
+    tracked = int(result.stdout.split("tracked ")[1].split(",")[0])
+    assert tracked >= 16  # the seeded documents were synced across
+    assert "Traceback" not in result.stderr

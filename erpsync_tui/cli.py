@@ -672,7 +672,7 @@ async def start_receiver(service: Any) -> Any:
     secret = secret_store.lookup(secret_store.WEBHOOK_REF).value
     config = service.config
     app = create_app(config, service.db, webhook_secret=secret, status_provider=lambda: {"engine": service.state},
-                     on_stored=service.wake)
+                     on_stored=service.wake, metrics=service.metrics)
     return await serve_receiver(app, config.webhooks.host, config.webhooks.port)
 
 

@@ -47,7 +47,7 @@ def make_engine(cluster: SimCluster, config: AppConfig, db: Database, webhook_se
     async def start_receiver(service: EngineService) -> Any:
         from erpsync_tui.webhooks import create_app, serve_receiver
 
-        app = create_app(config, db, webhook_secret=webhook_secret, on_stored=service.wake,
+        app = create_app(config, db, webhook_secret=webhook_secret, on_stored=service.wake, metrics=service.metrics,
                          status_provider=lambda: {"engine": service.state})
         handle = await serve_receiver(app, config.webhooks.host, config.webhooks.port)
         for name, site in cluster.sites.items():  # point each site's Webhook doctype at the receiver

@@ -23,6 +23,7 @@ from erpsync_tui import __version__
 from erpsync_tui.config import AppConfig, ConfigError, load_config
 from erpsync_tui.connectors.base import Connector
 from erpsync_tui.engine.bulk import full_sync, incremental_sync
+from erpsync_tui.engine.metrics import Metrics
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.engine.worker import QueueWorker, worker_id
 from erpsync_tui.store import control, queue, retention
@@ -58,7 +59,8 @@ class EngineService:
         self.config_file = config_file
         self.owner = owner or worker_id()
         self.engine = SyncEngine(config, db, self.connectors, actor=self.owner)
-        self.worker = QueueWorker(self.engine, owner=self.owner)
+        self.metrics = Metrics()
+        self.worker = QueueWorker(self.engine, owner=self.owner, metrics=self.metrics)
         self.lease_ttl = lease_ttl
         self.state = "stopped"
         self.receiver: Any = None
@@ -148,8 +150,10 @@ class EngineService:
 
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
-            info = {"circuits": {site: c.circuit_state for site, c in self.connectors.items()},
-                    "version": __version__, "receiver": getattr(self.receiver, "url", None)}
+            circuits = {site: c.circuit_state for site, c in self.connectors.items()}
+            for site, state in circuits.items():
+                self.metrics.set_circuit(site, state)
+            info = {"circuits": circuits, "version": __version__, "receiver": getattr(self.receiver, "url", None)}
             try:
                 if not await asyncio.to_thread(control.renew_lease, self.db, self.owner, self.lease_ttl, info):
                     log.error("lost the engine lease code=ERP010; stopping so two engines never run at once")

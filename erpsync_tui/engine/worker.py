@@ -6,9 +6,11 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 
+from erpsync_tui.engine.metrics import Metrics
 from erpsync_tui.engine.sync import SyncEngine, failure_code, is_site_outage
 from erpsync_tui.store import queue
 from erpsync_tui.store.logs import add_log
@@ -33,10 +35,18 @@ class DrainResult:
 
 
 class QueueWorker:
-    def __init__(self, engine: SyncEngine, *, owner: str | None = None, lease_seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        engine: SyncEngine,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 120.0,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.engine = engine
         self.owner = owner or worker_id()
         self.lease_seconds = lease_seconds
+        self.metrics = metrics
 
     async def run_once(self, limit: int = 50) -> DrainResult:
         """Claim up to `limit` due items and process them concurrently (bounded by sync.concurrency)."""
@@ -72,26 +82,32 @@ class QueueWorker:
         return total
 
     async def process(self, item: QueueItem) -> str:
+        started = time.perf_counter()
         try:
-            await self._execute(item)
+            outcome = await self._execute(item)
         except Exception as exc:
+            if self.metrics is not None:
+                self.metrics.failed(failure_code(exc)[0])
             return await asyncio.to_thread(self._record_failure, item, exc)
         await asyncio.to_thread(queue.complete, self.engine.db, int(item.id or 0), self.owner)
+        if self.metrics is not None:
+            self.metrics.observe_sync(outcome, time.perf_counter() - started)
         return QueueStatus.DONE
 
-    async def _execute(self, item: QueueItem) -> None:
+    async def _execute(self, item: QueueItem) -> str:
+        """Carry the item out; the outcome (created, updated, skipped, …) names what happened."""
         if item.kind in (QueueKind.SYNC, QueueKind.WEBHOOK, QueueKind.DELETE):
             if not (item.site and item.doctype and item.name):
                 raise ValueError(f"queue item {item.id} lacks site/doctype/name")
-            await self.engine.sync_document(item.doctype, item.site, item.name)
-        elif item.kind == QueueKind.RESOLVE:
+            return str((await self.engine.sync_document(item.doctype, item.site, item.name)).outcome)
+        if item.kind == QueueKind.RESOLVE:
             payload = item.payload
             # JSON has no tuples: an edited value arrives as ["value", v].
             choices = {k: tuple(v) if isinstance(v, list) else v for k, v in (payload.get("choices") or {}).items()}
-            await self.engine.resolve(int(payload["record_id"]), choices, actor=str(payload.get("actor", "operator")),
-                                      take=payload.get("take"))
-        else:
-            raise ValueError(f"unknown queue item kind {item.kind!r}")
+            result = await self.engine.resolve(int(payload["record_id"]), choices,
+                                               actor=str(payload.get("actor", "operator")), take=payload.get("take"))
+            return str(result.outcome)
+        raise ValueError(f"unknown queue item kind {item.kind!r}")
 
     def _record_failure(self, item: QueueItem, exc: Exception) -> str:
         code, retry_after = failure_code(exc)

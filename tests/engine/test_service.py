@@ -77,6 +77,7 @@ async def test_dead_holders_lease_expires_and_is_taken_over(cluster: SimCluster,
 async def test_operator_actions_run_exactly_once(cluster: SimCluster, db) -> None:
     service = service_for(cluster, db)
     await service.start()
+    await asyncio.sleep(0.5)  # the catch-up sync at start (empty sites) is over
     try:
         pause = submit_action(db, "pause", actor="ops", host="laptop")
         await wait_for(lambda: action_done(db, pause))

@@ -155,6 +155,7 @@ async def test_queue_items_go_dead_and_retry_action_revives(cluster: SimCluster,
     config = make_config(cluster)
     service = EngineService(config, db, connectors_for(cluster, config))
     await service.start()
+    await asyncio.sleep(0.5)  # the catch-up sync at start (empty sites) is over
     try:
         doc = cluster["cloud"].insert("Customer", customer("Revive Me"), fire_webhooks=False)
         cluster["local"].set_faults(revoked=True)
@@ -169,7 +170,8 @@ async def test_queue_items_go_dead_and_retry_action_revives(cluster: SimCluster,
         await wait_for(is_dead, limit=10)
         cluster["local"].clear_faults()
         retry = submit_action(db, "retry", actor="ops", host="box", params={"ids": [item.id]})
-        await wait_for(lambda: cluster["local"].count("Customer") == 1)
+        await wait_for(lambda: action_done(db, retry))
         assert control.action_row(db, retry).status == "done"
+        await wait_for(lambda: cluster["local"].count("Customer") == 1)
     finally:
         await service.stop()

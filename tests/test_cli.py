@@ -52,9 +52,13 @@ COMMANDS = [
     ("secrets", "get", "local"),
     ("secrets", "get", "webhook"),
     ("secrets", "delete", "cloud"),
-    ("demo",),
-    ("console",),
+    ("status", "--json"),
+    ("conflicts", "--json"),
+    ("retry", "--dead", "--json"),
 ]
+# `test`, `sync`, `resolve`, `reconcile` and `doctor` talk to sites: tests/test_cli_engine.py runs them against
+# the simulator with the same no-secret check; `demo` and the console open a screen (tests/test_serve.py,
+# tests/tui).
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
@@ -66,7 +70,8 @@ def test_no_command_prints_a_secret(run, args: tuple[str, ...]) -> None:
 
 def test_help_lists_every_command_with_a_summary(run) -> None:
     result = run("--help")
-    for command in ("backup", "config", "console", "demo", "init", "secrets"):
+    for command in ("backup", "config", "conflicts", "console", "demo", "doctor", "init", "reconcile", "resolve",
+                    "retry", "secrets", "serve", "sim", "status", "sync", "test"):
         assert f"  {command} " in result.output
 
 

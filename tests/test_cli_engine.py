@@ -106,3 +106,15 @@ def test_retry_and_reconcile(run, cluster: SimCluster) -> None:
     retried = run("retry", "--failed", "--json")
     assert json.loads(retried.output)["requeued"] >= 1
     assert run("retry").exit_code == 2
+
+
+def test_doctor_passes_then_names_the_failing_step(run, cluster: SimCluster) -> None:
+    healthy = json.loads(run("doctor", "--json").output)
+    site_checks = [c for c in healthy["checks"] if c["check"].startswith("site.")]
+    assert site_checks and all(c["status"] != "fail" for c in site_checks)
+    cluster["local"].set_faults(revoked=True)
+    failing = run("doctor", "--json")
+    assert failing.exit_code == 1
+    verdict = json.loads(failing.output)["triage"]
+    assert verdict["step"] == "authentication"
+    assert any(check["error_code"] == "ERP002" for check in verdict["failing"])

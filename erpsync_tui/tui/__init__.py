@@ -1,0 +1,1 @@
+"""The operator console (Textual). Nothing outside `erpsync_tui.tui` imports Textual."""

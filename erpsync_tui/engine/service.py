@@ -90,12 +90,21 @@ class EngineService:
         await self._log("engine started", outcome="started")
         if self._start_receiver is not None:
             self.receiver = await self._start_receiver(self)
+            self._adopt_receiver_port(getattr(self.receiver, "port", None))
         self._scheduler = self._make_scheduler()
         self._scheduler.start()
         self._tasks = [asyncio.create_task(self._queue_loop(), name="queue"),
                        asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         if self.config_file is not None:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
+
+    def _adopt_receiver_port(self, port: int | None) -> None:
+        """With `webhooks.port: 0` the OS picks the port: the running config (and health checks) use that one."""
+        if not port or port == self.config.webhooks.port:
+            return
+        webhooks = self.config.webhooks.model_copy(update={"port": port})
+        self.config = self.config.model_copy(update={"webhooks": webhooks})
+        self.engine.config = self.config
 
     async def stop(self) -> None:
         """Stop taking work, let in-flight items finish briefly, give back the rest and the lease."""
@@ -374,7 +383,8 @@ class EngineService:
             return False
         restart_needed = new.sites != self.config.sites or new.database != self.config.database
         self.config = new
-        self.engine.config = new
+        self._adopt_receiver_port(getattr(self.receiver, "port", None))
+        self.engine.config = self.config
         self.engine.pair = new.pair
         self.reschedule()
         note = "; site or database changes need a restart" if restart_needed else ""

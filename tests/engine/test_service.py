@@ -175,3 +175,24 @@ async def test_queue_items_go_dead_and_retry_action_revives(cluster: SimCluster,
         await wait_for(lambda: cluster["local"].count("Customer") == 1)
     finally:
         await service.stop()
+
+
+async def test_receiver_on_port_zero_reports_its_real_port(cluster: SimCluster, db) -> None:
+    """With `webhooks.port: 0`, health checks and /status must see the port the OS actually chose."""
+    from erpsync_tui.webhooks import create_app, serve_receiver
+
+    async def start(service: EngineService):
+        app = create_app(service.config, db, webhook_secret="s" * 16, on_stored=service.wake)
+        return await serve_receiver(app, "127.0.0.1", 0)
+
+    config = make_config(cluster)
+    service = EngineService(config, db, connectors_for(cluster, config), start_receiver=start)
+    await service.start()
+    try:
+        assert service.config.webhooks.port == service.receiver.port != 0
+        from erpsync_tui.engine.health import check_receiver
+
+        result = await check_receiver(service.config)
+        assert result.status == "ok", result
+    finally:
+        await service.stop()

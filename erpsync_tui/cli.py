@@ -639,7 +639,7 @@ def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -
     warn_insecure_tls(config)
     receiver = None if no_receiver or not config.webhooks.enabled else start_receiver
     service = EngineService(config, db, build_connectors(config), config_file=ctx.config_file(),
-                            start_receiver=receiver)
+                            start_receiver=receiver, lease_ttl=config.scheduler.lease_ttl_seconds)
     try:
         code = _run_async(_serve(service, wait))
     except LeaseHeld as exc:
@@ -741,7 +741,8 @@ def console_command(ctx: Context, readonly: bool = False, theme: str | None = No
 
         def factory() -> EngineService:
             receiver = start_receiver if config.webhooks.enabled else None
-            return EngineService(config, db, connectors, config_file=ctx.config_file(), start_receiver=receiver)
+            return EngineService(config, db, connectors, config_file=ctx.config_file(), start_receiver=receiver,
+                                 lease_ttl=config.scheduler.lease_ttl_seconds)
 
     sys.exit(run_console(db, config, engine_factory=factory, readonly=readonly, theme=theme))
 

@@ -113,6 +113,8 @@ class SchedulerConfig(_Strict):
     # 0 turns periodic reconciliation off (it reads every document on both sites).
     reconcile_interval_seconds: Annotated[float, Field(ge=0)] = 0.0
     retention_days: PositiveInt = 14
+    # How long the engine lease lasts without renewal: a crashed engine's successor waits at most this long.
+    lease_ttl_seconds: Annotated[float, Field(ge=1, le=600)] = 15.0
 
 
 class AlertConfig(_Strict):

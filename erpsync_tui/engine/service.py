@@ -343,11 +343,15 @@ class EngineService:
         record_id = await asyncio.to_thread(self._start_resolving, conflict_id)
         payload = {"record_id": record_id, "take": params.get("take"), "choices": params.get("choices") or {},
                    "actor": f"{action.actor}@{action.host}", "conflict_id": conflict_id}
+        item_id = await asyncio.to_thread(self._enqueue_resolution, payload)
+        self.wake()
+        return f"conflict #{conflict_id}: resolution queued as item {item_id}"
+
+    def _enqueue_resolution(self, payload: dict[str, Any]) -> int:
         with self.db.write() as session:
             item = queue.enqueue(session, kind=QueueKind.RESOLVE, payload=payload, coalesce=False,
                                  max_attempts=self.config.sync.retry.max_attempts)
-        self.wake()
-        return f"conflict #{conflict_id}: resolution queued as item {item.id}"
+            return int(item.id or 0)
 
     def _start_resolving(self, conflict_id: int) -> int:
         with self.db.write() as session:

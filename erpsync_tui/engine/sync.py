@@ -217,7 +217,7 @@ class SyncEngine:
         connector = self.connectors[target.site]
         answer = await self._with_links(policy, target.site, depth, connector.update, record.doctype,
                                         target.name or "", payload)
-        return self._fetched(policy, target.site, answer)
+        return await self._fetched(policy, target.site, answer)
 
     async def _create(self, policy: DoctypePolicy, source: Fetched, *, depth: int) -> DocResult:
         doctype, target_site = policy.doctype, self.other(source.site)
@@ -262,7 +262,7 @@ class SyncEngine:
                                             record.doctype, payload)
         except DuplicateEntry:
             return source, Fetched(target_site, None)
-        return source, self._fetched(policy, target_site, answer)
+        return source, await self._fetched(policy, target_site, answer)
 
     async def _find_lost_create(
         self, policy: DoctypePolicy, record: RecordView, target_site: str, wanted_hash: str
@@ -411,12 +411,14 @@ class SyncEngine:
         if not fields or source.doc is None:
             return source
         mapper = self._name_mapper(source.site, target_site)
-        missing = [(dt, name) for dt, name in linked_names(source.doc, fields) if mapper(dt, name) is None]
+        links = linked_names(source.doc, fields)
+        mapped = await self._run(lambda: [mapper(dt, name) for dt, name in links])  # DB reads: off the loop
+        missing = [link for link, name in zip(links, mapped, strict=True) if name is None]
         if not missing:
             return source
         for link_doctype, name in missing:
             await self._sync_linked(link_doctype, source.site, name, depth)
-        return self._fetched(policy, source.site, source.doc)
+        return await self._fetched(policy, source.site, source.doc)
 
     async def _target_body(
         self, policy: DoctypePolicy, canonical: dict[str, Any], target_site: str
@@ -464,12 +466,15 @@ class SyncEngine:
 
     async def _fetch(self, policy: DoctypePolicy, site: str, name: str) -> Fetched:
         doc = await self.connectors[site].get(policy.doctype, name)
-        return self._fetched(policy, site, doc)
+        return await self._fetched(policy, site, doc)
 
-    def _fetched(self, policy: DoctypePolicy, site: str, doc: dict[str, Any] | None) -> Fetched:
+    async def _fetched(self, policy: DoctypePolicy, site: str, doc: dict[str, Any] | None) -> Fetched:
         if doc is None:
             return Fetched(site, None)
-        canonical = self._canonical(policy, site, doc)
+        if link_fields(policy.doctype, policy.links) and site != self.pair[0]:
+            canonical = await self._run(self._canonical, policy, site, doc)  # link translation reads the DB
+        else:
+            canonical = self._canonical(policy, site, doc)
         return Fetched(site, doc, canonical, docs.content_hash(canonical))
 
     def _canonical(self, policy: DoctypePolicy, site: str, doc: dict[str, Any]) -> dict[str, Any]:

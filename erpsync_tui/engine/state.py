@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, bindparam, delete, insert, update
 from sqlmodel import Session, col, select
 
 from erpsync_tui.store.db import Database
@@ -183,6 +183,24 @@ class SyncState:
                     conn.execute(_INSERT_NAME, _name_values(record_id, doctype, side, base, now))
             if log is not None:
                 add_log(session, **log)
+
+    def absorb_half_record(self, into_id: int, other_id: int, site: str) -> bool:
+        """Fold `other` — a record known only by its document on `site` — into `into`, atomically.
+
+        Two tasks may each hold a half of the same document pair (both sites reported a document of the same
+        natural name at once). Whichever commits first absorbs the other half; the loser finds its own record
+        gone (False) and re-reads the winner's mapping.
+        """
+        with self.db.write() as session:
+            conn = session.connection()
+            if conn.execute(_RECORD_ROW, {"rid": into_id}).first() is None:
+                return False
+            other_sides = conn.execute(_NAMES_OF, {"rid": other_id}).all()
+            if [row[0] for row in other_sides] != [site]:
+                return False
+            conn.execute(delete(_NAME).where(_NAME.c.record_id == other_id))
+            conn.execute(delete(_RECORD).where(_RECORD.c.id == other_id))
+            return True
 
     def mark_status(self, record_id: int, status: str, error: str | None = None, code: str | None = None) -> None:
         with self.db.write() as session:

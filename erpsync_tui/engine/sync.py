@@ -287,14 +287,29 @@ class SyncEngine:
     ) -> DocResult:
         """Both sites hold a document of the same natural name (e.g. an Item code): link them, then compare."""
         existing = await self._fetch(policy, target_site, source.name or "")
-        if existing.doc is None or await self._run(self.state.find, target_site, record.doctype, existing.name):
-            raise SyncFailed(
-                f"{record.doctype} {source.name}: {target_site} refused the create as a duplicate",
-                code=ErrorCode.VALIDATION,
-            )
+        duplicate = SyncFailed(f"{record.doctype} {source.name}: {target_site} refused the create as a duplicate "
+                               "of a document already paired with another one", code=ErrorCode.VALIDATION)
+        if existing.doc is None:
+            raise duplicate
+        other = await self._run(self.state.find, target_site, record.doctype, existing.name)
+        if other is not None and other.record_id != record.record_id:
+            mine = other.sides.get(source.site)
+            if mine is not None and mine.name == source.name:
+                # Another task already paired exactly these two documents (and absorbed our half): re-read.
+                return await self._sync_once(record.doctype, source.site, source.name or "", force_from=None,
+                                             depth=depth)
+            if list(other.sides) != [target_site]:
+                raise duplicate  # a genuine duplicate: that document is already paired
+            # The other site reported its half at the same moment: fold the two halves into one record.
+            if not await self._run(self.state.absorb_half_record, record.record_id, other.record_id, target_site):
+                return await self._sync_once(record.doctype, source.site, source.name or "", force_from=None,
+                                             depth=depth)
         # No base: every differing field is a conflict, settled by merge/policy like any other.
+        # Neither side has a synced hash yet: both count as changed, so the policy (not arrival order) decides.
+        unsynced = [Side(source.site, source.name or "", None, source.modified),
+                    Side(target_site, existing.name or "", None, existing.modified)]
         await self._run(self.state.mark_synced, record.record_id, record.doctype, source.canonical,
-                        source.content_hash, [_side(source), Side(target_site, existing.name or "", None, None)])
+                        source.content_hash, unsynced)
         refreshed = await self._run(self.state.view, record.record_id)
         assert refreshed is not None
         refreshed.base = None

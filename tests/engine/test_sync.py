@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -164,3 +165,19 @@ async def test_delete_not_propagated_when_switched_off(cluster, make_engine) -> 
     assert cluster["local"].get("Customer", local_name) is not None
     assert (await engine.sync_document("Customer", "local", local_name)).outcome == Outcome.SKIPPED
     assert cluster["cloud"].get("Customer", cloud_name) is None
+
+
+async def test_same_natural_name_on_both_sites_synced_from_both_sides_at_once(cluster: SimCluster, make_engine) -> None:
+    """Both sites hold Item SKU-X (different content) and report it at the same time: one record, no dead end."""
+    engine = make_engine(conflict_resolution="cloud_wins")
+    for site, group in (("cloud", "Products"), ("local", "Services")):
+        cluster[site].insert("Item", {"item_code": "SKU-X", "item_group": group, "stock_uom": "Nos"},
+                             fire_webhooks=False)
+    results = await asyncio.gather(
+        engine.sync_document("Item", "cloud", "SKU-X"), engine.sync_document("Item", "local", "SKU-X"),
+        return_exceptions=True,
+    )
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert engine.state.translate_name("Item", "cloud", "SKU-X", "local") == "SKU-X"
+    assert cluster["local"].get("Item", "SKU-X")["item_group"] == "Products"  # cloud_wins settled it
+    assert cluster["cloud"].count("Item") == cluster["local"].count("Item") == 1

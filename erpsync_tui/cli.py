@@ -36,6 +36,8 @@ from erpsync_tui.config import (
     resolve_paths,
     user_config_dir,
 )
+from erpsync_tui.connectors.base import ConnectorError
+from erpsync_tui.errors import ErpSyncError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
 P = ParamSpec("P")
@@ -354,6 +356,12 @@ async def _close(engine: Any) -> None:
         await connector.aclose()
 
 
+def _fail_with_code(exc: ErpSyncError) -> NoReturn:
+    """A site or sync failure as one line with its code and quick fix, exit 1 — never a traceback."""
+    click.echo(f"error: {secret_store.redact(str(exc))}\n  fix: {exc.quick_fix}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
 def _run_async(coro: Any) -> Any:
     import asyncio
 
@@ -610,7 +618,10 @@ def reconcile_command(ctx: Context, doctype: str, fmt: str) -> None:
         finally:
             await _close(engine)
 
-    report = _run_async(run())
+    try:
+        report = _run_async(run())
+    except ConnectorError as exc:
+        _fail_with_code(exc)
     if fmt == "csv":
         click.echo(secret_store.redact(report.as_csv()), nl=False)
     else:
@@ -644,6 +655,11 @@ def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -
         code = _run_async(_serve(service, wait))
     except LeaseHeld as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except OSError as exc:  # the webhook port is taken, or the host address is wrong
+        click.echo(f"error: [ERP006] the webhook receiver cannot listen on {config.webhooks.host}:"
+                   f"{config.webhooks.port}: {exc.strerror or exc}; fix webhooks.host/port or stop the program "
+                   "holding the port", err=True)
         sys.exit(EXIT_FAILED)
     sys.exit(code)
 

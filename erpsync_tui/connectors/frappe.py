@@ -73,7 +73,13 @@ _REDACTED = "********"
 
 
 def quote_segment(value: str) -> str:
-    """One path segment, fully escaped: names may hold `/`, `#`, `&`, `?`, quotes, spaces, any script (§2)."""
+    """One path segment, fully escaped: names may hold `/`, `#`, `&`, `?`, quotes, spaces, any script (§2).
+
+    A name that is exactly "." or ".." is a dot segment to every URL normaliser (httpx collapses
+    `/Item/..` to `/`), so its dots are percent-encoded too; Frappe decodes `%2E%2E` back to the name.
+    """
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
     return quote(value, safe="")
 
 

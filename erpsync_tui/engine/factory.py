@@ -17,7 +17,7 @@ def warn_insecure_tls(config: AppConfig) -> list[str]:
     for name, site in config.sites.items():
         if not site.verify_tls:
             message = (f"TLS verification is OFF for site {name} ({site.base_url}): anyone on the network path "
-                       "can read and alter synced data; set sites.{name}.verify_tls: true")
+                       f"can read and alter synced data; set sites.{name}.verify_tls: true")
             log.warning("code=ERP001 %s", message)
             warnings.append(message)
     return warnings

@@ -264,7 +264,7 @@ class ConflictsScreen(PollingScreen):
         elif diff.is_long_text:
             detail.update(self._text_detail(diff, a, b))
         else:
-            out = Text(f"{diff.field}\n", style="bold")
+            out = _field_heading(diff.field, "")
             for label, value in ((a, diff.cloud_value), (b, diff.local_value), ("base", diff.base_value)):
                 out.append(f"{label:>8}: ", style="dim")
                 out.append_text(safe_text(value, single_line=False) if value is not None else Text("∅", style="dim"))
@@ -275,7 +275,7 @@ class ConflictsScreen(PollingScreen):
     def _text_detail(diff: docs.FieldDiff, a: str, b: str) -> Text:
         lines = docs.text_line_diff(display_value(diff.cloud_value), display_value(diff.local_value),
                                     from_label=a, to_label=b)
-        out = Text(f"{diff.field} — line diff {a} → {b}\n", style="bold")
+        out = _field_heading(diff.field, f" — line diff {a} → {b}")
         for line in lines[:DETAIL_LINES]:
             style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
             out.append_text(safe_text(line, style))
@@ -287,7 +287,7 @@ class ConflictsScreen(PollingScreen):
         cloud = diff.cloud_value if isinstance(diff.cloud_value, list) else []
         local = diff.local_value if isinstance(diff.local_value, list) else []
         rows = docs.diff_child_rows(cloud, local)
-        out = Text(f"{diff.field} — {len(rows)} rows, differing rows only\n", style="bold")
+        out = _field_heading(diff.field, f" — {len(rows)} rows, differing rows only")
         shown = 0
         for row in rows:
             if row.status == "same":
@@ -439,3 +439,10 @@ def parse_edited(text: str, original: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _field_heading(field_name: str, suffix: str) -> Text:
+    """A field name comes from the ERP too: escaped like any value, never interpreted."""
+    heading = safe_text(field_name, "bold")
+    heading.append(f"{suffix}\n", style="bold")
+    return heading

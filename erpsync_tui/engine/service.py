@@ -86,7 +86,9 @@ class EngineService:
                     raise
                 await asyncio.sleep(self.lease_ttl / 3)
         self.state = "running"
-        await asyncio.to_thread(queue.requeue_expired, self.db)  # what a crashed predecessor held comes back
+        # Only the lease holder claims queue items, so anything still in progress belongs to a predecessor
+        # that died: it comes back now rather than when its item lease would have run out.
+        await asyncio.to_thread(queue.requeue_expired, self.db, stuck_after=timedelta(0))
         await self._log("engine started", outcome="started")
         if self._start_receiver is not None:
             self.receiver = await self._start_receiver(self)

@@ -98,11 +98,12 @@ class SyncState:
             return {}
         with self.db.read() as session:
             rows = session.exec(
-                select(SyncName.name, SyncName.modified, SyncRecord.status)
+                select(SyncName.name, SyncName.modified, SyncName.content_hash, SyncRecord.status)
                 .join(SyncRecord, SyncRecord.id == SyncName.record_id)
                 .where(SyncName.site == site, SyncName.doctype == doctype, col(SyncName.name).in_(names))
             ).all()
-        return {name: modified for name, modified, status in rows if status == RecordStatus.SYNCED}
+        return {name: modified for name, modified, content_hash, status in rows
+                if status == RecordStatus.SYNCED and content_hash is not None}  # no hash: must be compared
 
     def translate_name(self, doctype: str, from_site: str, name: str, to_site: str) -> str | None:
         if from_site == to_site:

@@ -350,6 +350,14 @@ def format_frappe_timestamp(dt: datetime, tz: str) -> str:
     return dt.astimezone(_zone(tz)).strftime(FRAPPE_TIMESTAMP_FORMAT)
 
 
+def likeness(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """The share of fields (of either document) holding equal values: 1.0 for equal documents, 0.0 for none."""
+    keys = a.keys() | b.keys()
+    if not keys:
+        return 1.0
+    return sum(1 for key in keys if a.get(key) == b.get(key)) / len(keys)
+
+
 # --------------------------------------------------------------------------------------------- policy
 
 

@@ -58,7 +58,7 @@ class EngineService:
         self.connectors = dict(connectors)
         self.config_file = config_file
         self.owner = owner or worker_id()
-        self.engine = SyncEngine(config, db, self.connectors, actor=self.owner)
+        self.engine = SyncEngine(config, db, self.connectors, actor=self.owner, fence=self.owner)
         self.metrics = Metrics()
         self.worker = QueueWorker(self.engine, owner=self.owner, metrics=self.metrics)
         self.lease_ttl = lease_ttl

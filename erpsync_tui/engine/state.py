@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, update
 from sqlmodel import Session, col, select
 
+from erpsync_tui.store import control
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log
 from erpsync_tui.store.models import (
     Conflict,
     ConflictStatus,
+    CreateAttempt,
     RecordStatus,
     SyncName,
     SyncRecord,
@@ -47,6 +50,22 @@ class RecordView:
     retrying: bool = False  # a create for this record was attempted before (its answer may have been lost)
 
 
+class AttemptNoted(StrEnum):
+    RECORDED = "recorded"
+    ALREADY_PAIRED = "already_paired"
+    LEASE_LOST = "lease_lost"
+
+
+@dataclass(slots=True)
+class PendingCreate:
+    """A record whose counterpart was (perhaps) created on the target without us learning its name."""
+
+    record: RecordView
+    hashes: list[str]  # the content hash of every insert sent for it
+    payloads: list[dict[str, Any]]  # and its canonical content
+    first_sent: datetime
+
+
 # Built once: constructing SQLAlchemy statements costs more than running them (about 1 ms each, measured),
 # and these run several times for every synced document.
 _RECORD = SyncRecord.__table__  # type: ignore[attr-defined]
@@ -60,10 +79,16 @@ _RECORD_ROW = select(_RECORD.c.doctype, _RECORD.c.status, _RECORD.c.base, _RECOR
 _NAMES_OF = select(_NAME.c.site, _NAME.c.name, _NAME.c.content_hash, _NAME.c.modified).where(
     _NAME.c.record_id == bindparam("rid")
 )
-_CREATING = select(_RECORD.c.id).where(
-    _RECORD.c.status == RecordStatus.CREATING, _RECORD.c.doctype == bindparam("doctype"),
-    _RECORD.c.base_hash == bindparam("h"),
-)
+_ATTEMPT = CreateAttempt.__table__  # type: ignore[attr-defined]
+_PENDING_CREATES = select(_ATTEMPT.c.record_id, _ATTEMPT.c.payload_hash, _ATTEMPT.c.payload, _ATTEMPT.c.sent_at).join(
+    _RECORD, _RECORD.c.id == _ATTEMPT.c.record_id
+).where(
+    _RECORD.c.status == RecordStatus.CREATING, _ATTEMPT.c.doctype == bindparam("doctype"),
+    _ATTEMPT.c.target_site == bindparam("target"),
+).order_by(_ATTEMPT.c.id)
+_INSERT_ATTEMPT = insert(_ATTEMPT)
+_SIDE_ON = select(_NAME.c.id).where(_NAME.c.record_id == bindparam("rid"), _NAME.c.site == bindparam("s"))
+_FORGET_ATTEMPTS = delete(_ATTEMPT).where(_ATTEMPT.c.record_id == bindparam("rid"))
 _INSERT_RECORD = insert(_RECORD).returning(_RECORD.c.id)
 _INSERT_NAME = insert(_NAME)
 _SYNCED = update(_RECORD).where(_RECORD.c.id == bindparam("rid")).values(
@@ -121,16 +146,53 @@ class SyncState:
             ).first()
         return other
 
-    def creating_with_hash(self, doctype: str, target: str, payload_hash: str) -> RecordView | None:
-        """An in-flight create aimed at `target` with this content: the document is our own echo."""
+    def pending_creates(self, doctype: str, target: str) -> list[PendingCreate]:
+        """Creates aimed at `target` that were sent (or about to be) but whose resulting name is not recorded."""
         with self.db.read() as session:
             conn = session.connection()
-            ids = conn.execute(_CREATING, {"doctype": doctype, "h": payload_hash}).scalars().all()
-            for record_id in ids:
-                view = _view(conn, record_id)
-                if view is not None and target not in view.sides:
-                    return view
+            pending: dict[int, PendingCreate] = {}
+            for record_id, payload_hash, payload, sent_at in conn.execute(
+                _PENDING_CREATES, {"doctype": doctype, "target": target}
+            ):
+                entry = pending.get(record_id)
+                if entry is None:
+                    view = _view(conn, record_id)
+                    if view is None or target in view.sides:
+                        continue
+                    entry = pending[record_id] = PendingCreate(view, [], [], sent_at)
+                entry.hashes.append(payload_hash)
+                entry.payloads.append(payload or {})
+            return list(pending.values())
+
+    def creating_with_hash(self, doctype: str, target: str, payload_hash: str) -> RecordView | None:
+        """A create sent to `target` with exactly this content: the document is our own (the echo or a lost answer)."""
+        for pending in self.pending_creates(doctype, target):
+            if payload_hash in pending.hashes:
+                return pending.record
         return None
+
+    def note_attempt(
+        self, record_id: int, doctype: str, target: str, payload_hash: str, payload: dict[str, Any],
+        *, fence: str | None = None,
+    ) -> AttemptNoted:
+        """Record an insert about to be sent (committed before the request goes out), if it still may be sent.
+
+        Not recorded when, meanwhile, another task paired the record with a document on `target` (it
+        recognised an earlier attempt's copy), or — with `fence`, the engine lease holder we run under — when
+        this engine no longer holds a live lease (a successor took over after a stall): either would make a
+        duplicate.
+        """
+        with self.db.write() as session:
+            conn = session.connection()
+            if fence is not None and not control.holds_lease(session, fence):
+                return AttemptNoted.LEASE_LOST
+            if conn.execute(_SIDE_ON, {"rid": record_id, "s": target}).first() is not None:
+                return AttemptNoted.ALREADY_PAIRED
+            conn.execute(_INSERT_ATTEMPT, {
+                "record_id": record_id, "doctype": doctype, "target_site": target, "payload_hash": payload_hash,
+                "payload": payload, "sent_at": utcnow(),
+            })
+            return AttemptNoted.RECORDED
 
     # ------------------------------------------------------------------------------------ writes
 
@@ -182,6 +244,8 @@ class SyncState:
                                                       "now": now})
                 if not changed.rowcount:
                     conn.execute(_INSERT_NAME, _name_values(record_id, doctype, side, base, now))
+            if len(sides) > 1:
+                conn.execute(_FORGET_ATTEMPTS, {"rid": record_id})  # the counterpart's name is known now
             if log is not None:
                 add_log(session, **log)
 
@@ -200,6 +264,7 @@ class SyncState:
             if [row[0] for row in other_sides] != [site]:
                 return False
             conn.execute(delete(_NAME).where(_NAME.c.record_id == other_id))
+            conn.execute(_FORGET_ATTEMPTS, {"rid": other_id})  # its insert was refused as a duplicate
             conn.execute(delete(_RECORD).where(_RECORD.c.id == other_id))
             return True
 

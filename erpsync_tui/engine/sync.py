@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -30,7 +30,7 @@ from erpsync_tui.connectors.base import (
 )
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine.links import link_fields, linked_names, translate
-from erpsync_tui.engine.state import RecordView, Side, SyncState
+from erpsync_tui.engine.state import AttemptNoted, PendingCreate, RecordView, Side, SyncState
 from erpsync_tui.errors import ErpSyncError, ErrorCode
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import RecordStatus
@@ -40,6 +40,7 @@ log = logging.getLogger("erpsync.engine")
 MAX_STALE_RETRIES = 3  # refetch-and-decide rounds after a TimestampMismatch before giving up
 MAX_LINK_DEPTH = 4  # how deep "sync the linked document first" may recurse
 ADOPT_WINDOW = timedelta(minutes=10)  # how far back a lost create is looked for on the target
+CLOCK_SKEW = timedelta(minutes=2)  # tolerated difference between our clock and a site's `creation` stamps
 
 
 class Outcome(StrEnum):
@@ -98,6 +99,7 @@ class SyncEngine:
         connectors: Mapping[str, Connector],
         *,
         actor: str = "engine",
+        fence: str | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -105,7 +107,9 @@ class SyncEngine:
         self.connectors = dict(connectors)
         self.pair: tuple[str, str] = config.pair
         self.actor = actor
+        self.fence = fence  # the engine lease holder we run under: no create is sent once it is lost
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._users: dict[str, str] = {}  # site → the user our credentials log in as
 
     # ==================================================================================== public API
 
@@ -223,27 +227,107 @@ class SyncEngine:
         doctype, target_site = policy.doctype, self.other(source.site)
         echo = await self._run(self.state.creating_with_hash, doctype, source.site, source.content_hash)
         if echo is not None:
-            # Our own in-flight create, reported by the target's webhook before we recorded its name.
+            # Our own create (sent with exactly this content), reported before we recorded its name.
             origin = echo.sides[self.other(source.site)]
             await self._run(self.state.mark_synced, echo.record_id, doctype, source.canonical,
                             source.content_hash, [origin, _side(source)])
             return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.ADOPTED,
                                               detail="our own create, whose answer was lost or not yet recorded"))
+        owner = await self._own_create_awaiting_its_name(policy, source)
+        if owner is not None:
+            return await self._pair_lost_create(policy, owner, source, depth)
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
         if target_site in record.sides:  # another task finished this create meanwhile
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         return await self._create_on_target(policy, record, source, depth)
 
+    async def _own_create_awaiting_its_name(self, policy: DoctypePolicy, doc: Fetched) -> RecordView | None:
+        """The pending create this unknown document came from, if it is ours though edited since we sent it.
+
+        Our API user is its owner and creates aimed at its site still wait for their names: creating it back
+        would duplicate it on both sites. It belongs to the pending create whose sent content it resembles
+        most (clearly more than any other); when two are equally close it waits (a retryable failure).
+        """
+        assert doc.doc is not None
+        if not await self._created_by_us(doc.site, doc.doc):
+            return None
+        pending = await self._run(self.state.pending_creates, policy.doctype, doc.site)
+        zone = self._zone(doc.site)
+        owner, tied = closest_pending(doc.canonical, [p for p in pending if _created_after(doc, p.first_sent, zone)])
+        if tied:
+            raise SyncFailed(f"{policy.doctype} {doc.name} on {doc.site} was created by our API user and resembles "
+                             f"{len(tied)} of our creates there that await their answer equally; waiting for them",
+                             code=ErrorCode.RECONCILIATION)
+        return owner.record if owner is not None else None
+
+    async def _pair_lost_create(
+        self, policy: DoctypePolicy, record: RecordView, created: Fetched, depth: int
+    ) -> DocResult:
+        """Link a record with the document its lost create made (edited since), then settle the content.
+
+        Neither side gets a synced hash: both count as changed, so merge/policy/manual decide every field
+        that differs, exactly as for two documents that already existed on both sites.
+        """
+        origin_site = self.other(created.site)
+        origin = record.sides[origin_site]
+        unsynced = [Side(origin_site, origin.name, None, origin.modified),
+                    Side(created.site, created.name or "", None, created.modified)]
+        await self._run(self.state.mark_synced, record.record_id, record.doctype, created.canonical,
+                        created.content_hash, unsynced)
+        await self._log(f"adopted {created.name} on {created.site}: our own create whose answer was lost, edited "
+                        "since", "WARNING", record.doctype, created.site, created.name or "", outcome="adopted")
+        refreshed = await self._run(self.state.view, record.record_id)
+        assert refreshed is not None
+        refreshed.base = None
+        source = await self._fetch(policy, origin_site, origin.name)
+        if source.doc is None:
+            return await self._deleted(policy, refreshed, {origin_site: source, created.site: created}, depth=depth)
+        fetched = {origin_site: source, created.site: created}
+        result = await self._compare(policy, refreshed, fetched, force_from=None, depth=depth)
+        if result.outcome == Outcome.SKIPPED:
+            result.outcome = Outcome.ADOPTED
+        return result
+
+    async def _created_by_us(self, site: str, doc: dict[str, Any]) -> bool:
+        user = await self._api_user(site)
+        return user is not None and doc.get("owner") == user
+
+    async def _api_user(self, site: str) -> str | None:
+        """Who our credentials log in as on `site` (the `owner` of every document we create); cached."""
+        if site not in self._users:
+            try:
+                self._users[site] = await self.connectors[site].whoami()
+            except ConnectorError:
+                return None  # unknown for now: asked again next time
+        return self._users[site]
+
     async def _create_on_target(
         self, policy: DoctypePolicy, record: RecordView, source: Fetched, depth: int
     ) -> DocResult:
         """Create the counterpart — unless a lost earlier attempt already did, or the target has it by name."""
         target_site = self.other(source.site)
-        created = await self._find_lost_create(policy, record, target_site, source.content_hash)
+        created, exact = await self._find_lost_create(policy, record, target_site)
+        if created is not None and not exact:
+            return await self._pair_lost_create(policy, record, created, depth)
+        if created is not None and created.content_hash != source.content_hash:
+            # Found by what we sent, but the source changed since: what we sent is the base both sides share.
+            sent = Side(source.site, source.name or "", created.content_hash, None)
+            await self._run(self.state.mark_synced, record.record_id, record.doctype, created.canonical,
+                            created.content_hash, [sent, _side(created)])
+            view = await self._run(self.state.view, record.record_id)
+            assert view is not None
+            result = await self._compare(policy, view, {source.site: source, target_site: created}, force_from=None,
+                                         depth=depth)
+            result.detail = f"adopted our lost create {created.name}, then: {result.outcome}"
+            return result
         outcome = Outcome.ADOPTED if created is not None else Outcome.CREATED
         if created is None:
-            source, created = await self._insert(policy, record, source, target_site, depth)
+            inserted = await self._insert(policy, record, source, target_site, depth)
+            if inserted is None:  # another task paired this record meanwhile: look again, don't insert
+                return await self._sync_once(record.doctype, source.site, source.name or "", force_from=None,
+                                             depth=depth)
+            source, created = inserted
             if created.doc is None:  # a document with this natural name already exists there: adopt it
                 return await self._adopt_existing(policy, record, source, target_site, depth)
         await self._record_synced(record, source.canonical, source, created)
@@ -252,11 +336,21 @@ class SyncEngine:
 
     async def _insert(
         self, policy: DoctypePolicy, record: RecordView, source: Fetched, target_site: str, depth: int
-    ) -> tuple[Fetched, Fetched]:
-        """Create the source document on the target; (source re-read with its links mapped, the created doc)."""
+    ) -> tuple[Fetched, Fetched] | None:
+        """Create the source document on the target; (source re-read with its links mapped, the created doc).
+
+        None when the record was paired meanwhile by another task (nothing sent).
+        """
         source = await self._ensure_links(policy, source, target_site, depth)
         body = await self._target_body(policy, source.canonical, target_site)
         payload = docs.to_write_payload(body)
+        noted = await self._run(self.state.note_attempt, record.record_id, record.doctype, target_site,
+                                source.content_hash, source.canonical, fence=self.fence)
+        if noted == AttemptNoted.ALREADY_PAIRED:
+            return None
+        if noted == AttemptNoted.LEASE_LOST:
+            raise SyncFailed(f"{record.doctype} {source.name}: this engine no longer holds the engine lease; "
+                             "not sending a create another engine may send too", code=ErrorCode.QUEUE)
         try:
             answer = await self._with_links(policy, target_site, depth, self.connectors[target_site].insert,
                                             record.doctype, payload)
@@ -265,22 +359,51 @@ class SyncEngine:
         return source, await self._fetched(policy, target_site, answer)
 
     async def _find_lost_create(
-        self, policy: DoctypePolicy, record: RecordView, target_site: str, wanted_hash: str
-    ) -> Fetched | None:
-        """After a lost answer, the document may exist on the target already: find it by content, don't repeat."""
-        if record.created_at is None or not record.retrying:
-            return None  # a first attempt: nothing can have been created yet (and searching is O(n))
-        connector = self.connectors[target_site]
-        since = docs.format_frappe_timestamp(record.created_at - ADOPT_WINDOW, self._zone(target_site))
-        async for row in connector.list_documents(
-            record.doctype, fields=("name", "modified"), filters=[["creation", ">=", since]]
+        self, policy: DoctypePolicy, record: RecordView, target_site: str
+    ) -> tuple[Fetched | None, bool]:
+        """After a lost answer the document may exist on the target already: find it rather than repeat it.
+
+        Returns (document, exact): exact when its content is exactly what one of our inserts sent; not exact
+        when our API user created it after our first attempt and it was edited since — then it must resemble
+        what we sent more than what any other pending create sent.
+        """
+        if not record.retrying:
+            return None, False  # a first attempt: nothing can have been created yet (and searching is O(n))
+        pending = await self._run(self.state.pending_creates, record.doctype, target_site)
+        mine = next((p for p in pending if p.record.record_id == record.record_id), None)
+        if mine is None:
+            return None, False  # no insert was ever sent for it
+        others = {h for p in pending if p is not mine for h in p.hashes}
+        user = await self._api_user(target_site)
+        zone = self._zone(target_site)
+        filters: list[list[Any]] = [["creation", ">=",
+                                     docs.format_frappe_timestamp(mine.first_sent - ADOPT_WINDOW, zone)]]
+        if user is not None:
+            filters.append(["owner", "=", user])
+        edited: list[tuple[float, Fetched]] = []
+        tied = False
+        async for row in self.connectors[target_site].list_documents(
+            record.doctype, fields=("name", "modified"), filters=filters
         ):
             if await self._run(self.state.find, target_site, record.doctype, row["name"]) is not None:
                 continue  # already someone else's counterpart
             candidate = await self._fetch(policy, target_site, row["name"])
-            if candidate.doc is not None and candidate.content_hash == wanted_hash:
-                return candidate
-        return None
+            if candidate.doc is None or candidate.content_hash in others:
+                continue
+            if candidate.content_hash in mine.hashes:
+                return candidate, True
+            if user is None or not _created_after(candidate, mine.first_sent, zone):
+                continue
+            closest, ties = closest_pending(candidate.canonical, pending)
+            tied = tied or any(p is mine for p in ties)
+            if closest is mine:
+                edited.append((_likeness(candidate.canonical, mine), candidate))
+        edited.sort(key=lambda pair: pair[0], reverse=True)
+        if tied or (len(edited) > 1 and edited[0][0] == edited[1][0]):
+            raise SyncFailed(f"{record.doctype}: documents our API user created on {target_site} resemble this "
+                             "create and another pending one equally; waiting for the others to be recorded",
+                             code=ErrorCode.RECONCILIATION)
+        return (edited[0][1], False) if edited else (None, False)
 
     async def _adopt_existing(
         self, policy: DoctypePolicy, record: RecordView, source: Fetched, target_site: str, depth: int
@@ -568,6 +691,37 @@ def _hash_of(record: RecordView, site: str) -> str | None:
 
 def _side(fetched: Fetched) -> Side:
     return Side(fetched.site, fetched.name or "", fetched.content_hash, fetched.modified)
+
+
+MIN_LIKENESS = 0.5  # an edited copy keeps most of what we sent; less alike than this, it is not ours
+
+
+def closest_pending(
+    canonical: dict[str, Any], pending: list[PendingCreate]
+) -> tuple[PendingCreate | None, list[PendingCreate]]:
+    """The pending create whose sent content `canonical` resembles most: (it, []), or (None, the tied ones)."""
+    scored = sorted(((_likeness(canonical, p), p) for p in pending), key=lambda pair: pair[0], reverse=True)
+    scored = [(score, p) for score, p in scored if score >= MIN_LIKENESS]
+    if not scored:
+        return None, []
+    if len(scored) > 1 and scored[1][0] == scored[0][0]:
+        return None, [p for score, p in scored if score == scored[0][0]]
+    return scored[0][1], []
+
+
+def _likeness(canonical: dict[str, Any], pending: PendingCreate) -> float:
+    return max((docs.likeness(canonical, sent) for sent in pending.payloads), default=0.0)
+
+
+def _created_after(doc: Fetched, moment: datetime, zone: str) -> bool:
+    """Whether the site stamped `doc` as created after `moment` (our clock), allowing for clock skew."""
+    creation = (doc.doc or {}).get("creation")
+    if not creation:
+        return False
+    try:
+        return docs.parse_frappe_timestamp(str(creation), zone) >= moment - CLOCK_SKEW
+    except ValueError:
+        return False
 
 
 def _differing(fa: Fetched, fb: Fetched) -> list[str]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -141,6 +141,9 @@ class SiteApi:
                 response = error_response(exc, tracebacks=site.tracebacks)
             except _Dropped:
                 site.record_request(request.method, label, "dropped")
+                return _NoResponse()
+            except ClientDisconnect:  # the client went away mid-request (e.g. a killed engine): nobody to answer
+                site.record_request(request.method, label, "client_gone")
                 return _NoResponse()
             except Exception as exc:  # a bug in the simulator must still look like a Frappe 500
                 log.exception("simulator handler failed")

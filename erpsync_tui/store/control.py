@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from erpsync_tui.secrets import redact
 from erpsync_tui.store.db import Database
@@ -69,6 +69,12 @@ def acquire_lease(db: Database, holder: str, ttl: float, *, now: datetime | None
         session.flush()
         session.expunge(lease)
         return lease
+
+
+def holds_lease(session: Session, holder: str, *, now: datetime | None = None) -> bool:
+    """Whether `holder` holds a live engine lease (read inside the caller's write transaction, as a fence)."""
+    lease = session.get(EngineLease, LEASE_NAME)
+    return lease is not None and lease.holder == holder and lease.expires_at > (now or utcnow())
 
 
 def renew_lease(db: Database, holder: str, ttl: float, info: dict[str, Any], *, now: datetime | None = None) -> bool:

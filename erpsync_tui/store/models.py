@@ -107,6 +107,25 @@ class SyncName(SQLModel, table=True):
     synced_at: datetime = Field(default_factory=utcnow)
 
 
+class CreateAttempt(SQLModel, table=True):
+    """One insert request sent to create a record's counterpart, committed before the request goes out.
+
+    Frappe has no idempotency key: if the answer is lost (timeout, crash), the created document can only be
+    recognised afterwards — by the hash of exactly what we sent, or by its owner (our API user) and creation
+    time. Kept until the record is synced.
+    """
+
+    __tablename__ = "create_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: int = Field(foreign_key="sync_record.id", index=True)
+    doctype: str
+    target_site: str
+    payload_hash: str = Field(index=True)
+    # What was sent, in canonical form: an edited copy is told apart from others by its likeness to this.
+    payload: dict[str, Any] | None = _optional_json_field()
+    sent_at: datetime = Field(default_factory=utcnow)
+
+
 class SyncLog(SQLModel, table=True):
     __tablename__ = "sync_log"
     __table_args__ = (

@@ -11,6 +11,7 @@ from erpsync_tui.engine.documents import (
     SYSTEM_FIELDS,
     content_hash,
     diff_documents,
+    likeness,
     normalise,
     three_way_merge,
 )
@@ -131,3 +132,13 @@ def test_diff_with_itself_is_all_same(doc: dict[str, Any], with_base: bool, data
     diffs = diff_documents(as_site_view(doc, data), as_site_view(doc, data), doc if with_base else None)
     assert all(d.status == "same" and not d.differs for d in diffs)
     assert [d.field for d in diffs] == sorted(normalise(doc))
+
+
+@given(doc=docs, other=docs)
+def test_likeness_is_a_symmetric_share_that_is_one_for_equal_documents(doc: dict[str, Any], other: dict[str, Any]):
+    """Lost creates are told apart by likeness: it must not depend on which copy is asked about."""
+    a, b = normalise(doc), normalise(other)
+    assert likeness(a, a) == 1.0
+    assert likeness(a, b) == likeness(b, a)
+    assert 0.0 <= likeness(a, b) <= 1.0
+    assert (likeness(a, b) == 1.0) == (a == b)

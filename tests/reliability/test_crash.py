@@ -142,7 +142,6 @@ class Harness:
     kills: int = 0
     orphans: list[QueueItem] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
-    duplicates: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.config_path = self.tmp_path / "config.yaml"
@@ -261,8 +260,7 @@ class Harness:
             seen = collections.Counter(d["customer_name"] for d in site.all("Customer")
                                        if UNIQUE_NAME.match(str(d.get("customer_name") or "")))
             dupes = {n: c for n, c in seen.items() if c > 1}
-            if dupes:  # a known open bug: recorded, and reported at the end once every other check has run
-                self.duplicates.setdefault(name, {}).update(dupes)
+            assert not dupes, f"{phase}: documents created twice on {name}: {dupes}"
         assert not double_mapped, f"{phase}: sync records with two documents on one site: {double_mapped[:5]}"
         # 3. the file is sound
         result = integrity_check(db.reader_engine)
@@ -326,8 +324,8 @@ def reconcile_all(cluster: SimCluster, db: Database) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-def run_crash_harness(tmp_path: Path, kills: int, seed: int) -> dict[str, dict[str, int]]:
-    """Run the harness; every guarantee is asserted, except duplicates, which are returned (see KNOWN_...)."""
+def run_crash_harness(tmp_path: Path, kills: int, seed: int) -> None:
+    """Run the harness; every guarantee is asserted after every restart and at the end."""
     rng = random.Random(seed)
     print(f"crash harness: seed={seed} kills={kills} (replay with CRASH_SEED={seed})")
     started = time.monotonic()
@@ -381,7 +379,6 @@ def run_crash_harness(tmp_path: Path, kills: int, seed: int) -> dict[str, dict[s
                   f"{counts}, {len(harness.orphans)} items orphaned in_progress by kills, "
                   f"traffic {cluster.traffic_stats}, poster {dict(poster.stats)}, "
                   f"counts {({d: r.counts for d, r in reports.items()})}")
-            return harness.duplicates
         except AssertionError as exc:
             raise AssertionError(f"[seed={seed}, kills done={harness.kills}; replay with "
                                  f"CRASH_SEED={seed}] {exc}") from exc
@@ -398,24 +395,12 @@ def _seed(default: int | None) -> int:
     return default if default is not None else random.SystemRandom().randrange(1, 10**9)
 
 
-KNOWN_DUPLICATE_BUG = (
-    "open bug: after SIGKILLs under concurrent traffic the same customer can end up created twice on each site "
-    "(seen: a create whose sync_name insert hit UNIQUE after the target insert succeeded, leaving an unpaired "
-    "copy that a later event copies back). Not fixed yet; see the closing note of session 9. The CI variant "
-    "asserts every other guarantee (acknowledged webhooks kept, integrity_check, convergence) and only then "
-    "reports duplicates as an expected failure."
-)
-
-
 @pytest.mark.timeout(240)
 def test_serve_survives_random_sigkills(tmp_path: Path) -> None:
-    duplicates = run_crash_harness(tmp_path, kills=int(os.environ.get("CRASH_KILLS", "20")), seed=_seed(20261123))
-    if duplicates:
-        pytest.xfail(f"{KNOWN_DUPLICATE_BUG} Duplicates this run: {duplicates}")
+    run_crash_harness(tmp_path, kills=int(os.environ.get("CRASH_KILLS", "20")), seed=_seed(20261123))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_serve_survives_100_random_sigkills(tmp_path: Path) -> None:
-    duplicates = run_crash_harness(tmp_path, kills=100, seed=_seed(None))
-    assert not duplicates, f"{KNOWN_DUPLICATE_BUG} Duplicates this run: {duplicates}"
+    run_crash_harness(tmp_path, kills=100, seed=_seed(None))

@@ -312,22 +312,34 @@ async def _bulk_batch(
         await _sync_batch(engine, doctype, site, [r["name"] for r in rows], summary, force_from=force_from,
                           modified={r["name"]: r.get("modified") for r in rows})
         return
-    held: list[asyncio.Lock] = []
+    held: dict[str, asyncio.Lock] = {}
     fallback: list[str] = []
+    busy: list[str] = []
     mine: list[dict[str, Any]] = []
     for row in rows:  # the per-document locks: a webhook-driven sync of the same document waits for us
         lock = engine._lock(doctype, site, row["name"])
-        if lock.locked():
-            fallback.append(row["name"])
+        if lock.locked() or row["name"] in held:
+            busy.append(row["name"])  # being synced right now (a webhook, another run): wait for it below
         else:
             await lock.acquire()
-            held.append(lock)
+            held[row["name"]] = lock
             mine.append(row)
+
+    def release(names: list[str]) -> None:
+        """Let go of documents this batch will not write as soon as that is known (others may wait for them)."""
+        for name in names:
+            lock = held.pop(name, None)
+            if lock is not None:
+                lock.release()
+
     try:
-        fallback += await _bulk_locked(engine, doctype, site, mine, summary, force_from=force_from)
+        fallback += await _bulk_locked(engine, doctype, site, mine, summary, force_from=force_from,
+                                       release=release)
     finally:
-        for lock in held:
-            lock.release()
+        release(list(held))
+    if busy:  # unchanged since recorded (by the sync that held it, often): no request, as in _sync_batch
+        await _sync_batch(engine, doctype, site, busy, summary, force_from=force_from,
+                          modified={r["name"]: r.get("modified") for r in rows})
     if fallback:
         await _sync_batch(engine, doctype, site, fallback, summary, force_from=force_from, skip_known=False)
 
@@ -340,6 +352,7 @@ async def _bulk_locked(
     summary: SyncSummary,
     *,
     force_from: str | None,
+    release: Callable[[list[str]], None],
 ) -> list[str]:
     """The batch under its locks; returns the names to hand to the per-document path."""
     policy = engine.config.policy_for(doctype)
@@ -356,6 +369,8 @@ async def _bulk_locked(
             summary.outcomes[str(Outcome.SKIPPED)] += 1
         else:
             todo.append(row)
+    pending = {row["name"] for row in todo}
+    release([row["name"] for row in rows if row["name"] not in pending])
     prepared = await asyncio.to_thread(_prepare, engine, policy, site, target, todo)
     creates: list[tuple[_Row, dict[str, Any]]] = []
     compares: list[tuple[_Row, RecordView]] = []
@@ -372,6 +387,7 @@ async def _bulk_locked(
             compares.append((item[0], record))
         else:
             fallback.append(row["name"])  # half-made, deleted, in conflict: the per-document path decides
+    release(fallback)
     batch = _Batch(engine, policy, site, target, summary)
     fallback += await batch.creates(creates)
     fallback += await batch.compares(compares, force_from)

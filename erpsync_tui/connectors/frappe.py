@@ -65,6 +65,8 @@ from erpsync_tui.connectors.circuit import CircuitBreaker
 log = logging.getLogger("erpsync.connector")
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+INSERT_MANY_MAX = 200  # frappe.client.insert_many refuses more in one call (§2)
+TABLE_FIELDTYPES = ("Table", "Table MultiSelect")
 MAX_MESSAGE_CHARS = 300
 _REDACTED = "********"
 
@@ -426,6 +428,38 @@ class FrappeConnector:
         # Not idempotent: retried only when the site surely did not process it (see _should_retry).
         body = await self._request("POST", resource_path(doctype), json=dict(doc), idempotent=False)
         return self._document(body, f"POST {doctype}")
+
+    async def insert_many(self, doctype: str, docs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Insert up to INSERT_MANY_MAX documents in one request (`frappe.client.insert_many`, §2); their names.
+
+        Frappe runs the whole call in one request transaction: an error answer means none was inserted. The
+        names come back in insertion order in current Frappe (older versions returned a set), so callers should
+        pair names with documents by content, not by position alone. Like `insert`, never blindly retried.
+        """
+        if len(docs) > INSERT_MANY_MAX:
+            raise ValueError(f"insert_many takes at most {INSERT_MANY_MAX} documents, not {len(docs)}")
+        body = {"docs": json.dumps([{**doc, "doctype": doctype} for doc in docs], default=str)}
+        answer = await self._request("POST", "/api/method/frappe.client.insert_many", json=body, idempotent=False)
+        names = answer.get("message") if isinstance(answer, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise self._logged(ConnectorError(f"insert_many {doctype}: the answer holds no list of names",
+                                              site=self.site))
+        return names
+
+    async def table_fields(self, doctype: str) -> frozenset[str]:
+        """The doctype's child-table fields on this site: Table fields of its DocType plus custom ones.
+
+        Read from `GET /api/resource/DocType/{doctype}` (the DocType document, its `fields` rows carrying
+        `fieldtype`) and the `Custom Field` list — not in the reference; this is how current Frappe exposes meta
+        to a user allowed to read DocType. Raises ConnectorError when either cannot be read.
+        """
+        meta = self._document(await self._request("GET", resource_path("DocType", doctype)), f"GET DocType {doctype}")
+        tables = {str(f.get("fieldname")) for f in meta.get("fields") or () if isinstance(f, dict)
+                  and f.get("fieldtype") in TABLE_FIELDTYPES}
+        custom = self.list_documents("Custom Field", fields=("fieldname",), order_by="name asc", filters=[
+            ["dt", "=", doctype], ["fieldtype", "in", list(TABLE_FIELDTYPES)]])
+        tables.update([str(row.get("fieldname")) async for row in custom])
+        return frozenset(tables)
 
     async def update(
         self, doctype: str, name: str, changes: Mapping[str, Any], *, modified: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -13,14 +14,21 @@ from datetime import timedelta
 from time import perf_counter
 from typing import Any
 
-from erpsync_tui.connectors.base import ConnectorError
-from erpsync_tui.engine.sync import DocResult, Outcome, SyncEngine, failure_code
+from erpsync_tui.config import DoctypePolicy
+from erpsync_tui.connectors.base import CircuitOpen, ConnectorError
+from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine.links import link_fields, linked_names, translate
+from erpsync_tui.engine.state import RecordView, Side
+from erpsync_tui.engine.sync import DocResult, Fetched, Outcome, SyncEngine, SyncFailed, failure_code
+from erpsync_tui.errors import ErrorCode
 from erpsync_tui.secrets import redact
 from erpsync_tui.store import queue
 from erpsync_tui.store.logs import add_log
-from erpsync_tui.store.models import QueueKind, QueueStatus, utcnow
+from erpsync_tui.store.models import QueueKind, QueueStatus, RecordStatus, utcnow
 
 log = logging.getLogger("erpsync.engine")
+
+INSERT_MANY_MAX = 200  # documents per frappe.client.insert_many call (the site refuses more)
 
 Progress = Callable[[str, int], None]  # (what, documents done so far in this pass)
 
@@ -102,9 +110,10 @@ async def _walk(
     """Page through a site's documents from the stored position, syncing in batches and saving the position."""
     state, batch_size = engine.state, engine.config.sync.batch_size
     value, seen = await asyncio.to_thread(state.watermark, site, doctype, kind)
+    bulk = kind == "full" and await bulk_eligible(engine, doctype)
     rows = engine.connectors[site].list_documents(
-        doctype, fields=("name", "modified"), modified_since=value, page_size=max(batch_size, 100), limit=limit,
-        seen_at_watermark=seen,
+        doctype, fields=("*",) if bulk else ("name", "modified"), modified_since=value,
+        page_size=max(batch_size, 100), limit=limit, seen_at_watermark=seen,
     )
     batch: list[dict[str, Any]] = []
     done = 0
@@ -113,7 +122,7 @@ async def _walk(
             batch.append(row)
             if len(batch) >= batch_size:
                 value, seen = await _finish_batch(engine, doctype, site, kind, batch, summary, force_from, value,
-                                                  seen)
+                                                  seen, bulk)
                 done += len(batch)
                 batch = []
                 if progress:
@@ -124,7 +133,8 @@ async def _walk(
         await asyncio.to_thread(_log_listing_failure, engine, doctype, site, exc)
         return
     if batch:
-        value, seen = await _finish_batch(engine, doctype, site, kind, batch, summary, force_from, value, seen)
+        value, seen = await _finish_batch(engine, doctype, site, kind, batch, summary, force_from, value, seen,
+                                          bulk)
         done += len(batch)
         if progress:
             progress(f"{doctype} from {site}", done)
@@ -142,10 +152,14 @@ async def _finish_batch(
     force_from: str | None,
     value: str | None,
     seen: list[str],
+    bulk: bool = False,
 ) -> tuple[str | None, list[str]]:
     names = [row["name"] for row in batch]
     modified = {row["name"]: row.get("modified") for row in batch}
-    await _sync_batch(engine, doctype, site, names, summary, force_from=force_from, modified=modified)
+    if bulk:
+        await _bulk_batch(engine, doctype, site, batch, summary, force_from=force_from)
+    else:
+        await _sync_batch(engine, doctype, site, names, summary, force_from=force_from, modified=modified)
     # The next position: the last `modified` handled, with every name already handled at exactly that value.
     last = batch[-1].get("modified")
     at_last = [row["name"] for row in batch if row.get("modified") == last]
@@ -210,6 +224,384 @@ def record_failure(engine: SyncEngine, doctype: str, site: str, name: str, exc: 
         session.add(item)
         add_log(session, message, level="ERROR", site=site, doctype=doctype, name=name, outcome="failed",
                 error_code=code, queue_item_id=item.id)
+
+
+# ============================================================================================ bulk full sync
+#
+# A full sync of a doctype without child tables reads the source in pages of whole documents (`fields=["*"]`
+# returns every parent column; child tables are not in list results, §3), so it needs no per-document GET.
+# Per batch: one state read, one read of the counterparts on the target, the creates as `insert_many` calls of at
+# most 200 (their intents committed in one transaction before the first is sent), the updates as concurrent PUTs,
+# and then the state and the log lines of the whole batch in one transaction. Anything unusual — a conflict, a
+# change on the target, a link not mapped yet, a failed call, a possible echo — goes the per-document way
+# (`SyncEngine.sync_document`), which decides exactly as before.
+
+
+@dataclass(slots=True)
+class _Row:
+    """A source document as listed, in canonical form."""
+
+    site: str
+    name: str
+    doc: dict[str, Any]
+    canonical: dict[str, Any]
+    content_hash: str
+
+    @property
+    def side(self) -> Side:
+        return Side(self.site, self.name, self.content_hash, self.doc.get("modified"))
+
+
+async def bulk_eligible(engine: SyncEngine, doctype: str) -> bool:
+    """Can list rows stand for whole documents of `doctype` on both sites? Asked once per engine and doctype.
+
+    Yes when neither site's meta (DocType fields plus Custom Fields) has a Table field, and the connectors can
+    insert in batches. Meta that cannot be read (no permission to read DocType, another ERP) means no: the
+    per-document path needs nothing of the kind.
+    """
+    cache: dict[str, bool] = engine.__dict__.setdefault("_bulk_eligible", {})
+    if doctype in cache:
+        return cache[doctype]
+    eligible = True
+    for site in engine.pair:
+        connector: Any = engine.connectors[site]
+        if not (hasattr(connector, "insert_many") and hasattr(connector, "table_fields")):
+            eligible = False
+            break
+        try:
+            tables = await connector.table_fields(doctype)
+        except ConnectorError as exc:
+            log.info("bulk path off for %s: meta of %s unreadable (%s)", doctype, site, exc)
+            eligible = False
+            break
+        if tables:
+            eligible = False
+            break
+    if any("." in path for path in link_fields(doctype, engine.config.policy_for(doctype).links)):
+        eligible = False  # links inside child rows: the doctype has tables after all
+    cache[doctype] = eligible
+    return eligible
+
+
+async def _rows_are_documents(engine: SyncEngine, doctype: str, site: str, row: dict[str, Any]) -> bool:
+    """Belt and braces, once per doctype and site: one listed row must hash like the document read in full."""
+    checked: dict[tuple[str, str], bool] = engine.__dict__.setdefault("_bulk_checked", {})
+    key = (doctype, site)
+    if key not in checked:
+        policy = engine.config.policy_for(doctype)
+        full = await engine._fetch(policy, site, row["name"])
+        listed = await engine._fetched(policy, site, row)
+        checked[key] = full.doc is None or full.content_hash == listed.content_hash
+        if not checked[key]:
+            log.warning("bulk path off for %s on %s: a listed row differs from the document", doctype, site)
+    return checked[key]
+
+
+async def _bulk_batch(
+    engine: SyncEngine,
+    doctype: str,
+    site: str,
+    rows: list[dict[str, Any]],
+    summary: SyncSummary,
+    *,
+    force_from: str | None,
+) -> None:
+    if not rows:
+        return
+    if not await _rows_are_documents(engine, doctype, site, rows[0]):
+        await _sync_batch(engine, doctype, site, [r["name"] for r in rows], summary, force_from=force_from,
+                          modified={r["name"]: r.get("modified") for r in rows})
+        return
+    held: dict[str, asyncio.Lock] = {}
+    fallback: list[str] = []
+    busy: list[str] = []
+    mine: list[dict[str, Any]] = []
+    for row in rows:  # the per-document locks: a webhook-driven sync of the same document waits for us
+        lock = engine._lock(doctype, site, row["name"])
+        if lock.locked() or row["name"] in held:
+            busy.append(row["name"])  # being synced right now (a webhook, another run): wait for it below
+        else:
+            await lock.acquire()
+            held[row["name"]] = lock
+            mine.append(row)
+
+    def release(names: list[str]) -> None:
+        """Let go of documents this batch will not write as soon as that is known (others may wait for them)."""
+        for name in names:
+            lock = held.pop(name, None)
+            if lock is not None:
+                lock.release()
+
+    try:
+        fallback += await _bulk_locked(engine, doctype, site, mine, summary, force_from=force_from,
+                                       release=release)
+    finally:
+        release(list(held))
+    if busy:  # unchanged since recorded (by the sync that held it, often): no request, as in _sync_batch
+        await _sync_batch(engine, doctype, site, busy, summary, force_from=force_from,
+                          modified={r["name"]: r.get("modified") for r in rows})
+    if fallback:
+        await _sync_batch(engine, doctype, site, fallback, summary, force_from=force_from, skip_known=False)
+
+
+async def _bulk_locked(
+    engine: SyncEngine,
+    doctype: str,
+    site: str,
+    rows: list[dict[str, Any]],
+    summary: SyncSummary,
+    *,
+    force_from: str | None,
+    release: Callable[[list[str]], None],
+) -> list[str]:
+    """The batch under its locks; returns the names to hand to the per-document path."""
+    policy = engine.config.policy_for(doctype)
+    target = engine.other(site)
+    records = await asyncio.to_thread(engine.state.find_many, site, doctype, [r["name"] for r in rows])
+    fallback: list[str] = []
+    todo: list[dict[str, Any]] = []
+    for row in rows:
+        record = records.get(row["name"])
+        side = record.sides.get(site) if record else None
+        if (force_from is None and record is not None and record.status == RecordStatus.SYNCED and side is not None
+                and side.content_hash is not None and side.modified == row.get("modified")):
+            summary.processed += 1  # synced at exactly this `modified`: nothing to read or write
+            summary.outcomes[str(Outcome.SKIPPED)] += 1
+        else:
+            todo.append(row)
+    pending = {row["name"] for row in todo}
+    release([row["name"] for row in rows if row["name"] not in pending])
+    prepared = await asyncio.to_thread(_prepare, engine, policy, site, target, todo)
+    creates: list[tuple[_Row, dict[str, Any]]] = []
+    compares: list[tuple[_Row, RecordView]] = []
+    for row, item in zip(todo, prepared, strict=True):
+        record = records.get(row["name"])
+        if item is None:
+            fallback.append(row["name"])
+        elif record is None:
+            if item[1] is None:
+                fallback.append(row["name"])  # a link the target does not have yet: synced first, one by one
+            else:
+                creates.append((item[0], item[1]))
+        elif record.status == RecordStatus.SYNCED and site in record.sides and target in record.sides:
+            compares.append((item[0], record))
+        else:
+            fallback.append(row["name"])  # half-made, deleted, in conflict: the per-document path decides
+    release(fallback)
+    batch = _Batch(engine, policy, site, target, summary)
+    fallback += await batch.creates(creates)
+    fallback += await batch.compares(compares, force_from)
+    await batch.commit()
+    return fallback
+
+
+def _prepare(
+    engine: SyncEngine, policy: DoctypePolicy, site: str, target: str, rows: list[dict[str, Any]]
+) -> list[tuple[_Row, dict[str, Any] | None] | None]:
+    """Canonical form and hash of each source row, and its create body in the target's names (None: a link is
+    not mapped yet). None for a row that cannot be brought into canonical form. Reads the DB: off the loop."""
+    fields = link_fields(policy.doctype, policy.links)
+    out: list[tuple[_Row, dict[str, Any] | None] | None] = []
+    for row in rows:
+        try:
+            canonical = engine._canonical(policy, site, row)
+        except SyncFailed:
+            out.append(None)
+            continue
+        item = _Row(site, row["name"], row, canonical, docs.content_hash(canonical))
+        body: dict[str, Any] | None = canonical
+        if fields:
+            mapper = engine._name_mapper(site, target)
+            if any(mapper(dt, name) is None for dt, name in linked_names(row, fields)):
+                body = None
+            elif target != engine.pair[0]:
+                body, missing = translate(canonical, fields, engine._name_mapper(engine.pair[0], target))
+                body = None if missing else body
+        out.append((item, docs.to_write_payload(body) if body is not None else None))
+    return out
+
+
+class _Batch:
+    """The writes of one batch and what to record afterwards (state and log lines, one transaction)."""
+
+    def __init__(self, engine: SyncEngine, policy: DoctypePolicy, site: str, target: str,
+                 summary: SyncSummary) -> None:
+        self.engine, self.policy, self.site, self.target, self.summary = engine, policy, site, target, summary
+        self.doctype = policy.doctype
+        self.synced: list[tuple[int, dict[str, Any], str, list[Side]]] = []
+        self.logs: list[dict[str, Any]] = []
+        self.failures: list[tuple[str, BaseException]] = []
+        self.direction = f"{site}→{target}"
+
+    def done(self, record_id: int, source: _Row, target_side: Side, outcome: Outcome, writes: int,
+             direction: str | None) -> None:
+        base = source.canonical
+        self.synced.append((record_id, base, source.content_hash, [source.side, target_side]))
+        self.summary.add(DocResult(self.doctype, self.site, source.name, outcome, writes, direction))
+        self.logs.append({"message": f"{outcome}: {self.doctype} {source.name}", "level": "INFO", "site": self.site,
+                          "doctype": self.doctype, "name": source.name, "outcome": str(outcome),
+                          "direction": direction})
+
+    async def commit(self) -> None:
+        if self.synced or self.logs:
+            await asyncio.to_thread(self.engine.state.mark_synced_many, self.doctype, self.synced, self.logs)
+        for name, exc in self.failures:
+            self.summary.failed += 1
+            await asyncio.to_thread(record_failure, self.engine, self.doctype, self.site, name, exc)
+
+    # ------------------------------------------------------------------------------------ creates
+
+    async def creates(self, creates: list[tuple[_Row, dict[str, Any]]]) -> list[str]:
+        if not creates:
+            return []
+        intents = [(row.side, row.canonical, row.content_hash) for row, _ in creates]
+        records, left_out = await asyncio.to_thread(self.engine.state.begin_create_many, self.doctype, intents)
+        todo = [(row, body, records[row.name]) for row, body in creates if row.name in records]
+        chunks = [todo[i:i + INSERT_MANY_MAX] for i in range(0, len(todo), INSERT_MANY_MAX)]
+        semaphore = asyncio.Semaphore(max(1, self.engine.config.sync.concurrency // 4))
+
+        async def run(chunk: list[tuple[_Row, dict[str, Any], RecordView]]) -> list[str]:
+            async with semaphore:
+                return await self._insert_chunk(chunk)
+
+        results = await asyncio.gather(*(run(chunk) for chunk in chunks))
+        return left_out + [name for names in results for name in names]
+
+    async def _insert_chunk(self, chunk: list[tuple[_Row, dict[str, Any], RecordView]]) -> list[str]:
+        connector: Any = self.engine.connectors[self.target]
+        try:
+            names = await connector.insert_many(self.doctype, [body for _, body, _ in chunk])
+        except ConnectorError as exc:
+            if _certainly_not_applied(exc):
+                # The site answered with an error: the call's transaction rolled back, nothing was created. Forget
+                # the intents (so no lost-create search runs) and let the per-document path find the culprit.
+                await asyncio.to_thread(self.engine.state.discard_creates, [rec.record_id for _, _, rec in chunk])
+                return [row.name for row, _, _ in chunk]
+            # The answer was lost: the documents may exist. The intents stay; the queue's retry finds them by
+            # content (SyncEngine._find_lost_create) instead of creating them again.
+            self.failures += [(row.name, exc) for row, _, _ in chunk]
+            return []
+        created = await self._read_back(names)
+        by_hash: dict[str, list[Fetched]] = {}
+        for fetched in created:
+            by_hash.setdefault(fetched.content_hash, []).append(fetched)
+        unpaired: list[tuple[_Row, RecordView]] = []
+        for row, _, record in chunk:
+            match = by_hash.get(row.content_hash)
+            if match:
+                self.done(record.record_id, row, _side_of(match.pop(0)), Outcome.CREATED, 1, self.direction)
+            else:
+                unpaired.append((row, record))
+        # Content that does not round-trip (the target added a default): pair the rest in the order the names came.
+        left = {id(f) for group in by_hash.values() for f in group}
+        rest = [f for f in created if id(f) in left]
+        for (row, record), fetched in zip(unpaired, rest, strict=False):
+            self.done(record.record_id, row, _side_of(fetched), Outcome.CREATED, 1, self.direction)
+        for row, _ in unpaired[len(rest):]:
+            self.failures.append((row.name, SyncFailed(
+                f"{self.doctype} {row.name}: created on {self.target} but not found there afterwards",
+                code=ErrorCode.RECONCILIATION)))
+        return []
+
+    async def _read_back(self, names: list[str]) -> list[Fetched]:
+        """The created documents, in the order of `names` (one list request per chunk of names)."""
+        rows: dict[str, dict[str, Any]] = {}
+        connector = self.engine.connectors[self.target]
+        for chunk in _name_chunks(names):
+            async for row in connector.list_documents(self.doctype, fields=("*",), filters=[["name", "in", chunk]],
+                                                      page_size=len(chunk)):
+                rows[row["name"]] = row
+        listed = [rows[n] for n in names if n in rows]
+        return await asyncio.to_thread(
+            lambda: [_fetched_now(self.engine, self.policy, self.target, row) for row in listed])
+
+    # ------------------------------------------------------------------------------------ documents on both sides
+
+    async def compares(self, compares: list[tuple[_Row, RecordView]], force_from: str | None) -> list[str]:
+        if not compares:
+            return []
+        names = [record.sides[self.target].name for _, record in compares]
+        rows: dict[str, dict[str, Any]] = {}
+        connector = self.engine.connectors[self.target]
+        try:
+            for chunk in _name_chunks(names):
+                async for row in connector.list_documents(self.doctype, fields=("*",),
+                                                          filters=[["name", "in", chunk]], page_size=len(chunk)):
+                    rows[row["name"]] = row
+        except ConnectorError:
+            return [source.name for source, _ in compares]
+        listed = await asyncio.to_thread(lambda: {
+            name: _fetched_now(self.engine, self.policy, self.target, row) for name, row in rows.items()})
+        fallback: list[str] = []
+        pushes: list[tuple[_Row, RecordView, Fetched]] = []
+        for source, record in compares:
+            current = listed.get(record.sides[self.target].name)
+            if current is None:
+                fallback.append(source.name)  # gone (or renamed) on the target
+            elif current.content_hash == source.content_hash:
+                self.done(record.record_id, source, _side_of(current), Outcome.SKIPPED, 0, None)
+            elif force_from == self.site or (
+                    source.content_hash != record.sides[self.site].content_hash
+                    and current.content_hash == record.sides[self.target].content_hash):
+                pushes.append((source, record, current))
+            else:
+                fallback.append(source.name)  # changed on the target, or on both: merge, policy or conflict
+        semaphore = asyncio.Semaphore(self.engine.config.sync.concurrency)
+
+        async def push(source: _Row, record: RecordView, current: Fetched) -> str | None:
+            async with semaphore:
+                try:
+                    body = await self.engine._target_body(self.policy, source.canonical, self.target)
+                    normal = docs.normalise(current.doc or {}, self.policy.exclude_fields)
+                    payload = docs.to_write_payload(body, normal, expected_modified=current.modified)
+                    answer = await connector.update(self.doctype, current.name or "", payload)
+                    written = await self.engine._fetched(self.policy, self.target, answer)
+                except Exception:  # stale, refused, a link missing: the per-document path decides again
+                    return source.name
+                self.done(record.record_id, source, _side_of(written), Outcome.UPDATED, 1, self.direction)
+                return None
+
+        results = await asyncio.gather(*(push(*item) for item in pushes))
+        return fallback + [name for name in results if name is not None]
+
+
+def _fetched_now(engine: SyncEngine, policy: DoctypePolicy, site: str, doc: dict[str, Any]) -> Fetched:
+    canonical = engine._canonical(policy, site, doc)
+    return Fetched(site, doc, canonical, docs.content_hash(canonical))
+
+
+def _side_of(fetched: Fetched) -> Side:
+    return Side(fetched.site, fetched.name or "", fetched.content_hash, fetched.modified)
+
+
+def _name_chunks(names: list[str], max_chars: int = 3000) -> list[list[str]]:
+    """Names for `name in` filters, in chunks whose JSON stays well inside a URL."""
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for name in names:
+        cost = len(json.dumps(name)) + 1
+        if current and size + cost > max_chars:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(name)
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _certainly_not_applied(exc: ConnectorError) -> bool:
+    """Did the site answer this insert_many with its own error (so its transaction rolled back)?
+
+    A Frappe error body (exc_type present), or a 4xx: the request ran and failed, or was refused. A bare 502/504,
+    a timeout or a dropped connection: unknown — it may have committed.
+    """
+    if isinstance(exc, CircuitOpen):
+        return True  # never sent
+    if exc.exc_type is not None:
+        return True
+    return exc.status is not None and 400 <= exc.status < 500
 
 
 # ============================================================================================ reconcile

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from erpsync_tui.store import control
 from erpsync_tui.store.db import Database
-from erpsync_tui.store.logs import add_log
+from erpsync_tui.store.logs import add_log, add_logs
 from erpsync_tui.store.models import (
     Conflict,
     ConflictStatus,
@@ -91,6 +91,7 @@ _SIDE_ON = select(_NAME.c.id).where(_NAME.c.record_id == bindparam("rid"), _NAME
 _FORGET_ATTEMPTS = delete(_ATTEMPT).where(_ATTEMPT.c.record_id == bindparam("rid"))
 _INSERT_RECORD = insert(_RECORD).returning(_RECORD.c.id)
 _INSERT_NAME = insert(_NAME)
+_INSERT_RECORDS = insert(_RECORD).returning(_RECORD.c.id, sort_by_parameter_order=True)  # many rows, ids in order
 _SYNCED = update(_RECORD).where(_RECORD.c.id == bindparam("rid")).values(
     base=bindparam("base"), base_hash=bindparam("base_hash"), status=RecordStatus.SYNCED, last_error=None,
     error_code=None, updated_at=bindparam("now"),
@@ -219,6 +220,105 @@ class SyncState:
             }).scalar_one()
             conn.execute(_INSERT_NAME, _name_values(record_id, doctype, source, canonical, now))
             return RecordView(record_id, doctype, RecordStatus.CREATING, canonical, {source.site: source}, now)
+
+    # ------------------------------------------------------------------------------------ batches (bulk sync)
+
+    def find_many(self, site: str, doctype: str, names: list[str]) -> dict[str, RecordView]:
+        """`find` for many names of one site in one read: name → record, for the names that have one."""
+        found: dict[str, RecordView] = {}
+        with self.db.read() as session:
+            conn = session.connection()
+            for chunk in _chunks(names):
+                ids = conn.execute(select(_NAME.c.name, _NAME.c.record_id).where(
+                    _NAME.c.site == site, _NAME.c.doctype == doctype, _NAME.c.name.in_(chunk))).all()
+                views = _views(conn, [record_id for _, record_id in ids])
+                found.update((name, views[rid]) for name, rid in ids if rid in views)
+        return found
+
+    def begin_create_many(
+        self, doctype: str, intents: list[tuple[Side, dict[str, Any], str]]
+    ) -> tuple[dict[str, RecordView], list[str]]:
+        """`begin_create` for a batch, in one transaction committed before any insert request is sent.
+
+        Each intent is (source side, canonical, payload hash); the records written are exactly what
+        `begin_create` writes (CREATING, base = canonical, base_hash = payload hash), so the lost-create recovery
+        works the same for both paths. Returns the new records by source name, and the names left out: already
+        known (another task got there first) or possibly our own echo (an in-flight create from the other site
+        with the same content) — those go the per-document way.
+        """
+        created: dict[str, RecordView] = {}
+        if not intents:
+            return created, []
+        with self.db.write() as session:
+            conn = session.connection()
+            hashes = list({payload_hash for _, _, payload_hash in intents})
+            echo_hashes: set[str] = set()
+            for chunk in _chunks(hashes):
+                rows = conn.execute(select(_RECORD.c.id, _RECORD.c.base_hash).where(
+                    _RECORD.c.status == RecordStatus.CREATING, _RECORD.c.doctype == doctype,
+                    _RECORD.c.base_hash.in_(chunk))).all()
+                views = _views(conn, [rid for rid, _ in rows])
+                echo_hashes.update(h for rid, h in rows if rid in views)
+            known: set[str] = set()
+            for chunk in _chunks([source.name for source, _, _ in intents]):
+                known.update(conn.execute(select(_NAME.c.name).where(
+                    _NAME.c.site == intents[0][0].site, _NAME.c.doctype == doctype, _NAME.c.name.in_(chunk),
+                )).scalars())
+            fresh = [(source, canonical, payload_hash) for source, canonical, payload_hash in intents
+                     if source.name not in known and payload_hash not in echo_hashes]
+            left_out = [source.name for source, _, payload_hash in intents
+                        if source.name in known or payload_hash in echo_hashes]
+            if fresh:
+                now = utcnow()
+                ids = conn.execute(_INSERT_RECORDS, [{
+                    "doctype": doctype, "status": RecordStatus.CREATING, "base": canonical, "base_hash": payload_hash,
+                    "origin_site": source.site, "created_at": now, "updated_at": now,
+                } for source, canonical, payload_hash in fresh]).scalars().all()
+                conn.execute(_INSERT_NAME, [_name_values(record_id, doctype, source, canonical, now)
+                                            for record_id, (source, canonical, _) in zip(ids, fresh, strict=True)])
+                for record_id, (source, canonical, _) in zip(ids, fresh, strict=True):
+                    created[source.name] = RecordView(record_id, doctype, RecordStatus.CREATING, canonical,
+                                                      {source.site: source}, now)
+        return created, left_out
+
+    def discard_creates(self, record_ids: list[int]) -> None:
+        """Forget create intents the target certainly did not carry out (it answered with an error)."""
+        with self.db.write() as session:
+            conn = session.connection()
+            for chunk in _chunks(record_ids):
+                ids = conn.execute(select(_RECORD.c.id).where(
+                    _RECORD.c.id.in_(chunk), _RECORD.c.status == RecordStatus.CREATING)).scalars().all()
+                if ids:
+                    conn.execute(delete(_NAME).where(_NAME.c.record_id.in_(ids)))
+                    conn.execute(delete(_RECORD).where(_RECORD.c.id.in_(ids)))
+
+    def mark_synced_many(
+        self, doctype: str, synced: list[tuple[int, dict[str, Any], str, list[Side]]], logs: list[dict[str, Any]]
+    ) -> None:
+        """`mark_synced` for a batch — (record id, base, base hash, sides) each — and its log lines, one commit."""
+        now = utcnow()
+        with self.db.write() as session:
+            conn = session.connection()
+            if synced:
+                conn.execute(_SYNCED, [{"rid": rid, "base": base, "base_hash": base_hash, "now": now}
+                                       for rid, base, base_hash, _ in synced])
+            present: set[tuple[int, str]] = set()
+            for chunk in _chunks([rid for rid, _, _, _ in synced]):
+                present.update((rid, site) for rid, site in conn.execute(select(_NAME.c.record_id, _NAME.c.site).where(
+                    _NAME.c.record_id.in_(chunk))))
+            updates, inserts = [], []
+            for record_id, base, _, sides in synced:
+                for side in sides:
+                    if (record_id, side.site) in present:
+                        updates.append({"rid": record_id, "s": side.site, "n": side.name, "h": side.content_hash,
+                                        "m": side.modified, "snap": base, "now": now})
+                    else:
+                        inserts.append(_name_values(record_id, doctype, side, base, now))
+            if updates:
+                conn.execute(_NAME_SYNCED, updates)
+            if inserts:
+                conn.execute(_INSERT_NAME, inserts)
+            add_logs(session, logs)
 
     def mark_synced(
         self,
@@ -363,6 +463,26 @@ def _view(conn: Connection, record_id: int) -> RecordView | None:
     sides = {site: Side(site, name, content_hash, modified) for site, name, content_hash, modified in names}
     doctype, status, base, created_at = record
     return RecordView(record_id, doctype, status, base, sides, created_at)
+
+
+def _views(conn: Connection, record_ids: list[int]) -> dict[int, RecordView]:
+    """Several records with their sides, in two queries."""
+    views: dict[int, RecordView] = {}
+    for chunk in _chunks(list(dict.fromkeys(record_ids))):
+        for rid, doctype, status, base, created_at in conn.execute(select(
+                _RECORD.c.id, _RECORD.c.doctype, _RECORD.c.status, _RECORD.c.base, _RECORD.c.created_at,
+        ).where(_RECORD.c.id.in_(chunk))):
+            views[rid] = RecordView(rid, doctype, status, base, {}, created_at)
+        for rid, site, name, content_hash, modified in conn.execute(select(
+                _NAME.c.record_id, _NAME.c.site, _NAME.c.name, _NAME.c.content_hash, _NAME.c.modified,
+        ).where(_NAME.c.record_id.in_(chunk))):
+            if rid in views:
+                views[rid].sides[site] = Side(site, name, content_hash, modified)
+    return views
+
+
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def _name_values(

@@ -99,6 +99,13 @@ SPECS: dict[str, DocTypeSpec] = {
             submittable=True,
         ),
         DocTypeSpec(
+            # Fields added to a doctype on this site; the demo adds none, tests may (e.g. a custom Table field).
+            name="Custom Field",
+            fields=("dt", "fieldname", "fieldtype", "label", "options"),
+            mandatory=("dt", "fieldname", "fieldtype"),
+            naming="hash",
+        ),
+        DocTypeSpec(
             name="Deleted Document",
             fields=("deleted_doctype", "deleted_name", "data", "restored", "new_name"),
             naming="hash",
@@ -110,6 +117,31 @@ SPECS: dict[str, DocTypeSpec] = {
 CHILD_DOCTYPES: dict[str, tuple[str, str]] = {
     child.doctype: (spec.name, fieldname) for spec in SPECS.values() for fieldname, child in spec.tables.items()
 }
+
+
+def doctype_meta(
+    doctype: str,
+    fields: tuple[str, ...],
+    tables: dict[str, ChildSpec],
+    links: dict[str, str],
+    *,
+    selects: dict[str, tuple[str, ...]] | None = None,
+    istable: bool = False,
+) -> dict[str, object]:
+    """What GET /api/resource/DocType/<doctype> answers: the DocType document with one DocField row per field."""
+    rows: list[dict[str, object]] = []
+    for idx, fieldname in enumerate(fields, start=1):
+        if fieldname in tables:
+            fieldtype, options = "Table", tables[fieldname].doctype
+        elif fieldname in links:
+            fieldtype, options = "Link", links[fieldname]
+        elif selects and fieldname in selects:
+            fieldtype, options = "Select", "\n".join(selects[fieldname])
+        else:
+            fieldtype, options = "Data", None
+        rows.append({"doctype": "DocField", "parent": doctype, "parentfield": "fields", "parenttype": "DocType",
+                     "idx": idx, "fieldname": fieldname, "fieldtype": fieldtype, "options": options})
+    return {"doctype": "DocType", "name": doctype, "istable": int(istable), "fields": rows}
 
 
 def spec_for(doctype: str) -> DocTypeSpec:

@@ -20,6 +20,9 @@ class Faults:
     per_key_rps: float | None = None  # requests/second allowed per API key (or client IP for Guest)
     hang: bool = False  # requests never answer until cleared (or HANG_MAX_S)
     drop: bool = False  # close the connection without any response
+    # Run the request (and commit it), then close the connection without answering: a lost answer. Applies to
+    # requests whose path contains this text ("" = none), e.g. "insert_many" or "/api/resource/Customer".
+    drop_response: str = ""
     revoked: bool = False  # valid credentials answer 401
 
     @classmethod

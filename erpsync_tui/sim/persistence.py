@@ -44,6 +44,18 @@ class SqliteBackend:
             if self._depth == 0:
                 self._conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """All of the writes inside, or none of them (a savepoint: works inside `transaction` too)."""
+        self._conn.execute("SAVEPOINT atomic")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK TO atomic")
+            self._conn.execute("RELEASE atomic")
+            raise
+        self._conn.execute("RELEASE atomic")
+
     def put(self, doctype: str, name: str, doc: dict[str, Any]) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO docs (doctype, name, data) VALUES (?, ?, ?)",

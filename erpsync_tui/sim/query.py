@@ -90,7 +90,17 @@ def make_condition(fieldname: str, op: str, value: Any) -> Callable[[Any], bool]
     if op in ("in", "not in"):
         options = _as_list(value)
         negate = op == "not in"
-        return lambda v: any(_coerce(o, v) == ("" if v is None else v) for o in options) != negate
+        # What each option becomes when compared with a stored string (see _coerce), as a set: an indexed IN,
+        # not a scan of the options for every row.
+        as_text = {str(o) if isinstance(o, int | float) else o for o in options if isinstance(o, str | int | float)}
+
+        def member(v: Any) -> bool:
+            v = "" if v is None else v
+            if isinstance(v, str):
+                return (v in as_text) != negate
+            return any(_coerce(o, v) == v for o in options) != negate
+
+        return member
     if op in ("between", "not between"):
         bounds = _as_list(value)
         if len(bounds) != 2:

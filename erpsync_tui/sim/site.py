@@ -151,6 +151,12 @@ class SimSite:
         self.webhooks.emit(doctype, doc["name"], doc["modified"], "after_insert")
         return doc
 
+    def api_insert_many(self, docs: list[dict[str, Any]], user: str) -> list[str]:
+        inserted = self.store.insert_many(docs, user)
+        for doc in inserted:  # webhooks fire after the commit, like Frappe's enqueue_after_commit
+            self.webhooks.emit(doc["doctype"], doc["name"], doc["modified"], "after_insert")
+        return [doc["name"] for doc in inserted]
+
     def api_update(self, doctype: str, name: str, body: dict[str, Any], user: str) -> dict[str, Any]:
         doc = self.store.update(doctype, name, body, user)
         self.webhooks.emit(doctype, doc["name"], doc["modified"], "on_update")

@@ -18,7 +18,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import errors
-from .doctypes import CHILD_DOCTYPES, CHILD_STANDARD_FIELDS, SPECS, STANDARD_FIELDS, ChildSpec, DocTypeSpec, spec_for
+from .doctypes import (
+    CHILD_DOCTYPES,
+    CHILD_STANDARD_FIELDS,
+    SPECS,
+    STANDARD_FIELDS,
+    ChildSpec,
+    DocTypeSpec,
+    doctype_meta,
+    spec_for,
+)
 from .persistence import SqliteBackend
 from .query import compile_filters, parse_fields, parse_order_by, project, sort_docs
 
@@ -326,6 +335,27 @@ class Store:
                 self._db.put(doctype, name, doc)
             return copy_doc(doc)
 
+    def insert_many(self, docs: list[Doc], user: str) -> list[Doc]:
+        """Insert every document or none (Frappe runs frappe.client.insert_many in one request transaction).
+
+        On any error the documents inserted so far are removed again and the naming counters restored, so a
+        failed call leaves no trace; the error is re-raised.
+        """
+        with self.lock:
+            counters = dict(self._counters)
+            done: list[Doc] = []
+            try:
+                with self._db.atomic() if self._db is not None else contextlib.nullcontext():
+                    for doc in docs:
+                        done.append(self.insert(str(doc.get("doctype") or ""), doc, user))
+            except BaseException:
+                for doc in done:
+                    self._docs[doc["doctype"]].pop(doc["name"], None)
+                    self._bump(doc["doctype"])
+                self._counters = counters
+                raise
+            return done
+
     def update(self, doctype: str, name: str, changes: Doc, user: str) -> Doc:
         spec = spec_for(doctype)
         with self.lock:
@@ -423,6 +453,17 @@ class Store:
                             )
 
     # ---------------------------------------------------------------- reads
+
+    def doctype_document(self, doctype: str) -> Doc:
+        """The `DocType` document of a declared doctype: its fields with their fieldtypes (Table for tables)."""
+        if doctype in CHILD_DOCTYPES:
+            parent, parentfield = CHILD_DOCTYPES[doctype]
+            child = SPECS[parent].tables[parentfield]
+            return doctype_meta(doctype, child.fields, {}, child.links, istable=True)
+        spec = SPECS.get(doctype)
+        if spec is None:
+            raise errors.DoesNotExistError(f"DocType {doctype} not found")
+        return doctype_meta(doctype, spec.fields, spec.tables, spec.links, selects=spec.selects)
 
     def _require(self, doctype: str, name: str) -> Doc:
         table = self._docs.get(doctype)

@@ -32,3 +32,14 @@ def add_log(
         "record_id": record_id, "queue_item_id": queue_item_id,
     }
     session.connection().execute(_INSERT, values)
+
+
+def add_logs(session: Session, entries: list[dict[str, object]]) -> None:
+    """Many log lines (each the keyword arguments of `add_log`) in one executemany, same redaction and clipping."""
+    if not entries:
+        return
+    ts = utcnow()
+    keys = ("level", "site", "doctype", "name", "direction", "outcome", "error_code", "record_id", "queue_item_id")
+    rows = [{"ts": ts, **{k: entry.get(k) for k in keys}, "level": entry.get("level") or "INFO",
+             "message": redact(str(entry["message"]))[:MAX_MESSAGE]} for entry in entries]
+    session.connection().execute(_INSERT, rows)

@@ -124,3 +124,24 @@ def test_counters_by_endpoint_and_status(site: SimSite, client: httpx.Client) ->
     }
     stats = httpx.get(f"{site.url}/_sim/stats").json()
     assert stats["counters"]["GET /api/method/ping 200"] == 1
+
+
+def test_insert_many_is_all_or_nothing(site: SimSite, client: httpx.Client) -> None:
+    """Frappe runs the call in one request transaction: one bad document and none is inserted."""
+    docs = [{"doctype": "Customer", **customer("Kept?")}, {"doctype": "Customer", "customer_type": "Company"}]
+    response = client.post("/api/method/frappe.client.insert_many", json={"docs": json.dumps(docs)})
+    assert_frappe_error(response, 417, "MandatoryError")
+    assert site.count("Customer") == 0
+    good = [{"doctype": "Customer", **customer(f"Many {i}")} for i in range(2)]
+    names = client.post("/api/method/frappe.client.insert_many", json={"docs": json.dumps(good)}).json()["message"]
+    assert names == ["CUST-00001", "CUST-00002"]  # the failed call used up no series number
+    too_many = [{"doctype": "Customer", **customer(f"N{i}")} for i in range(201)]
+    assert client.post("/api/method/frappe.client.insert_many", json={"docs": json.dumps(too_many)}).status_code == 417
+
+
+def test_doctype_meta_names_the_table_fields(client: httpx.Client) -> None:
+    fields = client.get("/api/resource/DocType/Sales Order").json()["data"]["fields"]
+    assert {f["fieldname"] for f in fields if f["fieldtype"] == "Table"} == {"items"}
+    fields = client.get("/api/resource/DocType/Customer").json()["data"]["fields"]
+    assert not [f for f in fields if f["fieldtype"] == "Table"]
+    assert_frappe_error(client.get("/api/resource/DocType/No Such Thing"), 404, "DoesNotExistError")

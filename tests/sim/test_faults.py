@@ -149,3 +149,13 @@ def test_base_latency_survives_clear() -> None:
         assert site.faults.latency_ms == 80.0
         with api_client(site) as client:
             assert timed_get(client) >= 0.08
+
+
+def test_drop_response_runs_the_request_and_loses_the_answer(site: SimSite) -> None:
+    site.set_faults(drop_response="/api/resource/Customer")
+    with api_client(site) as client:
+        with pytest.raises(httpx.TransportError):
+            client.post("/api/resource/Customer", json={"customer_name": "Committed"})
+        assert client.get("/api/resource/Item").status_code == 200  # other paths answer as usual
+    assert site.count("Customer") == 1  # it was inserted; only the answer went missing
+    site.clear_faults()

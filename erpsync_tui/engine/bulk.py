@@ -455,7 +455,8 @@ class _Batch:
         if not creates:
             return []
         intents = [(row.side, row.canonical, row.content_hash) for row, _ in creates]
-        records, left_out = await asyncio.to_thread(self.engine.state.begin_create_many, self.doctype, intents)
+        records, left_out = await asyncio.to_thread(self.engine.state.begin_create_many, self.doctype, intents,
+                                                    target=self.target, fence=self.engine.fence)
         todo = [(row, body, records[row.name]) for row, body in creates if row.name in records]
         chunks = [todo[i:i + INSERT_MANY_MAX] for i in range(0, len(todo), INSERT_MANY_MAX)]
         semaphore = asyncio.Semaphore(max(1, self.engine.config.sync.concurrency // 4))

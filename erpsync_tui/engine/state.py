@@ -236,7 +236,8 @@ class SyncState:
         return found
 
     def begin_create_many(
-        self, doctype: str, intents: list[tuple[Side, dict[str, Any], str]]
+        self, doctype: str, intents: list[tuple[Side, dict[str, Any], str]], *, target: str,
+        fence: str | None = None,
     ) -> tuple[dict[str, RecordView], list[str]]:
         """`begin_create` for a batch, in one transaction committed before any insert request is sent.
 
@@ -251,6 +252,8 @@ class SyncState:
             return created, []
         with self.db.write() as session:
             conn = session.connection()
+            if fence is not None and not control.holds_lease(session, fence):
+                return created, [source.name for source, _, _ in intents]  # the per-document path refuses them
             hashes = list({payload_hash for _, _, payload_hash in intents})
             echo_hashes: set[str] = set()
             for chunk in _chunks(hashes):
@@ -276,6 +279,10 @@ class SyncState:
                 } for source, canonical, payload_hash in fresh]).scalars().all()
                 conn.execute(_INSERT_NAME, [_name_values(record_id, doctype, source, canonical, now)
                                             for record_id, (source, canonical, _) in zip(ids, fresh, strict=True)])
+                conn.execute(_INSERT_ATTEMPT, [{  # the inserts about to be sent (see note_attempt)
+                    "record_id": record_id, "doctype": doctype, "target_site": target, "payload_hash": payload_hash,
+                    "payload": canonical, "sent_at": now,
+                } for record_id, (_, canonical, payload_hash) in zip(ids, fresh, strict=True)])
                 for record_id, (source, canonical, _) in zip(ids, fresh, strict=True):
                     created[source.name] = RecordView(record_id, doctype, RecordStatus.CREATING, canonical,
                                                       {source.site: source}, now)
@@ -289,6 +296,7 @@ class SyncState:
                 ids = conn.execute(select(_RECORD.c.id).where(
                     _RECORD.c.id.in_(chunk), _RECORD.c.status == RecordStatus.CREATING)).scalars().all()
                 if ids:
+                    conn.execute(delete(_ATTEMPT).where(_ATTEMPT.c.record_id.in_(ids)))
                     conn.execute(delete(_NAME).where(_NAME.c.record_id.in_(ids)))
                     conn.execute(delete(_RECORD).where(_RECORD.c.id.in_(ids)))
 
@@ -318,6 +326,9 @@ class SyncState:
                 conn.execute(_NAME_SYNCED, updates)
             if inserts:
                 conn.execute(_INSERT_NAME, inserts)
+            paired = [{"rid": record_id} for record_id, _, _, sides in synced if len(sides) > 1]
+            if paired:
+                conn.execute(_FORGET_ATTEMPTS, paired)  # the counterparts' names are known now
             add_logs(session, logs)
 
     def mark_synced(

@@ -7,7 +7,7 @@ from sqlmodel import select
 
 from erpsync_tui.engine.bulk import full_sync
 from erpsync_tui.sim import SimCluster
-from erpsync_tui.store.models import QueueItem, RecordStatus, SyncLog, SyncRecord
+from erpsync_tui.store.models import CreateAttempt, QueueItem, RecordStatus, SyncLog, SyncRecord
 
 from .test_sync import business, counterpart, customer, writes_logged
 
@@ -100,6 +100,7 @@ async def test_lost_insert_many_answer_then_rerun_makes_no_duplicates(
     with db.read() as s:
         assert {r.status for r in s.exec(select(SyncRecord)).all()} == {RecordStatus.CREATING}
         assert len(s.exec(select(QueueItem)).all()) == 12
+        assert len(s.exec(select(CreateAttempt)).all()) == 12  # recorded before the call: recognisable later
     cluster["local"].clear_faults()
     rerun = await full_sync(engine, doctypes=["Customer"], direction="cloud_to_local")
     assert rerun.failed == 0 and rerun.outcomes == {"adopted": 12}
@@ -110,6 +111,8 @@ async def test_lost_insert_many_answer_then_rerun_makes_no_duplicates(
         assert business(cluster["cloud"].get("Customer", name)) == business(cluster["local"].get("Customer", local))
     await worker_for(engine).drain()  # the queued retries find nothing left to do
     assert cluster["local"].count("Customer") == 12
+    with db.read() as s:
+        assert s.exec(select(CreateAttempt)).all() == []  # forgotten once paired
 
 
 async def test_links_are_translated_into_the_target_names_in_the_bulk_path(cluster: SimCluster, make_engine) -> None:

@@ -270,20 +270,35 @@ class SyncEngine:
         that differs, exactly as for two documents that already existed on both sites.
         """
         origin_site = self.other(created.site)
-        origin = record.sides[origin_site]
-        unsynced = [Side(origin_site, origin.name, None, origin.modified),
-                    Side(created.site, created.name or "", None, created.modified)]
-        await self._run(self.state.mark_synced, record.record_id, record.doctype, created.canonical,
-                        created.content_hash, unsynced)
         await self._log(f"adopted {created.name} on {created.site}: our own create whose answer was lost, edited "
                         "since", "WARNING", record.doctype, created.site, created.name or "", outcome="adopted")
+        origin = record.sides[origin_site]
+        source = await self._fetch(policy, origin_site, origin.name)
+        if source.doc is None:  # deleted meanwhile: record the pair, then the delete is handled as configured
+            await self._run(self.state.mark_synced, record.record_id, record.doctype, created.canonical,
+                            created.content_hash, [origin, Side(created.site, created.name or "", None,
+                                                                created.modified)])
+            paired = await self._run(self.state.view, record.record_id)
+            assert paired is not None
+            return await self._deleted(policy, paired, {origin_site: source, created.site: created}, depth=depth)
+        return await self._link_without_base(policy, record, source, created, depth)
+
+    async def _link_without_base(
+        self, policy: DoctypePolicy, record: RecordView, source: Fetched, target: Fetched, depth: int
+    ) -> DocResult:
+        """Record `source` and `target` as one document's two copies, then settle every differing field.
+
+        No base and no synced hash on either side: both count as changed, so merge/policy/manual (not arrival
+        order) decide each field that differs.
+        """
+        unsynced = [Side(source.site, source.name or "", None, source.modified),
+                    Side(target.site, target.name or "", None, target.modified)]
+        await self._run(self.state.mark_synced, record.record_id, record.doctype, source.canonical,
+                        source.content_hash, unsynced)
         refreshed = await self._run(self.state.view, record.record_id)
         assert refreshed is not None
         refreshed.base = None
-        source = await self._fetch(policy, origin_site, origin.name)
-        if source.doc is None:
-            return await self._deleted(policy, refreshed, {origin_site: source, created.site: created}, depth=depth)
-        fetched = {origin_site: source, created.site: created}
+        fetched = {source.site: source, target.site: target}
         result = await self._compare(policy, refreshed, fetched, force_from=None, depth=depth)
         if result.outcome == Outcome.SKIPPED:
             result.outcome = Outcome.ADOPTED
@@ -427,20 +442,7 @@ class SyncEngine:
             if not await self._run(self.state.absorb_half_record, record.record_id, other.record_id, target_site):
                 return await self._sync_once(record.doctype, source.site, source.name or "", force_from=None,
                                              depth=depth)
-        # No base: every differing field is a conflict, settled by merge/policy like any other.
-        # Neither side has a synced hash yet: both count as changed, so the policy (not arrival order) decides.
-        unsynced = [Side(source.site, source.name or "", None, source.modified),
-                    Side(target_site, existing.name or "", None, existing.modified)]
-        await self._run(self.state.mark_synced, record.record_id, record.doctype, source.canonical,
-                        source.content_hash, unsynced)
-        refreshed = await self._run(self.state.view, record.record_id)
-        assert refreshed is not None
-        refreshed.base = None
-        fetched = {source.site: source, target_site: existing}
-        result = await self._compare(policy, refreshed, fetched, force_from=None, depth=depth)
-        if result.outcome == Outcome.SKIPPED:
-            result.outcome = Outcome.ADOPTED
-        return result
+        return await self._link_without_base(policy, record, source, existing, depth)
 
     # ==================================================================================== deletes
 

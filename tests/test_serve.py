@@ -68,7 +68,7 @@ def test_two_serve_processes_one_database_and_clean_sigterm(setup, cluster: SimC
     first = subprocess.Popen([*base, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: db_path.exists() and engine_status(open_database(f"sqlite:///{db_path}")).mode
-                   == "running")
+                   == "running", limit=60)
         db = open_database(f"sqlite:///{db_path}")
         second = subprocess.run([*base, "serve"], env=env, capture_output=True, text=True, timeout=60)
         assert second.returncode == 1
@@ -93,22 +93,27 @@ def test_two_serve_processes_one_database_and_clean_sigterm(setup, cluster: SimC
         assert secret not in (first.stdout.read() + first.stderr.read())
 
 
-def test_waiting_serve_takes_over_when_the_holder_stops(setup) -> None:
+def test_waiting_serve_takes_over_when_the_holder_stops(setup, tmp_path: Path) -> None:
     base, env, db_path, _port = setup
+    waiting_log = tmp_path / "waiting.log"
     first = subprocess.Popen([*base, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     waiting = None
     try:
         wait_until(lambda: db_path.exists() and engine_status(open_database(f"sqlite:///{db_path}")).mode
-                   == "running")
+                   == "running", limit=60)
         env2 = {**env}
         waiting = subprocess.Popen([*base, "serve", "--wait", "--no-receiver"], env=env2,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=waiting_log.open("w"))
         time.sleep(1)
         assert waiting.poll() is None  # still waiting
         first.send_signal(signal.SIGTERM)
         first.wait(30)
         db = open_database(f"sqlite:///{db_path}")
-        wait_until(lambda: engine_status(db).pid == waiting.pid, limit=30)
+        try:
+            wait_until(lambda: engine_status(db).pid == waiting.pid, limit=30)
+        except AssertionError:
+            raise AssertionError(f"the waiting serve did not take over (exit {waiting.poll()}, "
+                                 f"lease {engine_status(db)}):\n{waiting_log.read_text()[-3000:]}") from None
     finally:
         for proc in (first, waiting):
             if proc is not None and proc.poll() is None:

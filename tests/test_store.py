@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 from sqlmodel import select
 
 from erpsync_tui.store import Database, StoreError, open_database, queue
+from erpsync_tui.store.control import engine_status
 from erpsync_tui.store.logs import add_log
 from erpsync_tui.store.models import (
     Conflict,
@@ -223,3 +226,40 @@ def test_log_messages_are_redacted(db: Database) -> None:
         add_log(s, "request with token abc:super-secret-token failed")
     with db.read() as s:
         assert s.exec(select(SyncLog.message)).one() == f"request with token abc:{MASK} failed"
+
+
+# A process that holds a lease until told to stop (one line on stdin), then closes every connection.
+_LEASE_HOLDER = """
+import sys
+from erpsync_tui.store import open_database
+from erpsync_tui.store.control import acquire_lease, release_lease
+db = open_database(sys.argv[1])
+acquire_lease(db, sys.argv[2], 60)
+print("held", flush=True)
+sys.stdin.readline()
+release_lease(db, sys.argv[2])
+db.dispose()
+"""
+
+
+def _hold_lease(url: str, holder: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", _LEASE_HOLDER, url, holder], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_opening_the_database_again_keeps_this_process_seeing_other_writers(db: Database) -> None:
+    """Regression: the file check read the header with open()/close(), which drops this process's SQLite
+    locks; the next process to close its last connection then deleted the WAL index under us and every
+    later read here was stale (a console stuck on "stopped" while a new engine ran)."""
+    url = f"sqlite:///{db.path}"
+    first = _hold_lease(url, "first")
+    assert engine_status(db).holder == "first"
+    open_database(url).dispose()  # e.g. a second view of the same file in this process
+    first.communicate("stop\n", timeout=30)
+    second = _hold_lease(url, "second")
+    try:
+        assert engine_status(db).holder == "second"
+    finally:
+        second.communicate("stop\n", timeout=30)

@@ -5,13 +5,13 @@ The rest of the store speaks portable SQLAlchemy, so the same code runs on Postg
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, text
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -31,16 +31,28 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def check_file(path: Path) -> None:
-    """Fail early, naming the file, when it exists but is not a SQLite database."""
+    """Fail early, naming the file, when it exists but is not a SQLite database.
+
+    The file is read through SQLite, never with `open()`: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, SQLite's included. Another process closing its last connection then takes
+    the database for unused, deletes the WAL and its index, and this process's connections go on reading the
+    deleted index: blind to every later commit (seen as a console stuck on an engine that had stopped).
+    """
     if not path.exists() or path.stat().st_size == 0:
         return
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"cannot read state database {path}: permission denied")
     try:
-        with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        raise StoreError(f"cannot read state database {path}: {exc.strerror}") from None
-    if header != SQLITE_HEADER:
-        raise StoreError(f"{path} is not a SQLite database (wrong file header); point --db at a state database")
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            probe.execute("PRAGMA schema_version").fetchone()
+        finally:
+            probe.close()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise StoreError(f"{path} is not a SQLite database (wrong file header); point --db at a state "
+                             "database") from None
+        # Anything else (busy, an unreadable WAL) is for the real open to report with its reason.
 
 
 def engine_options() -> dict[str, Any]:

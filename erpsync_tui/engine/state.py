@@ -63,7 +63,11 @@ class PendingCreate:
     record: RecordView
     hashes: list[str]  # the content hash of every insert sent for it
     payloads: list[dict[str, Any]]  # and its canonical content
-    first_sent: datetime
+    sent: list[datetime]  # and when it was sent (our clock), oldest first
+
+    @property
+    def first_sent(self) -> datetime:
+        return self.sent[0]
 
 
 # Built once: constructing SQLAlchemy statements costs more than running them (about 1 ms each, measured),
@@ -160,9 +164,10 @@ class SyncState:
                     view = _view(conn, record_id)
                     if view is None or target in view.sides:
                         continue
-                    entry = pending[record_id] = PendingCreate(view, [], [], sent_at)
+                    entry = pending[record_id] = PendingCreate(view, [], [], [])
                 entry.hashes.append(payload_hash)
                 entry.payloads.append(payload or {})
+                entry.sent.append(sent_at)
             return list(pending.values())
 
     def creating_with_hash(self, doctype: str, target: str, payload_hash: str) -> RecordView | None:

@@ -246,19 +246,14 @@ class SyncEngine:
         """The pending create this unknown document came from, if it is ours though edited since we sent it.
 
         Our API user is its owner and creates aimed at its site still wait for their names: creating it back
-        would duplicate it on both sites. It belongs to the pending create whose sent content it resembles
-        most (clearly more than any other); when two are equally close it waits (a retryable failure).
+        would duplicate it on both sites. Which create it came from is `owner_of_copy`'s answer — the same one
+        the create's own retry reaches, so neither waits for the other.
         """
         assert doc.doc is not None
         if not await self._created_by_us(doc.site, doc.doc):
             return None
         pending = await self._run(self.state.pending_creates, policy.doctype, doc.site)
-        zone = self._zone(doc.site)
-        owner, tied = closest_pending(doc.canonical, [p for p in pending if _created_after(doc, p.first_sent, zone)])
-        if tied:
-            raise SyncFailed(f"{policy.doctype} {doc.name} on {doc.site} was created by our API user and resembles "
-                             f"{len(tied)} of our creates there that await their answer equally; waiting for them",
-                             code=ErrorCode.RECONCILIATION)
+        owner = owner_of_copy(doc, pending, self._zone(doc.site))
         return owner.record if owner is not None else None
 
     async def _pair_lost_create(
@@ -395,8 +390,7 @@ class SyncEngine:
                                      docs.format_frappe_timestamp(mine.first_sent - ADOPT_WINDOW, zone)]]
         if user is not None:
             filters.append(["owner", "=", user])
-        edited: list[tuple[float, Fetched]] = []
-        tied = False
+        edited: list[tuple[float, timedelta, str, Fetched]] = []
         async for row in self.connectors[target_site].list_documents(
             record.doctype, fields=("name", "modified"), filters=filters
         ):
@@ -407,18 +401,14 @@ class SyncEngine:
                 continue
             if candidate.content_hash in mine.hashes:
                 return candidate, True
-            if user is None or not _created_after(candidate, mine.first_sent, zone):
-                continue
-            closest, ties = closest_pending(candidate.canonical, pending)
-            tied = tied or any(p is mine for p in ties)
-            if closest is mine:
-                edited.append((_likeness(candidate.canonical, mine), candidate))
-        edited.sort(key=lambda pair: pair[0], reverse=True)
-        if tied or (len(edited) > 1 and edited[0][0] == edited[1][0]):
-            raise SyncFailed(f"{record.doctype}: documents our API user created on {target_site} resemble this "
-                             "create and another pending one equally; waiting for the others to be recorded",
-                             code=ErrorCode.RECONCILIATION)
-        return (edited[0][1], False) if edited else (None, False)
+            if user is not None and owner_of_copy(candidate, pending, zone) is mine:
+                created = _creation(candidate, zone)
+                assert created is not None  # owner_of_copy found it
+                edited.append((-_likeness(candidate.canonical, mine), _send_gap(created, mine),
+                               candidate.name or "", candidate))
+        # Two edited copies of ours both closest to this create: the most alike, then the one made when it was sent.
+        edited.sort(key=lambda entry: entry[:3])
+        return (edited[0][3], False) if edited else (None, False)
 
     async def _adopt_existing(
         self, policy: DoctypePolicy, record: RecordView, source: Fetched, target_site: str, depth: int
@@ -698,32 +688,45 @@ def _side(fetched: Fetched) -> Side:
 MIN_LIKENESS = 0.5  # an edited copy keeps most of what we sent; less alike than this, it is not ours
 
 
-def closest_pending(
-    canonical: dict[str, Any], pending: list[PendingCreate]
-) -> tuple[PendingCreate | None, list[PendingCreate]]:
-    """The pending create whose sent content `canonical` resembles most: (it, []), or (None, the tied ones)."""
-    scored = sorted(((_likeness(canonical, p), p) for p in pending), key=lambda pair: pair[0], reverse=True)
+def owner_of_copy(copy: Fetched, pending: list[PendingCreate], zone: str) -> PendingCreate | None:
+    """Which of our pending creates made `copy` (a document our API user created, edited since), if any.
+
+    The create whose sent content it resembles most (at least MIN_LIKENESS). Creates it resembles equally are
+    told apart by when they were sent — a site stamps `creation` as it serves the request, so the attempt
+    sent closest to that stamp made it — and then by record id. The answer depends only on the copy and the
+    pending creates, so the copy's own webhook and each create's retry reach the same one: none waits on
+    another, and no copy goes to two creates.
+    """
+    created = _creation(copy, zone)
+    if created is None:
+        return None
+    scored = [(_likeness(copy.canonical, p), p) for p in pending if created >= p.first_sent - CLOCK_SKEW]
     scored = [(score, p) for score, p in scored if score >= MIN_LIKENESS]
     if not scored:
-        return None, []
-    if len(scored) > 1 and scored[1][0] == scored[0][0]:
-        return None, [p for score, p in scored if score == scored[0][0]]
-    return scored[0][1], []
+        return None
+    best = max(score for score, _ in scored)
+    tied = [p for score, p in scored if score == best]
+    return min(tied, key=lambda p: (_send_gap(created, p), p.record.record_id))
+
+
+def _send_gap(created: datetime, pending: PendingCreate) -> timedelta:
+    """How far the copy's creation stamp lies from the nearest attempt of `pending` (our clock vs the site's)."""
+    return min(abs(created - sent) for sent in pending.sent)
 
 
 def _likeness(canonical: dict[str, Any], pending: PendingCreate) -> float:
     return max((docs.likeness(canonical, sent) for sent in pending.payloads), default=0.0)
 
 
-def _created_after(doc: Fetched, moment: datetime, zone: str) -> bool:
-    """Whether the site stamped `doc` as created after `moment` (our clock), allowing for clock skew."""
+def _creation(doc: Fetched, zone: str) -> datetime | None:
+    """When the site stamped `doc` as created (aware), or None without a readable stamp."""
     creation = (doc.doc or {}).get("creation")
     if not creation:
-        return False
+        return None
     try:
-        return docs.parse_frappe_timestamp(str(creation), zone) >= moment - CLOCK_SKEW
+        return docs.parse_frappe_timestamp(str(creation), zone)
     except ValueError:
-        return False
+        return None
 
 
 def _differing(fa: Fetched, fb: Fetched) -> list[str]:

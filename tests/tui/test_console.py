@@ -81,22 +81,33 @@ async def test_hostile_text_renders_literally_everywhere(make_app) -> None:
         assert "\x1b" not in svg and "\x07" not in svg
 
 
+def refusals(app) -> list[str]:
+    return [n for n in notifications(app) if n.startswith("read-only console")]
+
+
+async def press_expecting_refusal(pilot, *keys: str) -> None:
+    """Press `keys` and wait for one more read-only refusal (the keys land in order, however slow the run)."""
+    before = len(refusals(pilot.app))
+    await pilot.press(*keys)
+    await wait_for(pilot, lambda: len(refusals(pilot.app)) > before)
+
+
 async def test_readonly_refuses_every_action_and_writes_none(make_app, fixture_db) -> None:
     app = make_app(readonly=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
         assert "READ-ONLY" in screen_text(app)
-        await pilot.press("P", "space", "S")
+        for keys in (["P"], ["space"], ["S"]):
+            await press_expecting_refusal(pilot, *keys)
         await pilot.press("q")
         await wait_loaded(pilot)
-        await pilot.press("r", "R", "y", "d", "y", "s")
+        for keys in (["r"], ["R", "y"], ["d", "y"], ["s"]):
+            await press_expecting_refusal(pilot, *keys)
         await pilot.press("escape", "c")
         await wait_loaded(pilot)
-        await pilot.press("C", "a", "y")
-        await pilot.press("colon", *"pause", "enter")
-        await pilot.pause(0.3)
-        refused = [n for n in notifications(app) if n.startswith("read-only console")]
-        assert len(refused) >= 6
+        await press_expecting_refusal(pilot, "C", "a", "y")
+        await press_expecting_refusal(pilot, "colon", *"pause", "enter")
+        assert len(refusals(app)) >= 9
     assert actions(fixture_db) == []
 
 

@@ -639,8 +639,17 @@ def reconcile_command(ctx: Context, doctype: str, fmt: str) -> None:
 @pass_ctx
 @handles_missing_secrets
 def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -> None:
-    """Run the engine, the webhook receiver and the scheduler headless (SIGTERM/SIGINT stop it cleanly)."""
+    """Run the engine, the webhook receiver and the scheduler headless (SIGTERM/SIGINT stop it cleanly).
+
+    `kill -USR1 <pid>` prints every thread's stack to stderr (file, line, function: no values, so no secrets):
+    what a daemon that seems stuck is doing, without stopping it.
+    """
+    import faulthandler
+    import signal
+
     from erpsync_tui.logsetup import configure_logging
+
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
     configure_logging(log_level, ctx.paths().log_dir / "serve.log")
     config, db = ctx.config(), ctx.database()

@@ -83,14 +83,19 @@ def test_two_serve_processes_one_database_and_clean_sigterm(setup, cluster: SimC
         assert answer.status_code == 200, answer.text
         wait_until(lambda: cluster["local"].count("Customer") == 1)
 
+        first.send_signal(signal.SIGUSR1)  # an operator asks a running daemon where it is: stacks, no stop
+        time.sleep(0.5)
+        assert first.poll() is None
         first.send_signal(signal.SIGTERM)
         assert first.wait(30) == 0
         assert engine_status(db).mode == "stopped"  # the lease was given back
     finally:
         if first.poll() is None:
             first.kill()
+    output = first.stdout.read() + first.stderr.read()
+    assert "most recent call first" in output and "serve_command" in output  # the stack dump SIGUSR1 asked for
     for secret in (SECRET, cluster["cloud"].api_secret):
-        assert secret not in (first.stdout.read() + first.stderr.read())
+        assert secret not in output
 
 
 def test_waiting_serve_takes_over_when_the_holder_stops(setup, tmp_path: Path) -> None:

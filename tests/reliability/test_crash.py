@@ -175,10 +175,10 @@ class Harness:
         self.logs.append(log)
         return proc
 
-    def output(self, proc: subprocess.Popen[bytes]) -> str:
+    def output(self, proc: subprocess.Popen[bytes], size: int = 4000) -> str:
         index = self.procs.index(proc)
         self.logs[index].flush()
-        return (self.tmp_path / f"serve-{index}.log").read_text(errors="replace")[-4000:]
+        return (self.tmp_path / f"serve-{index}.log").read_text(errors="replace")[-size:]
 
     def database(self) -> Database:
         if self.db is None:
@@ -309,7 +309,10 @@ class Harness:
                 best, last_progress = size, time.monotonic()
             now = time.monotonic()
             if now - last_progress > stall or now - started > limit:
-                raise AssertionError(f"not drained after {now - started:.0f}s ({now - last_progress:.0f}s without "
+                proc.send_signal(signal.SIGUSR1)  # serve prints every thread's stack: where is it stuck?
+                time.sleep(1.0)
+                raise AssertionError(f"{self.output(proc, 16000)}\n"
+                                     f"not drained after {now - started:.0f}s ({now - last_progress:.0f}s without "
                                      f"progress): {len(pending)} open items "
                                      f"{[(q.kind, q.site, q.doctype, q.name, q.status) for q in pending[:5]]}; "
                                      f"watermarks behind: {lagging}")

@@ -118,6 +118,16 @@ class SyncState:
             record_id = conn.execute(_FIND, {"site": site, "doctype": doctype, "name": name}).scalar()
             return _view(conn, record_id) if record_id is not None else None
 
+    def mapped_names(self, site: str, doctype: str, names: list[str]) -> set[str]:
+        """Which of `names` on `site` already belong to a sync record (one query per 500 names)."""
+        found: set[str] = set()
+        with self.db.read() as session:
+            for start in range(0, len(names), 500):
+                chunk = names[start:start + 500]
+                found.update(session.exec(select(SyncName.name).where(
+                    SyncName.site == site, SyncName.doctype == doctype, col(SyncName.name).in_(chunk))).all())
+        return found
+
     def view(self, record_id: int) -> RecordView | None:
         with self.db.read() as session:
             return _view(session.connection(), record_id)

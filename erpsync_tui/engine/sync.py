@@ -39,7 +39,6 @@ log = logging.getLogger("erpsync.engine")
 
 MAX_STALE_RETRIES = 3  # refetch-and-decide rounds after a TimestampMismatch before giving up
 MAX_LINK_DEPTH = 4  # how deep "sync the linked document first" may recurse
-ADOPT_WINDOW = timedelta(minutes=10)  # how far back a lost create is looked for on the target
 CLOCK_SKEW = timedelta(minutes=2)  # tolerated difference between our clock and a site's `creation` stamps
 
 
@@ -128,6 +127,23 @@ class SyncEngine:
             raise SyncFailed(
                 f"{doctype} {name}: still changing after {MAX_STALE_RETRIES} attempts", code=ErrorCode.VALIDATION
             )
+
+    async def skip_known_version(
+        self, doctype: str, site: str, name: str, *, modified: str | None, event: str | None = None
+    ) -> DocResult | None:
+        """A webhook naming exactly the version of `name` we last synced needs no fetch: a skipped result.
+
+        That is the echo every write of ours causes (half of all webhook traffic), or an event handled
+        already. `modified` changes with every save, so an equal one means nothing changed since; a delete
+        keeps it unchanged, so delete events always take the full path. None: sync it as usual.
+        """
+        if not modified or (event and ("trash" in event or "delete" in event)):
+            return None
+        known = await self._run(self.state.known_modified, site, doctype, [name])
+        if known.get(name) != modified:
+            return None
+        return await self._done(DocResult(doctype, site, name, Outcome.SKIPPED,
+                                          detail="the webhook names the version last synced (our own write's echo)"))
 
     def other(self, site: str) -> str:
         return self.pair[1] if site == self.pair[0] else self.pair[0]
@@ -386,17 +402,20 @@ class SyncEngine:
         others = {h for p in pending if p is not mine for h in p.hashes}
         user = await self._api_user(target_site)
         zone = self._zone(target_site)
+        # Only a document stamped after our first attempt (allowing for clock skew) can be its copy.
         filters: list[list[Any]] = [["creation", ">=",
-                                     docs.format_frappe_timestamp(mine.first_sent - ADOPT_WINDOW, zone)]]
+                                     docs.format_frappe_timestamp(mine.first_sent - CLOCK_SKEW, zone)]]
         if user is not None:
             filters.append(["owner", "=", user])
         edited: list[tuple[float, timedelta, str, Fetched]] = []
-        async for row in self.connectors[target_site].list_documents(
-            record.doctype, fields=("name", "modified"), filters=filters
-        ):
-            if await self._run(self.state.find, target_site, record.doctype, row["name"]) is not None:
-                continue  # already someone else's counterpart
-            candidate = await self._fetch(policy, target_site, row["name"])
+        listed = [row["name"] async for row in self.connectors[target_site].list_documents(
+            record.doctype, fields=("name", "modified"), filters=filters)]
+        # One query for the lot: most of them are our copies already paired (someone else's counterpart).
+        paired = await self._run(self.state.mapped_names, target_site, record.doctype, listed)
+        for name in listed:
+            if name in paired:
+                continue
+            candidate = await self._fetch(policy, target_site, name)
             if candidate.doc is None or candidate.content_hash in others:
                 continue
             if candidate.content_hash in mine.hashes:

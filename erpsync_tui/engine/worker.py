@@ -99,6 +99,13 @@ class QueueWorker:
         if item.kind in (QueueKind.SYNC, QueueKind.WEBHOOK, QueueKind.DELETE):
             if not (item.site and item.doctype and item.name):
                 raise ValueError(f"queue item {item.id} lacks site/doctype/name")
+            if item.kind == QueueKind.WEBHOOK:
+                payload = item.payload or {}
+                known = await self.engine.skip_known_version(item.doctype, item.site, item.name,
+                                                             modified=payload.get("modified"),
+                                                             event=payload.get("event"))
+                if known is not None:
+                    return str(known.outcome)
             return str((await self.engine.sync_document(item.doctype, item.site, item.name)).outcome)
         if item.kind == QueueKind.RESOLVE:
             payload = item.payload

@@ -42,6 +42,11 @@ MAX_LINK_DEPTH = 4  # how deep "sync the linked document first" may recurse
 CLOCK_SKEW = timedelta(minutes=2)  # tolerated difference between our clock and a site's `creation` stamps
 
 
+# Frappe document events that mean "saved": the webhook's `modified` is then the saved version's.
+SAVE_EVENTS = frozenset({"after_insert", "on_update", "on_change", "on_submit", "on_cancel",
+                         "on_update_after_submit"})
+
+
 class Outcome(StrEnum):
     SKIPPED = "skipped"  # nothing to do (also: the echo of our own write)
     CREATED = "created"
@@ -134,10 +139,11 @@ class SyncEngine:
         """A webhook naming exactly the version of `name` we last synced needs no fetch: a skipped result.
 
         That is the echo every write of ours causes (half of all webhook traffic), or an event handled
-        already. `modified` changes with every save, so an equal one means nothing changed since; a delete
-        keeps it unchanged, so delete events always take the full path. None: sync it as usual.
+        already. `modified` changes with every save, so an equal one means nothing changed since. A delete
+        keeps it unchanged, so only events that name a save qualify; an event without a name, or any other,
+        takes the full path. None: sync it as usual.
         """
-        if not modified or (event and ("trash" in event or "delete" in event)):
+        if not modified or event not in SAVE_EVENTS:
             return None
         known = await self._run(self.state.known_modified, site, doctype, [name])
         if known.get(name) != modified:

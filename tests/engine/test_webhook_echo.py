@@ -61,6 +61,11 @@ async def test_a_changed_version_or_a_delete_takes_the_full_path(cluster: SimClu
     await worker.run_once()
     assert cluster["cloud"].get("Customer", doc["name"])["mobile_no"] == "+49 1"  # the edit went across
 
+    before = requests(engine)
+    webhook(db, "local", local_name, str(cluster["local"].get("Customer", local_name)["modified"]), event="")
+    await worker.run_once()
+    assert requests(engine) > before  # an event without a name could be anything: the full path
+
     synced = cluster["cloud"].get("Customer", doc["name"])
     cluster["cloud"].delete("Customer", doc["name"], fire_webhooks=False)
     before = requests(engine)

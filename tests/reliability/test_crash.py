@@ -56,10 +56,9 @@ LEASE_TTL_S = 1.0  # the config minimum; a killed holder's successor waits at mo
 # Names that traffic and the poster make unique by construction (a serial number); a second copy is a duplicate.
 UNIQUE_NAME = re.compile(r"^(Traffic Customer \d+|customer_name v\d+|Crash Poster \d+)")
 OPEN_QUEUE = (QueueStatus.PENDING, QueueStatus.IN_PROGRESS, QueueStatus.FAILED)
-# ORPHAN_NOTE: items a SIGKILLed holder had claimed stay in_progress until their item lease (QueueWorker's
-# lease_seconds=120, not configurable) runs out, even though the new engine holds the exclusive engine lease;
-# `EngineService.start` only requeues *expired* item leases. The final drain therefore waits for everything
-# else, and requires every orphaned item's document to be synced already (incremental sync covered it).
+# ORPHAN_NOTE: `EngineService.start` requeues every item still in_progress (only the lease holder claims items,
+# so they belong to a dead predecessor), so no item should stay leased to a killed holder. The drain still
+# sets aside any that do, and the end requires each such item's document to be synced already.
 
 
 def free_port() -> int:

@@ -198,11 +198,16 @@ class ConsoleApp(App[int]):
 
     # ------------------------------------------------------------------------------------------ engine actions
 
-    def submit(self, action: str, params: dict[str, Any], *, target: str | None = None) -> bool:
-        """Write an OperatorAction for the engine (never in read-only mode) and report its result when done."""
+    def refuse_if_readonly(self, action: str) -> bool:
+        """In read-only mode say so and return True — before any confirmation is asked, not after it."""
         if self.readonly:
             self.notify(f"read-only console: {action} refused (nothing was sent to the engine)", severity="warning",
                         markup=False)
+        return self.readonly
+
+    def submit(self, action: str, params: dict[str, Any], *, target: str | None = None) -> bool:
+        """Write an OperatorAction for the engine (never in read-only mode) and report its result when done."""
+        if self.refuse_if_readonly(action):
             return False
         self._submit(action, params, target)
         return True

@@ -10,6 +10,7 @@ from sqlmodel import select
 from erpsync_tui.store.models import OperatorAction
 from erpsync_tui.tui.data import QueueFilter
 from erpsync_tui.tui.fixture import HOSTILE_MARKUP, HOSTILE_OSC
+from erpsync_tui.tui.modals import ConfirmScreen, PromptScreen
 from erpsync_tui.tui.safe import safe_text
 from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
 from erpsync_tui.tui.themes import load_themes, theme_dirs
@@ -81,33 +82,47 @@ async def test_hostile_text_renders_literally_everywhere(make_app) -> None:
         assert "\x1b" not in svg and "\x07" not in svg
 
 
-def refusals(app) -> list[str]:
-    return [n for n in notifications(app) if n.startswith("read-only console")]
+def record_notifications(app) -> list[str]:
+    """Every message the app shows from now on (app._notifications forgets them when they time out)."""
+    shown: list[str] = []
+    original = app.notify
+
+    def notify(message, *args, **kwargs):
+        shown.append(str(message))
+        return original(message, *args, **kwargs)
+
+    app.notify = notify
+    return shown
 
 
-async def press_expecting_refusal(pilot, *keys: str) -> None:
+async def press_expecting_refusal(pilot, shown: list[str], *keys: str) -> None:
     """Press `keys` and wait for one more read-only refusal (the keys land in order, however slow the run)."""
-    before = len(refusals(pilot.app))
+    before = sum(n.startswith("read-only console") for n in shown)
     await pilot.press(*keys)
-    await wait_for(pilot, lambda: len(refusals(pilot.app)) > before)
+    await wait_for(pilot, lambda: sum(n.startswith("read-only console") for n in shown) > before)
 
 
 async def test_readonly_refuses_every_action_and_writes_none(make_app, fixture_db) -> None:
     app = make_app(readonly=True)
     async with app.run_test(size=(80, 24)) as pilot:
+        shown = record_notifications(app)
         await wait_loaded(pilot)
         assert "READ-ONLY" in screen_text(app)
         for keys in (["P"], ["space"], ["S"]):
-            await press_expecting_refusal(pilot, *keys)
+            await press_expecting_refusal(pilot, shown, *keys)
         await pilot.press("q")
         await wait_loaded(pilot)
-        for keys in (["r"], ["R", "y"], ["d", "y"], ["s"]):
-            await press_expecting_refusal(pilot, *keys)
+        for keys in (["r"], ["R"], ["d"], ["s"]):  # refused at once: no confirmation is asked first
+            await press_expecting_refusal(pilot, shown, *keys)
         await pilot.press("escape", "c")
         await wait_loaded(pilot)
-        await press_expecting_refusal(pilot, "C", "a", "y")
-        await press_expecting_refusal(pilot, "colon", *"pause", "enter")
-        assert len(refusals(app)) >= 9
+        await wait_for(pilot, lambda: "Acme Trading" in screen_text(app))  # the first conflict is shown
+        await press_expecting_refusal(pilot, shown, "C", "a")
+        await pilot.press("colon")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen) and app.focused is not None)
+        await press_expecting_refusal(pilot, shown, *"pause", "enter")
+        assert sum(n.startswith("read-only console") for n in shown) == 9
+        assert not isinstance(app.screen, ConfirmScreen)  # nothing was asked that would be refused anyway
     assert actions(fixture_db) == []
 
 

@@ -394,7 +394,7 @@ class ConflictsScreen(PollingScreen):
             self.notify("choose first: c / l per field, C / L for a whole side, e to edit", severity="warning")
             return
         params = self._params(conflict, resolution)
-        if params is None:
+        if params is None or self.console_app.refuse_if_readonly("resolve"):
             return
         question = Text(f"Resolve conflict #{conflict.id} (")
         question.append_text(safe_text(conflict.doctype))

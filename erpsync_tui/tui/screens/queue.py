@@ -132,6 +132,8 @@ class QueueScreen(PollingScreen):
         if not self.items:
             self.notify("nothing to retry")
             return
+        if self.console_app.refuse_if_readonly("retry_all"):
+            return
         params = self.filter.action_params()
         question = Text(f"Retry every item matching «{self.filter.describe()}» ({len(self.items)} shown)?")
         self.app.push_screen(ConfirmScreen(question, title="Retry all"),
@@ -141,6 +143,8 @@ class QueueScreen(PollingScreen):
         item = self._selected()
         if item is None:
             self.notify("no item selected")
+            return
+        if self.console_app.refuse_if_readonly("discard"):
             return
         question = Text(f"Discard queue item #{item.id} (")
         question.append_text(safe_text(f"{item.doctype or ''} {item.name or ''}".strip(), width=60))

@@ -84,7 +84,8 @@ def test_update_with_literal_values_matches_execute(db: Database) -> None:
         Many(_SYNCED).execute(session.connection(), [{"rid": 3, "base": {"b": 1}, "now": later},
                                                      {"rid": 4, "base": None, "now": later}])
     rows = _raw(db, "sync_record")
-    assert rows[2][1:] == rows[0][1:4] + ("h2",) + rows[0][5:] and rows[3][1:] == rows[1][1:4] + ("h3",) + rows[1][5:]
+    assert rows[2][1:] == (*rows[0][1:4], "h2", *rows[0][5:])
+    assert rows[3][1:] == (*rows[1][1:4], "h3", *rows[1][5:])
     assert rows[2][2] == "synced"
 
 

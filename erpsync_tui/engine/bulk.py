@@ -492,7 +492,8 @@ def _prepare(
             elif target != engine.pair[0]:
                 body, missing = translate(canonical, fields, engine._name_mapper(engine.pair[0], target))
                 body = None if missing else body
-        out.append((item, docs.to_write_payload(body) if body is not None else None))
+        # `body` is in normal form already: `to_write_payload(body)` would only normalise it again (a fixed point).
+        out.append((item, dict(body) if body is not None else None))
     return out
 
 

@@ -13,25 +13,51 @@ fill (every defaulted column must be given); anything else goes through `Connect
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.sql import Executable
 
-_Processor = Callable[[Any], Any] | None
-_Bind = tuple[str, _Processor, Any, str]  # bind name, processor, value when the row has none, processor key
 _SHARED = (dict, list, datetime)  # converted once per call (documents, the batch's timestamp); others each time
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to turn a row (a dict) into the positional parameters of the compiled statement."""
+
+    sql: str
+    take: Callable[[dict[str, Any]], tuple[Any, ...]]  # the row's values of the binds it gives, in order
+    constants: list[tuple[int, Any]]  # (position, converted value) of binds the row does not give (literal values)
+    processors: list[tuple[int, Callable[[Any], Any], str]]  # (position, bind processor, its kind) of row values
+
+    def convert(self, row: dict[str, Any], done: dict[Any, Any]) -> list[Any]:
+        values = list(self.take(row))
+        for position, value in self.constants:
+            values.insert(position, value)
+        for position, processor, kind in self.processors:
+            # Called on None too, as Connection.execute does (a JSON column stores None as JSON null).
+            value = values[position]
+            if isinstance(value, _SHARED):
+                key = (kind, id(value))
+                if key in done:
+                    values[position] = done[key]
+                else:
+                    values[position] = done[key] = processor(value)
+            else:
+                values[position] = processor(value)
+        return values
 
 
 class Many:
     def __init__(self, stmt: Executable) -> None:
         self.stmt = stmt
-        # (dialect name, column keys) → (sql, binds in order) or None: not fast
-        self._plans: dict[tuple[str, tuple[str, ...]], tuple[str, list[_Bind]] | None] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], _Plan | None] = {}  # (dialect, row keys) → plan; None: slow
 
-    def _plan(self, conn: Connection, keys: tuple[str, ...]) -> tuple[str, list[_Bind]] | None:
+    def _plan(self, conn: Connection, keys: tuple[str, ...]) -> _Plan | None:
         dialect = conn.dialect
         cache_key = (dialect.name, keys)
         if cache_key in self._plans:
@@ -41,17 +67,24 @@ class Many:
         prefetch = getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None)
         if compiled.positional and compiled.positiontup is not None and not prefetch \
                 and not compiled.literal_execute_params and not compiled.post_compile_params:
-            binds: list[_Bind] | None = []
-            for name in compiled.positiontup:
+            names: list[str] = []
+            constants: list[tuple[int, Any]] = []
+            processors: list[tuple[int, Callable[[Any], Any], str]] = []
+            for position, name in enumerate(compiled.positiontup):
                 bind = compiled.binds[name]
-                if name not in keys and bind.required:
-                    binds = None
-                    break
                 impl = bind.type.dialect_impl(dialect)
-                binds.append((name, impl.bind_processor(dialect), None if name in keys else bind.effective_value,
-                              f"{type(impl).__qualname__}:{impl!r}"))
-            if binds is not None:
-                plan = (compiled.string, binds)
+                processor = impl.bind_processor(dialect)
+                if name in keys:
+                    names.append(name)
+                    if processor is not None:
+                        processors.append((position, processor, f"{type(impl).__qualname__}:{impl!r}"))
+                elif bind.required:
+                    break  # a value only SQLAlchemy knows how to fill in
+                else:
+                    value = bind.effective_value
+                    constants.append((position, processor(value) if processor is not None else value))
+            else:
+                plan = _Plan(compiled.string, _taker(names), constants, processors)
         self._plans[cache_key] = plan
         return plan
 
@@ -68,31 +101,22 @@ class Many:
         if plan is None:
             conn.execute(self.stmt, list(rows))
             return
-        sql, binds = plan
         done: dict[Any, Any] = {} if memo is None else memo  # (type, object id) → converted; `rows` keeps it alive
-        params = [_convert(binds, row, done) for row in rows]
+        params = [plan.convert(row, done) for row in rows]
         cursor = conn.connection.cursor()
         try:
-            cursor.executemany(sql, params)
+            cursor.executemany(plan.sql, params)
         finally:
             cursor.close()
 
 
-def _convert(binds: list[_Bind], row: dict[str, Any], done: dict[Any, Any]) -> tuple[Any, ...]:
-    out = []
-    for name, processor, default, kind in binds:
-        value = row[name] if name in row else default
-        if processor is not None:  # called on None too, as Connection.execute does (JSON stores None as null)
-            if isinstance(value, _SHARED):
-                key = (kind, id(value))
-                if key in done:
-                    value = done[key]
-                else:
-                    value = done[key] = processor(value)
-            else:
-                value = processor(value)
-        out.append(value)
-    return tuple(out)
+def _taker(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    if len(names) == 1:
+        name = names[0]
+        return lambda row: (row[name],)
+    if not names:
+        return lambda row: ()
+    return operator.itemgetter(*names)
 
 
 class ManyReturning(Many):
@@ -111,13 +135,12 @@ class ManyReturning(Many):
             else None
         if plan is None:
             return list(conn.execute(self.stmt, list(rows)).scalars().all())
-        sql, binds = plan
         done: dict[Any, Any] = {} if memo is None else memo
         out = []
         cursor = conn.connection.cursor()
         try:
             for row in rows:
-                cursor.execute(sql, _convert(binds, row, done))
+                cursor.execute(plan.sql, plan.convert(row, done))
                 out.append(cursor.fetchone()[0])
         finally:
             cursor.close()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy.exc import IntegrityError
 
 from erpsync_tui.store import Database, open_database
 from erpsync_tui.store.many import Many, ManyReturning
@@ -99,3 +100,12 @@ def test_rows_leaving_column_defaults_go_through_execute(db: Database) -> None:
         rows = session.connection().execute(_LOG.select().order_by(_LOG.c.id)).all()
     assert [(r.message, r.level) for r in rows] == [("one", "INFO"), ("two", "INFO"), ("three", "ERROR"), ("4", "INFO")]
     assert all(r.ts is not None for r in rows)
+
+
+def test_database_errors_come_as_sqlalchemy_errors(db: Database) -> None:
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    row = {"record_id": 1, "site": "cloud", "doctype": "Customer", "name": "C-1", "content_hash": None,
+           "snapshot": None, "modified": None, "synced_at": now}
+    with pytest.raises(IntegrityError), db.write() as session:  # the same name twice on one site
+        Many(insert(_NAME)).execute(session.connection(), [row, dict(row)])
+    assert _raw(db, "sync_name") == []  # rolled back

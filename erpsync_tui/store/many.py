@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
 _SHARED = (dict, list, datetime)  # converted once per call (documents, the batch's timestamp); others each time
@@ -106,8 +107,15 @@ class Many:
         cursor = conn.connection.cursor()
         try:
             cursor.executemany(plan.sql, params)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, plan.sql, exc) from exc
         finally:
             cursor.close()
+
+
+def _wrapped(conn: Connection, sql: str, exc: Exception) -> BaseException:
+    """The DBAPI error as `Connection.execute` raises it (sqlite3.IntegrityError → sqlalchemy.exc.IntegrityError)."""
+    return DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect)
 
 
 def _taker(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -142,6 +150,8 @@ class ManyReturning(Many):
             for row in rows:
                 cursor.execute(plan.sql, plan.convert(row, done))
                 out.append(cursor.fetchone()[0])
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, plan.sql, exc) from exc
         finally:
             cursor.close()
         return out

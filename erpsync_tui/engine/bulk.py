@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import csv
 import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from time import perf_counter
@@ -96,6 +97,11 @@ async def incremental_sync(engine: SyncEngine, *, doctypes: Sequence[str] | None
     return summary
 
 
+# Batches of a bulk full sync in flight at once: the next batch's reads and writes overlap this one's last
+# requests and its state commit. Each batch's checkpoint is still saved only after every earlier batch's.
+BULK_BATCHES_IN_FLIGHT = 2
+
+
 async def _walk(
     engine: SyncEngine,
     doctype: str,
@@ -107,7 +113,12 @@ async def _walk(
     force_from: str | None = None,
     progress: Progress | None = None,
 ) -> None:
-    """Page through a site's documents from the stored position, syncing in batches and saving the position."""
+    """Page through a site's documents from the stored position, syncing in batches and saving the position.
+
+    The listing reads ahead of the batches being synced (it only reads the source). A bulk full sync also starts
+    the next batch before the current one has finished; the checkpoint after a batch is saved once that batch
+    and every batch before it are done, so a resume never skips a document.
+    """
     state, batch_size = engine.state, engine.config.sync.batch_size
     value, seen = await asyncio.to_thread(state.watermark, site, doctype, kind)
     bulk = kind == "full" and await bulk_eligible(engine, doctype)
@@ -115,31 +126,76 @@ async def _walk(
         doctype, fields=("*",) if bulk else ("name", "modified"), modified_since=value,
         page_size=max(batch_size, 100), limit=limit, seen_at_watermark=seen,
     )
-    batch: list[dict[str, Any]] = []
+    batches: asyncio.Queue[list[dict[str, Any]] | BaseException | None] = asyncio.Queue(maxsize=1)
+    reader = asyncio.create_task(_read_batches(rows, batch_size, batches))
+    in_flight: collections.deque[tuple[asyncio.Task[bool], int]] = collections.deque()
+    depth = BULK_BATCHES_IN_FLIGHT if bulk else 1
     done = 0
+
+    async def finish_oldest() -> None:
+        nonlocal done
+        task, size = in_flight.popleft()
+        await task
+        done += size
+        if progress:
+            progress(f"{doctype} from {site}", done)
+
+    try:
+        while (item := await batches.get()) is not None:
+            if isinstance(item, ConnectorError):
+                # The listing itself failed: keep the checkpoint (the next run resumes there) and go on with the
+                # rest once the batches already started are done.
+                while in_flight:
+                    await finish_oldest()
+                summary.failed += 1
+                await asyncio.to_thread(_log_listing_failure, engine, doctype, site, item)
+                return
+            if isinstance(item, BaseException):
+                raise item
+            # The next position: the last `modified` handled, with every name already handled at exactly that value.
+            last = item[-1].get("modified")
+            seen = (seen if last == value else []) + [row["name"] for row in item if row.get("modified") == last]
+            value = last
+            previous = in_flight[-1][0] if in_flight else None
+            in_flight.append((asyncio.create_task(_finish_batch(
+                engine, doctype, site, kind, item, summary, force_from, value, seen, bulk, after=previous)),
+                len(item)))
+            while len(in_flight) >= depth:
+                await finish_oldest()
+        while in_flight:
+            await finish_oldest()
+    except asyncio.CancelledError:
+        for task, _ in in_flight:  # stopped from outside: so are the batches, as when they ran inline
+            task.cancel()
+        raise
+    finally:
+        reader.cancel()
+        pending = [task for task, _ in in_flight]
+        if pending:  # a batch failed: let the one started after it end (it saves no position) before going up
+            await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(reader, return_exceptions=True)
+    if kind == "full" and limit is None:
+        await asyncio.to_thread(state.set_watermark, site, doctype, None, [], kind)  # finished: start over next time
+
+
+async def _read_batches(
+    rows: AsyncIterator[dict[str, Any]], batch_size: int,
+    out: asyncio.Queue[list[dict[str, Any]] | BaseException | None],
+) -> None:
+    """The listing in batches of `batch_size` rows, then None; an error instead of the batch it interrupted."""
+    batch: list[dict[str, Any]] = []
     try:
         async for row in rows:
             batch.append(row)
             if len(batch) >= batch_size:
-                value, seen = await _finish_batch(engine, doctype, site, kind, batch, summary, force_from, value,
-                                                  seen, bulk)
-                done += len(batch)
+                await out.put(batch)
                 batch = []
-                if progress:
-                    progress(f"{doctype} from {site}", done)
-    except ConnectorError as exc:
-        # The listing itself failed: keep the checkpoint (the next run resumes there) and go on with the rest.
-        summary.failed += 1
-        await asyncio.to_thread(_log_listing_failure, engine, doctype, site, exc)
+    except Exception as exc:  # handed to the walk, which meets it where a plain loop would have
+        await out.put(exc)
         return
     if batch:
-        value, seen = await _finish_batch(engine, doctype, site, kind, batch, summary, force_from, value, seen,
-                                          bulk)
-        done += len(batch)
-        if progress:
-            progress(f"{doctype} from {site}", done)
-    if kind == "full" and limit is None:
-        await asyncio.to_thread(state.set_watermark, site, doctype, None, [], kind)  # finished: start over next time
+        await out.put(batch)
+    await out.put(None)
 
 
 async def _finish_batch(
@@ -153,19 +209,24 @@ async def _finish_batch(
     value: str | None,
     seen: list[str],
     bulk: bool = False,
-) -> tuple[str | None, list[str]]:
+    after: asyncio.Task[bool] | None = None,
+) -> bool:
+    """Sync a batch, then (once `after`, the batch before, has saved its position) save the position after it.
+
+    False when the position was not saved because an earlier batch failed.
+    """
     names = [row["name"] for row in batch]
     modified = {row["name"]: row.get("modified") for row in batch}
     if bulk:
         await _bulk_batch(engine, doctype, site, batch, summary, force_from=force_from)
     else:
         await _sync_batch(engine, doctype, site, names, summary, force_from=force_from, modified=modified)
-    # The next position: the last `modified` handled, with every name already handled at exactly that value.
-    last = batch[-1].get("modified")
-    at_last = [row["name"] for row in batch if row.get("modified") == last]
-    new_seen = (seen if last == value else []) + at_last
-    await asyncio.to_thread(engine.state.set_watermark, site, doctype, last, new_seen, kind)
-    return last, new_seen
+    if after is not None:
+        await asyncio.wait([after])
+        if after.cancelled() or after.exception() is not None or not after.result():
+            return False  # the walk stops at the failure: the checkpoint must not pass the failed batch
+    await asyncio.to_thread(engine.state.set_watermark, site, doctype, value, seen, kind)
+    return True
 
 
 async def _sync_batch(
@@ -284,17 +345,31 @@ async def bulk_eligible(engine: SyncEngine, doctype: str) -> bool:
 
 
 async def _rows_are_documents(engine: SyncEngine, doctype: str, site: str, row: dict[str, Any]) -> bool:
-    """Belt and braces, once per doctype and site: one listed row must hash like the document read in full."""
-    checked: dict[tuple[str, str], bool] = engine.__dict__.setdefault("_bulk_checked", {})
+    """Belt and braces, once per doctype and site: one listed row must hash like the document read in full.
+
+    Batches in flight together share the one check (and its one read).
+    """
+    checked: dict[tuple[str, str], asyncio.Future[bool]] = engine.__dict__.setdefault("_bulk_checked", {})
     key = (doctype, site)
     if key not in checked:
-        policy = engine.config.policy_for(doctype)
-        full = await engine._fetch(policy, site, row["name"])
-        listed = await engine._fetched(policy, site, row)
-        checked[key] = full.doc is None or full.content_hash == listed.content_hash
-        if not checked[key]:
-            log.warning("bulk path off for %s on %s: a listed row differs from the document", doctype, site)
-    return checked[key]
+        checked[key] = asyncio.ensure_future(_row_is_document(engine, doctype, site, row))
+    check = checked[key]
+    try:
+        return await asyncio.shield(check)
+    except Exception:
+        if checked.get(key) is check:
+            del checked[key]  # the read failed: the next batch asks again
+        raise
+
+
+async def _row_is_document(engine: SyncEngine, doctype: str, site: str, row: dict[str, Any]) -> bool:
+    policy = engine.config.policy_for(doctype)
+    full = await engine._fetch(policy, site, row["name"])
+    listed = await engine._fetched(policy, site, row)
+    same = full.doc is None or full.content_hash == listed.content_hash
+    if not same:
+        log.warning("bulk path off for %s on %s: a listed row differs from the document", doctype, site)
+    return same
 
 
 async def _bulk_batch(
@@ -417,7 +492,8 @@ def _prepare(
             elif target != engine.pair[0]:
                 body, missing = translate(canonical, fields, engine._name_mapper(engine.pair[0], target))
                 body = None if missing else body
-        out.append((item, docs.to_write_payload(body) if body is not None else None))
+        # `body` is in normal form already: `to_write_payload(body)` would only normalise it again (a fixed point).
+        out.append((item, dict(body) if body is not None else None))
     return out
 
 

@@ -88,6 +88,16 @@ def _normalise_record(record: Mapping[str, Any], drop: frozenset[str], excluded:
         if key in drop or key.startswith("__"):
             continue
         value = record[key]
+        kind = type(value)  # the common cases first (exact types: subclasses such as bool take the long way)
+        if kind is str:
+            if value:
+                out[key] = value
+            continue
+        if value is None:
+            continue
+        if kind is int:
+            out[key] = value
+            continue
         value = _normalise_table(value, excluded) if is_child_table(value) else _normalise_value(value)
         if not _is_empty(value):
             out[key] = value
@@ -151,10 +161,13 @@ def is_long_text(value: Any) -> bool:
 # --------------------------------------------------------------------------------------------- hash / changes
 
 
+# json.dumps with these options, built once (dumps builds an encoder on every call with non-default options).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def content_hash(normalised: Mapping[str, Any]) -> str:
     """sha256 hex of the canonical JSON of an already-normalised document."""
-    canonical = json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON.encode(normalised).encode("utf-8")).hexdigest()
 
 
 def changed_fields(base: Mapping[str, Any] | None, current: Mapping[str, Any]) -> set[str]:

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from erpsync_tui.store import control
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log, add_logs
+from erpsync_tui.store.many import Many, ManyReturning
 from erpsync_tui.store.models import (
     Conflict,
     ConflictStatus,
@@ -104,6 +105,13 @@ _NAME_SYNCED = update(_NAME).where(_NAME.c.record_id == bindparam("rid"), _NAME.
     name=bindparam("n"), content_hash=bindparam("h"), modified=bindparam("m"), snapshot=bindparam("snap"),
     synced_at=bindparam("now"),
 )
+# The same statements for a batch of rows (bulk sync): each document converted once, one executemany each.
+_INSERT_RECORDS_MANY = ManyReturning(_INSERT_RECORDS)
+_INSERT_NAME_MANY = Many(_INSERT_NAME)
+_INSERT_ATTEMPT_MANY = Many(_INSERT_ATTEMPT)
+_SYNCED_MANY = Many(_SYNCED)
+_NAME_SYNCED_MANY = Many(_NAME_SYNCED)
+_FORGET_ATTEMPTS_MANY = Many(_FORGET_ATTEMPTS)
 
 
 class SyncState:
@@ -288,16 +296,18 @@ class SyncState:
                         if source.name in known or payload_hash in echo_hashes]
             if fresh:
                 now = utcnow()
-                ids = conn.execute(_INSERT_RECORDS, [{
+                memo: dict[Any, Any] = {}  # each canonical stored three times, serialised once
+                ids = _INSERT_RECORDS_MANY.returning(conn, [{
                     "doctype": doctype, "status": RecordStatus.CREATING, "base": canonical, "base_hash": payload_hash,
                     "origin_site": source.site, "created_at": now, "updated_at": now,
-                } for source, canonical, payload_hash in fresh]).scalars().all()
-                conn.execute(_INSERT_NAME, [_name_values(record_id, doctype, source, canonical, now)
-                                            for record_id, (source, canonical, _) in zip(ids, fresh, strict=True)])
-                conn.execute(_INSERT_ATTEMPT, [{  # the inserts about to be sent (see note_attempt)
+                } for source, canonical, payload_hash in fresh], memo)
+                _INSERT_NAME_MANY.execute(conn, [_name_values(record_id, doctype, source, canonical, now)
+                                                 for record_id, (source, canonical, _) in zip(ids, fresh, strict=True)],
+                                          memo)
+                _INSERT_ATTEMPT_MANY.execute(conn, [{  # the inserts about to be sent (see note_attempt)
                     "record_id": record_id, "doctype": doctype, "target_site": target, "payload_hash": payload_hash,
                     "payload": canonical, "sent_at": now,
-                } for record_id, (_, canonical, payload_hash) in zip(ids, fresh, strict=True)])
+                } for record_id, (_, canonical, payload_hash) in zip(ids, fresh, strict=True)], memo)
                 for record_id, (source, canonical, _) in zip(ids, fresh, strict=True):
                     created[source.name] = RecordView(record_id, doctype, RecordStatus.CREATING, canonical,
                                                       {source.site: source}, now)
@@ -322,9 +332,9 @@ class SyncState:
         now = utcnow()
         with self.db.write() as session:
             conn = session.connection()
-            if synced:
-                conn.execute(_SYNCED, [{"rid": rid, "base": base, "base_hash": base_hash, "now": now}
-                                       for rid, base, base_hash, _ in synced])
+            memo: dict[Any, Any] = {}  # each base stored up to three times, serialised once
+            _SYNCED_MANY.execute(conn, [{"rid": rid, "base": base, "base_hash": base_hash, "now": now}
+                                        for rid, base, base_hash, _ in synced], memo)
             present: set[tuple[int, str]] = set()
             for chunk in _chunks([rid for rid, _, _, _ in synced]):
                 present.update((rid, site) for rid, site in conn.execute(select(_NAME.c.record_id, _NAME.c.site).where(
@@ -337,13 +347,10 @@ class SyncState:
                                         "m": side.modified, "snap": base, "now": now})
                     else:
                         inserts.append(_name_values(record_id, doctype, side, base, now))
-            if updates:
-                conn.execute(_NAME_SYNCED, updates)
-            if inserts:
-                conn.execute(_INSERT_NAME, inserts)
+            _NAME_SYNCED_MANY.execute(conn, updates, memo)
+            _INSERT_NAME_MANY.execute(conn, inserts, memo)
             paired = [{"rid": record_id} for record_id, _, _, sides in synced if len(sides) > 1]
-            if paired:
-                conn.execute(_FORGET_ATTEMPTS, paired)  # the counterparts' names are known now
+            _FORGET_ATTEMPTS_MANY.execute(conn, paired)  # the counterparts' names are known now
             add_logs(session, logs)
 
     def mark_synced(

@@ -6,10 +6,12 @@ from sqlalchemy import insert
 from sqlmodel import Session
 
 from erpsync_tui.secrets import redact
+from erpsync_tui.store.many import Many
 from erpsync_tui.store.models import SyncLog, utcnow
 
 MAX_MESSAGE = 4000
 _INSERT = insert(SyncLog.__table__)  # type: ignore[attr-defined]  # built once: it runs for every log line
+_INSERT_MANY = Many(_INSERT)
 
 
 def add_log(
@@ -42,4 +44,4 @@ def add_logs(session: Session, entries: list[dict[str, object]]) -> None:
     keys = ("level", "site", "doctype", "name", "direction", "outcome", "error_code", "record_id", "queue_item_id")
     rows = [{"ts": ts, **{k: entry.get(k) for k in keys}, "level": entry.get("level") or "INFO",
              "message": redact(str(entry["message"]))[:MAX_MESSAGE]} for entry in entries]
-    session.connection().execute(_INSERT, rows)
+    _INSERT_MANY.execute(session.connection(), rows)

@@ -3,11 +3,16 @@ over loopback HTTP and a real SQLite state file: what it sends, what it records,
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from sqlmodel import select
 
+from erpsync_tui.connectors.base import ConnectorError
+from erpsync_tui.engine import bulk
 from erpsync_tui.engine.bulk import full_sync
 from erpsync_tui.sim import SimCluster
-from erpsync_tui.store.models import CreateAttempt, QueueItem, RecordStatus, SyncLog, SyncRecord
+from erpsync_tui.store.models import CreateAttempt, QueueItem, RecordStatus, SyncLog, SyncRecord, Watermark
 
 from .test_sync import business, counterpart, customer, writes_logged
 
@@ -149,3 +154,94 @@ async def test_a_custom_table_field_keeps_the_doctype_per_document(cluster: SimC
     summary = await full_sync(engine, doctypes=["Customer"], direction="cloud_to_local")
     assert summary.failed == 0 and cluster["local"].count("Customer") == 3
     assert count(cluster, "local", INSERT_MANY) == 0 and count(cluster, "local", POST_ONE) == 3
+
+
+def _full_mark(db) -> tuple[str | None, list[str]] | None:
+    with db.read() as s:
+        row = s.exec(select(Watermark).where(Watermark.kind == "full", Watermark.doctype == "Customer")).first()
+    return (row.value, list(row.names_at_value)) if row else None
+
+
+async def test_batches_in_flight_save_their_checkpoints_in_order(
+    cluster: SimCluster, make_engine, db, monkeypatch
+) -> None:
+    """The first batch finishes last (slow), yet no checkpoint is saved before it: positions go in listing order."""
+    cluster["cloud"].seed(40)
+    engine = make_engine(batch_size=10)
+    marks: list[str | None] = []
+    real_set, real_batch = engine.state.set_watermark, bulk._bulk_batch
+    calls = 0
+
+    def set_watermark(site, doctype, value, names, kind):
+        marks.append(value)
+        real_set(site, doctype, value, names, kind)
+
+    async def slow_first(engine_, doctype, site, rows, summary, **kw):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.3)
+        await real_batch(engine_, doctype, site, rows, summary, **kw)
+
+    monkeypatch.setattr(engine.state, "set_watermark", set_watermark)
+    monkeypatch.setattr(bulk, "_bulk_batch", slow_first)
+    listed = [(row["modified"], row["name"]) async for row in engine.connectors["cloud"].list_documents(
+        "Customer", fields=("name", "modified"))]
+    summary = await full_sync(engine, doctypes=["Customer"], direction="cloud_to_local")
+    assert summary.failed == 0 and summary.processed == len(listed) == cluster["local"].count("Customer")
+    batches = [listed[i:i + 10] for i in range(0, len(listed), 10)]
+    assert marks == [batch[-1][0] for batch in batches] + [None]  # one per batch, in order, then "finished"
+
+
+async def test_a_failing_batch_leaves_the_checkpoint_before_it(
+    cluster: SimCluster, make_engine, db, monkeypatch
+) -> None:
+    cluster["cloud"].seed(50)
+    engine = make_engine(batch_size=10)
+    real_batch = bulk._bulk_batch
+    calls = 0
+
+    async def third_fails(engine_, doctype, site, rows, summary, **kw):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            await asyncio.sleep(0.05)  # the fourth batch is in flight meanwhile
+            raise RuntimeError("boom")
+        await real_batch(engine_, doctype, site, rows, summary, **kw)
+
+    monkeypatch.setattr(bulk, "_bulk_batch", third_fails)
+    listed = [row async for row in engine.connectors["cloud"].list_documents("Customer")]
+    with pytest.raises(RuntimeError, match="boom"):
+        await full_sync(engine, doctypes=["Customer"], direction="cloud_to_local")
+    second = listed[19]
+    assert _full_mark(db) == (second["modified"], [r["name"] for r in listed[:20]
+                                                   if r["modified"] == second["modified"]])
+    monkeypatch.setattr(bulk, "_bulk_batch", real_batch)
+    resumed = await full_sync(engine, doctypes=["Customer"], direction="cloud_to_local")
+    assert resumed.failed == 0 and cluster["local"].count("Customer") == 50  # the rest, none twice
+    assert _full_mark(db) == (None, [])
+
+
+async def test_a_listing_failure_after_batches_keeps_their_checkpoint(
+    cluster: SimCluster, make_engine, db, monkeypatch
+) -> None:
+    cluster["cloud"].seed(30)
+    engine = make_engine(batch_size=10)
+    connector = engine.connectors["cloud"]
+    real_list = connector.list_documents
+
+    async def breaks_after_25(*args, **kwargs):
+        n = 0
+        async for row in real_list(*args, **kwargs):
+            n += 1
+            if n > 25 and kwargs.get("fields") == ("*",):
+                raise ConnectorError("listing broke", site="cloud")
+            yield row
+
+    monkeypatch.setattr(connector, "list_documents", breaks_after_25)
+    listed = [row async for row in real_list("Customer")]
+    summary = await full_sync(engine, doctypes=["Customer"], direction="cloud_to_local")
+    assert summary.failed == 1 and summary.processed == 20
+    assert cluster["local"].count("Customer") == 20  # the rows of the broken batch wait for the next run
+    assert _full_mark(db)[0] == listed[19]["modified"]
+    assert len(logs(db, "failed")) == 1

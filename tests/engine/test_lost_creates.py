@@ -162,17 +162,23 @@ async def test_an_edited_copy_goes_to_the_lost_create_it_resembles(cluster: SimC
     await assert_paired_once(engine, cluster, second["name"], "Lost Two")
 
 
+async def lose_two_twin_creates(engine, cluster: SimCluster) -> tuple[dict, dict, dict]:
+    """Two customers alike but for their names, both created on local with the answers lost: (A, B, A's copy)."""
+    first = cluster["cloud"].insert("Customer", customer("Twin A"), fire_webhooks=False)
+    second = cluster["cloud"].insert("Customer", customer("Twin B"), fire_webhooks=False)
+    await lose_the_create(engine, first["name"])
+    await lose_the_create(engine, second["name"])
+    [made_a] = customers_named(cluster, "local", "Twin A")
+    return first, second, made_a
+
+
 async def test_a_copy_equally_like_two_lost_creates_goes_to_the_one_sent_when_it_was_made(
     cluster: SimCluster, lossy_engine
 ) -> None:
     """Equally alike, told apart by time: neither the copy nor either create waits on the other (a liveness bug
     the 100-kill crash run found: they used to wait on each other until all three were dead)."""
     engine = lossy_engine(lose=2)
-    first = cluster["cloud"].insert("Customer", customer("Twin A"), fire_webhooks=False)
-    second = cluster["cloud"].insert("Customer", customer("Twin B"), fire_webhooks=False)
-    await lose_the_create(engine, first["name"])
-    await lose_the_create(engine, second["name"])
-    [made_a] = customers_named(cluster, "local", "Twin A")
+    first, second, made_a = await lose_two_twin_creates(engine, cluster)
     cluster["local"].update("Customer", made_a["name"], {"customer_name": "Twin C"}, fire_webhooks=False)
     # As like Twin B's create as Twin A's, but made when Twin A's was sent: it is Twin A's (paired, then the
     # differing customer_name is settled by the policy).
@@ -190,11 +196,7 @@ async def test_the_retry_of_a_create_reaches_the_same_copy_as_the_copy_s_webhook
 ) -> None:
     """The other order: the create's retry decides first, and picks the same copy by the same rule."""
     engine = lossy_engine(lose=2)
-    first = cluster["cloud"].insert("Customer", customer("Twin A"), fire_webhooks=False)
-    second = cluster["cloud"].insert("Customer", customer("Twin B"), fire_webhooks=False)
-    await lose_the_create(engine, first["name"])
-    await lose_the_create(engine, second["name"])
-    [made_a] = customers_named(cluster, "local", "Twin A")
+    first, second, made_a = await lose_two_twin_creates(engine, cluster)
     [made_b] = customers_named(cluster, "local", "Twin B")
     cluster["local"].update("Customer", made_a["name"], {"customer_name": "Twin C"}, fire_webhooks=False)
     cluster["local"].update("Customer", made_b["name"], {"customer_name": "Twin D"}, fire_webhooks=False)

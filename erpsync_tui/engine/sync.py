@@ -202,12 +202,8 @@ class SyncEngine:
     ) -> DocResult:
         merge = docs.three_way_merge(record.base, fa.canonical, fb.canonical)
         if policy.field_level_merge and record.base is not None and merge.merged is not None:
-            writes = 0
-            for target in (fa, fb):
-                if target.content_hash != docs.content_hash(merge.merged):
-                    target = await self._write(policy, record, merge.merged, target, depth)
-                    writes += 1
-            await self._record_synced(record, merge.merged, *(await self._refetch_all(policy, record)))
+            writes, sides = await self._write_both(policy, record, merge.merged, fa, fb, depth)
+            await self._record_synced(record, merge.merged, *sides)
             return await self._done(self._result(record, fa, Outcome.MERGED, writes=writes, direction="merge"))
         if policy.conflict_resolution == "manual":
             return await self._open_conflict(record, fa, fb, merge.conflicting_fields or _differing(fa, fb))
@@ -539,12 +535,8 @@ class SyncEngine:
         else:
             named = {k: (self._side_label(v)) for k, v in choices.items()}
             resolved = docs.apply_resolution(view.base, fa.canonical, fb.canonical, named) if named else fa.canonical
-        writes = 0
-        for target in (fa, fb):
-            if target.content_hash != docs.content_hash(resolved):
-                await self._write(policy, view, resolved, target, 0)
-                writes += 1
-        await self._record_synced(view, resolved, *(await self._refetch_all(policy, view)))
+        writes, sides = await self._write_both(policy, view, resolved, fa, fb, 0)
+        await self._record_synced(view, resolved, *sides)
         await self._run(self.state.close_conflicts, record_id, {"take": take, "fields": dict(choices)}, actor)
         result = self._result(view, fa, Outcome.RESOLVED, writes=writes, direction="resolution",
                               detail=f"resolved by {actor}")
@@ -644,6 +636,22 @@ class SyncEngine:
             return normal
         translated, _missing = translate(normal, fields, self._name_mapper(site, self.pair[0]))
         return translated  # unmapped links keep their raw value until their document is synced
+
+    async def _write_both(
+        self, policy: DoctypePolicy, record: RecordView, content: dict[str, Any], fa: Fetched, fb: Fetched, depth: int
+    ) -> tuple[int, list[Fetched]]:
+        """Write `content` to each side that differs: (writes, each side as our write left it or as we read it).
+
+        Those are what gets recorded as synced — never a fresh read, which could carry an edit made just after
+        our write and so record it as synced without it ever reaching the other site.
+        """
+        wanted = docs.content_hash(content)
+        sides: list[Fetched] = []
+        for target in (fa, fb):
+            if target.content_hash != wanted:
+                target = await self._write(policy, record, content, target, depth)
+            sides.append(target)
+        return sum(1 for before, after in zip((fa, fb), sides, strict=True) if after is not before), sides
 
     async def _refetch_all(self, policy: DoctypePolicy, record: RecordView) -> tuple[Fetched, Fetched]:
         a, b = self.pair

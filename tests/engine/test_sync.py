@@ -10,8 +10,10 @@ from sqlmodel import select
 
 from erpsync_tui.engine.bulk import full_sync
 from erpsync_tui.engine.sync import Outcome
+from erpsync_tui.engine.worker import QueueWorker
 from erpsync_tui.sim import SimCluster
-from erpsync_tui.store.models import Conflict, SyncLog
+from erpsync_tui.store import queue
+from erpsync_tui.store.models import Conflict, QueueKind, SyncLog
 
 
 def customer(name: str, **extra: Any) -> dict[str, Any]:
@@ -107,6 +109,33 @@ async def test_disjoint_edits_merge(cluster, make_engine) -> None:
     for site, name in (("cloud", cloud_name), ("local", local_name)):
         doc = cluster[site].get("Customer", name)
         assert (doc["territory"], doc["mobile_no"]) == ("Japan", "+30 210")
+
+
+async def test_an_edit_right_after_the_merge_write_is_not_recorded_as_synced(cluster, make_engine) -> None:
+    """Regression (found by the crash harness): the merge re-read both sites after writing and recorded what it
+    read as synced, so an edit landing in between was taken as synced and never reached the other site."""
+    engine = make_engine(conflict_resolution="manual", field_level_merge=True)
+    cloud_name, local_name = await _synced_pair(engine, cluster)
+    cluster["cloud"].update("Customer", cloud_name, {"territory": "Japan"}, fire_webhooks=False)
+    cluster["local"].update("Customer", local_name, {"mobile_no": "+30 210"}, fire_webhooks=False)
+    write = engine._write
+
+    async def write_then_someone_edits(policy, record, canonical, target, depth):
+        written = await write(policy, record, canonical, target, depth)
+        if target.site == "local":  # a user saves the local copy the moment our merge write lands
+            cluster["local"].update("Customer", local_name, {"mobile_no": "+30 999"}, fire_webhooks=False)
+        return written
+
+    engine._write = write_then_someone_edits
+    assert (await engine.sync_document("Customer", "local", local_name)).outcome == Outcome.MERGED
+    engine._write = write
+    # The user's save sends its webhook: recorded as synced, that version would be skipped as our own echo.
+    with engine.db.write() as session:
+        queue.enqueue(session, kind=QueueKind.WEBHOOK, site="local", doctype="Customer", name=local_name,
+                      payload={"event": "on_update",
+                               "modified": str(cluster["local"].get("Customer", local_name)["modified"])})
+    await QueueWorker(engine).run_once()
+    assert cluster["cloud"].get("Customer", cloud_name)["mobile_no"] == "+30 999"
 
 
 async def test_manual_leaves_sites_untouched_until_resolved(cluster, make_engine, db) -> None:

@@ -112,18 +112,30 @@ def make_service(cluster: SimCluster, db: Database) -> EngineService:
                          lease_ttl=1.5)
 
 
-async def run_console(url: str, label: str) -> dict[str, Any]:
+async def run_console(url: str, label: str, seconds: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CONSOLE, url, label, str(RUN_SECONDS),
+        sys.executable, "-c", CONSOLE, url, label, str(seconds),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), RUN_SECONDS + 60)
+    out, err = await asyncio.wait_for(proc.communicate(), seconds + 60)
     assert proc.returncode == 0, err.decode()[-3000:]
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
 @pytest.mark.timeout(90)
 async def test_engine_and_two_console_processes_share_the_database(cluster: SimCluster, db_path: Path) -> None:
+    await share_the_database(cluster, db_path, RUN_SECONDS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_engine_and_two_consoles_share_the_database_for_three_minutes(cluster: SimCluster,
+                                                                            db_path: Path) -> None:
+    await share_the_database(cluster, db_path, 180.0)
+
+
+async def share_the_database(cluster: SimCluster, db_path: Path, seconds: float) -> None:
+    """One engine (receiver, scheduler, live traffic) and two console processes polling and acting for `seconds`."""
     url = f"sqlite:///{db_path}"
     db = open_database(url)
     service = make_service(cluster, db)
@@ -133,12 +145,12 @@ async def test_engine_and_two_console_processes_share_the_database(cluster: SimC
             site.add_webhook(f"{service.receiver.url}/webhook/{name}", SECRET)
             site.seed(5, seed=4)
         cluster.start_traffic(30, conflict_share=0.2, hostile_share=0.1)
-        consoles = await asyncio.gather(run_console(url, "console1"), run_console(url, "console2"))
+        consoles = await asyncio.gather(run_console(url, "console1", seconds), run_console(url, "console2", seconds))
         cluster.stop_traffic()
 
         for console in consoles:
             assert console["errors"] == [], console["errors"][:3]  # no "database is locked", nothing at all
-            assert console["polls"] > RUN_SECONDS * 5  # it really polled (~10/s) the whole time
+            assert console["polls"] > seconds * 5  # it really polled (~10/s) the whole time
         submitted = [a for console in consoles for a in console["submitted"]]
         assert len(submitted) > 40
         ids = [a["id"] for a in submitted]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from erpsync_tui.store import Database, open_database
-from erpsync_tui.store.many import Many, ManyReturning
+from erpsync_tui.store.many import FirstEach, Many, ManyReturning
 from erpsync_tui.store.models import RecordStatus, SyncLog, SyncName, SyncRecord
 
 _RECORD = SyncRecord.__table__  # type: ignore[attr-defined]
@@ -109,3 +109,21 @@ def test_database_errors_come_as_sqlalchemy_errors(db: Database) -> None:
     with pytest.raises(IntegrityError), db.write() as session:  # the same name twice on one site
         Many(insert(_NAME)).execute(session.connection(), [row, dict(row)])
     assert _raw(db, "sync_name") == []  # rolled back
+
+
+def test_first_each_reads_what_execute_first_reads(db: Database) -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    with db.write() as session:
+        ManyReturning(insert(_RECORD).returning(_RECORD.c.id)).returning(session.connection(), _records(now, DOCS))
+    find = FirstEach(select(_RECORD.c.id, _RECORD.c.base, _RECORD.c.updated_at)
+                     .where(_RECORD.c.base_hash == bindparam("h")).where(_RECORD.c.status == RecordStatus.CREATING)
+                     .order_by(_RECORD.c.id).limit(1))
+    params = [{"h": "h0"}, {"h": "absent"}, {"h": "h3"}, {"h": "h1"}]
+    with db.read() as session:
+        connection = session.connection()
+        fast = find.first_each(connection, params)
+        slow = [connection.execute(find.stmt, p).first() for p in params]
+    assert fast == [None if row is None else tuple(row) for row in slow]
+    assert fast[0] is not None and fast[0][1] == DOCS[0]  # JSON decoded, as SQLAlchemy decodes it
+    assert fast[1] is None
+    assert fast[3] is not None and fast[3][1] is None

@@ -155,3 +155,49 @@ class ManyReturning(Many):
         finally:
             cursor.close()
         return out
+
+
+class FirstEach(Many):
+    """A prebuilt SELECT run once per parameter row: the first result row of each (or None), as tuples.
+
+    On positional dialects one cheap DBAPI call per row, each column converted by the processor SQLAlchemy's
+    own result would use; elsewhere `Connection.execute(...).first()` per row.
+    """
+
+    def __init__(self, stmt: Executable) -> None:
+        super().__init__(stmt)
+        self._converters: dict[str, list[Callable[[Any], Any] | None]] = {}
+
+    def first_each(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...] | None]:
+        if not rows:
+            return []
+        keys = tuple(rows[0])
+        plan = self._plan(conn, keys) if all(tuple(row) == keys for row in rows) else None
+        if plan is None:
+            return [_as_tuple(conn.execute(self.stmt, row).first()) for row in rows]
+        converters = self._converters.get(conn.dialect.name)
+        if converters is None:
+            converters = self._converters[conn.dialect.name] = self._result_processors(conn)
+        out: list[tuple[Any, ...] | None] = []
+        cursor = conn.connection.cursor()
+        try:
+            for row in rows:
+                cursor.execute(plan.sql, plan.convert(row, {}))
+                found = cursor.fetchone()
+                out.append(None if found is None else tuple(
+                    value if convert is None else convert(value) for value, convert in zip(found, converters,
+                                                                                           strict=True)))
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, plan.sql, exc) from exc
+        finally:
+            cursor.close()
+        return out
+
+    def _result_processors(self, conn: Connection) -> list[Callable[[Any], Any] | None]:
+        dialect = conn.dialect
+        columns = self.stmt.selected_columns  # type: ignore[attr-defined]
+        return [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+
+
+def _as_tuple(row: Any) -> tuple[Any, ...] | None:
+    return None if row is None else tuple(row)

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -263,3 +264,65 @@ def test_opening_the_database_again_keeps_this_process_seeing_other_writers(db: 
         assert engine_status(db).holder == "second"
     finally:
         second.communicate("stop\n", timeout=30)
+
+
+# ------------------------------------------------------------------------------------------ try_write_now
+
+
+def _meta_value(db: Database, key: str) -> str | None:
+    with db.read() as session:
+        row = session.get(Meta, key)
+        return None if row is None else row.value
+
+
+def test_try_write_now_commits_when_the_lock_is_free(db: Database) -> None:
+    with db.try_write_now() as connection:
+        assert connection is not None
+        connection.execute(Meta.__table__.insert().values(key="probe", value="1"))  # type: ignore[attr-defined]
+    assert _meta_value(db, "probe") == "1"
+
+
+def test_try_write_now_gives_none_at_once_while_another_process_writes(db: Database) -> None:
+    assert db.path is not None
+    other = sqlite3.connect(db.path, isolation_level=None)  # SQLite's locks: another connection = another writer
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with db.try_write_now() as connection:
+            assert connection is None
+        assert time.monotonic() - started < 1.0  # not the 10 s busy timeout
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with db.try_write_now() as connection:  # the same connection works once the lock is free again
+        assert connection is not None
+
+
+def test_try_write_now_gives_none_while_this_process_writes(db: Database) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.write():
+            entered.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert entered.wait(5)
+        with db.try_write_now() as connection:
+            assert connection is None
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_try_write_now_rolls_back_on_error_and_other_writers_still_wait(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.try_write_now() as connection:
+        assert connection is not None
+        connection.execute(Meta.__table__.insert().values(key="rolled", value="1"))  # type: ignore[attr-defined]
+        raise RuntimeError("boom")
+    assert _meta_value(db, "rolled") is None
+    db.dispose()  # its never-waiting connection must not go back to the pool for write() to inherit
+    with db.write() as session:
+        assert session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000

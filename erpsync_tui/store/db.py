@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, SQLModel
 
@@ -29,7 +29,9 @@ class Database:
         self.is_sqlite = sqlite.is_sqlite_url(url)
         self.writer_engine = self._make_engine(immediate=True)
         self.reader_engine = self._make_engine(immediate=False) if self.is_sqlite else self.writer_engine
-        self._write_lock: AbstractContextManager[Any] = threading.Lock() if self.is_sqlite else nullcontext()
+        self._lock = threading.Lock()
+        self._write_lock: AbstractContextManager[Any] = self._lock if self.is_sqlite else nullcontext()
+        self._now_connection: Connection | None = None  # try_write_now's own connection, which never waits
 
     def _make_engine(self, *, immediate: bool) -> Engine:
         if not self.is_sqlite:
@@ -110,7 +112,52 @@ class Database:
                 session.rollback()
                 raise
 
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """`write()` as a Core connection (no ORM Session, ~0.1 ms cheaper per transaction)."""
+        with self._write_lock, self.writer_engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def try_write_now(self) -> Iterator[Connection | None]:
+        """A write transaction if the write lock is free at this instant, else None at once (never waits).
+
+        For writes made on an event loop, where a wait would stall every request: the caller hands the
+        work to a thread when it gets None. SQLite only (a network database always answers None): the lock
+        of `write()` is tried without blocking, then SQLite's own through a connection whose busy timeout
+        is zero. Commits on success, rolls back on any error.
+        """
+        if not self.is_sqlite or not self._lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            connection = self._nowait_connection()
+            try:
+                transaction = connection.begin()  # BEGIN IMMEDIATE: fails at once if another process writes
+            except OperationalError as exc:
+                if not sqlite.is_busy(exc):
+                    raise
+                connection.rollback()
+                yield None
+                return
+            with transaction:
+                yield connection
+        finally:
+            self._lock.release()
+
+    def _nowait_connection(self) -> Connection:
+        if self._now_connection is None or self._now_connection.closed:
+            connection = self.writer_engine.connect()
+            sqlite.never_wait(connection.connection.driver_connection)
+            self._now_connection = connection
+        return self._now_connection
+
     def dispose(self) -> None:
+        if self._now_connection is not None:
+            # Never back to the pool: another user would inherit its zero busy timeout.
+            self._now_connection.invalidate()
+            self._now_connection.close()
+            self._now_connection = None
         self.writer_engine.dispose()
         if self.reader_engine is not self.writer_engine:
             self.reader_engine.dispose()

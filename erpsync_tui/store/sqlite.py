@@ -83,6 +83,18 @@ def configure_engine(engine: Engine, *, immediate: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def never_wait(dbapi_connection: Any) -> None:
+    """This connection fails at once with "database is locked" instead of waiting for another writer."""
+    dbapi_connection.execute("PRAGMA busy_timeout = 0")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """The error SQLite gives a writer that found the write lock taken (SQLITE_BUSY)."""
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, sqlite3.OperationalError) and getattr(orig, "sqlite_errorname", "") in (
+        "SQLITE_BUSY", "SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_RECOVERY")
+
+
 def journal_mode(engine: Engine) -> str:
     with engine.connect() as conn:
         return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar())

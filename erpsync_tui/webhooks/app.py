@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from erpsync_tui.config import AppConfig
 from erpsync_tui.engine.metrics import Metrics
@@ -97,6 +98,17 @@ class WebhookReceiver:
             return self._reject(request, site, rejection)
         self.metrics.accepted()
         return _JSON({"status": "queued", "id": stored.id, "coalesced": stored.coalesced})
+
+    async def serve_webhook(self, scope: Scope, receive: Receive, send: Send, site: str) -> None:
+        """`webhook` as a bare ASGI call: the hot path skips Starlette's middleware and routing layers."""
+        scope["path_params"] = {"site": site}
+        try:
+            response = await self.webhook(Request(scope, receive, send))
+        except Exception:  # what Starlette's ServerErrorMiddleware would do, minus the HTML
+            log.exception("webhook handler failed code=%s site=%r", ErrorCode.WEBHOOK, site)
+            response = _JSON({"status": "error", "code": str(ErrorCode.WEBHOOK), "error": "internal error"},
+                             status_code=500)
+        await response(scope, receive, send)
 
     async def _verified_event(self, request: Request, site: str) -> WebhookEvent:
         """Every check a request must pass, cheapest first; nothing is stored until all have passed."""
@@ -261,6 +273,32 @@ def _reason(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {orig or exc}")[:500]
 
 
+class _ReceiverApp(Starlette):
+    """The Starlette app, with POST /webhook/{site} dispatched before its middleware stack.
+
+    Each layer of that stack (error middleware, exception middleware, router, route) is an extra coroutine
+    and a path match per request, a large share of a webhook's cost when thousands arrive per second; the
+    other endpoints keep the full stack.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            site = _webhook_site(scope["path"])
+            if site is not None:
+                scope["app"] = self
+                await self.state.receiver.serve_webhook(scope, receive, send, site)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _webhook_site(path: str) -> str | None:
+    """The {site} of /webhook/{site} (one non-empty segment, as the Route would match), else None."""
+    if not path.startswith("/webhook/"):
+        return None
+    site = path[len("/webhook/") :]
+    return site if site and "/" not in site else None
+
+
 def create_app(
     config: AppConfig,
     db: Database,
@@ -279,7 +317,7 @@ def create_app(
         metrics=metrics if metrics is not None else Metrics(),
         on_stored=on_stored,
     )
-    app = Starlette(
+    app = _ReceiverApp(
         routes=[
             Route("/webhook/{site}", receiver.webhook, methods=["POST"]),
             Route("/health", receiver.health, methods=["GET"]),

@@ -4,7 +4,8 @@ Why not call `queue.enqueue` in a loop: each call builds a SQLModel object, runs
 flush, about 1 ms of CPU per event (measured), which would cap the receiver below 1,000 accepts/s under
 the GIL. This does the same thing through prebuilt statements run on the DBAPI cursor (store/many.py): one
 indexed lookup per distinct document, one INSERT … RETURNING per new row, one executemany UPDATE (~60 µs
-per event in a batch of 16, against ~190 µs with statements built and compiled per batch), and must stay behaviourally identical to `queue.enqueue` (same dedupe key, only *pending* items
+per event in a batch of 16, against ~190 µs with statements built and compiled per batch), and must stay
+behaviourally identical to `queue.enqueue` (same dedupe key, only *pending* items
 absorb new events, `coalesced` counts absorbed events, payloads merge with the newest winning);
 tests/webhooks/test_bulk_enqueue.py compares the two row by row.
 """

@@ -231,6 +231,54 @@ async def test_rejections_log_one_erp006_line_without_secret_or_signature(
     assert signed(body)[SIGNATURE_HEADER] not in everything
 
 
+@pytest.mark.parametrize("path", ["/webhook/", "/webhook/cloud/extra", "/webhooks/cloud"])
+async def test_paths_that_are_not_one_site_fall_through_to_the_router(rx: Running, db: Database, path: str) -> None:
+    body = frappe_body()
+    response = await rx.client.post(path, content=body, headers=signed(body))
+    assert response.status_code == 404
+    assert queue_rows(db) == []
+
+
+async def test_an_unexpected_error_on_the_fast_path_is_a_500_with_its_code(
+    rx: Running, db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(rx.receiver, "_verified_event", broken)
+    with caplog.at_level(logging.ERROR, logger="erpsync.webhooks"):
+        response = await post(rx, frappe_body())
+    assert response.status_code == 500
+    assert response.json()["code"] == "ERP006"
+    assert "webhook handler failed code=ERP006" in caplog.text
+    assert queue_rows(db) == []
+
+
+async def test_a_free_lock_stores_on_the_loop_without_a_thread(rx: Running, db: Database) -> None:
+    response = await post(rx, frappe_body(name="INLINE-1"))
+    assert response.status_code == 200
+    assert (rx.receiver.writer.batches, rx.receiver.writer.inline_batches) == (1, 1)
+
+
+async def test_a_held_lock_sends_the_batch_to_a_thread_and_the_answer_waits_for_it(rx: Running, db: Database) -> None:
+    assert db.path is not None
+    blocker = sqlite3.connect(db.path, isolation_level=None)  # another process's writer, as SQLite sees it
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        pending = asyncio.ensure_future(post(rx, frappe_body(name="WAITED-1")))
+        await asyncio.sleep(0.5)
+        assert not pending.done()  # no 200 before the row is stored
+        health = await asyncio.wait_for(rx.client.get("/status"), 5)  # the loop is not blocked meanwhile
+        assert health.status_code == 200
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    response = await asyncio.wait_for(pending, 15)
+    assert response.status_code == 200
+    assert [row.name for row in queue_rows(db)] == ["WAITED-1"]
+    assert rx.receiver.writer.inline_batches == 0
+
+
 async def test_rejected_store_answers_503(rx: Running, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("disk on fire")

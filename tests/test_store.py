@@ -326,3 +326,25 @@ def test_try_write_now_rolls_back_on_error_and_other_writers_still_wait(db: Data
     db.dispose()  # its never-waiting connection must not go back to the pool for write() to inherit
     with db.write() as session:
         assert session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+
+
+def test_writers_of_other_processes_queue_on_the_writer_lock(db: Database) -> None:
+    """A process holding `<db>.writelock` makes try_write_now refuse at once and write() wait, not fail."""
+    assert db.path is not None
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(db.path) + '.writelock'!r}, os.O_RDWR)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1.0)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with db.try_write_now() as connection:
+            assert connection is None
+        started = time.monotonic()
+        with db.write() as session:  # queues until the holder exits, then writes
+            session.add(Meta(key="after_holder", value="1"))
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(10)
+    assert 0.3 < waited < 5.0
+    assert _meta_value(db, "after_holder") == "1"

@@ -7,7 +7,6 @@ On PostgreSQL both are ordinary transactions.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -29,8 +28,8 @@ class Database:
         self.is_sqlite = sqlite.is_sqlite_url(url)
         self.writer_engine = self._make_engine(immediate=True)
         self.reader_engine = self._make_engine(immediate=False) if self.is_sqlite else self.writer_engine
-        self._lock = threading.Lock()
-        self._write_lock: AbstractContextManager[Any] = self._lock if self.is_sqlite else nullcontext()
+        self._lock = sqlite.WriterLock(self.path) if self.is_sqlite else None
+        self._write_lock: AbstractContextManager[Any] = self._lock if self._lock is not None else nullcontext()
         self._now_connection: Connection | None = None  # try_write_now's own connection, which never waits
 
     def _make_engine(self, *, immediate: bool) -> Engine:
@@ -99,10 +98,10 @@ class Database:
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any error.
 
-        On SQLite, writers in this process queue on a lock first: SQLite admits one writer at a time anyway,
-        and a thread waiting inside SQLite's busy handler sleeps in growing steps (up to 100 ms), which
-        under contention wastes far more time than the writes themselves. Other processes still meet
-        the busy timeout, as they must.
+        On SQLite, writers queue on `sqlite.WriterLock` first (threads of this process, then every process
+        on the same file): SQLite admits one writer at a time anyway, and a writer waiting inside SQLite's
+        busy handler sleeps in growing steps (up to 100 ms), which under contention wastes far more time
+        than the writes themselves.
         """
         with self._write_lock, Session(self.writer_engine, expire_on_commit=False) as session:
             try:
@@ -127,7 +126,7 @@ class Database:
         of `write()` is tried without blocking, then SQLite's own through a connection whose busy timeout
         is zero. Commits on success, rolls back on any error.
         """
-        if not self.is_sqlite or not self._lock.acquire(blocking=False):
+        if self._lock is None or not self._lock.acquire(blocking=False):
             yield None
             return
         try:

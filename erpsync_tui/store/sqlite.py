@@ -5,9 +5,13 @@ The rest of the store speaks portable SQLAlchemy, so the same code runs on Postg
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sqlite3
+import threading
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Engine, event, text
@@ -81,6 +85,63 @@ def configure_engine(engine: Engine, *, immediate: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class WriterLock:
+    """The one writer at a time that SQLite admits, as a queue every process waits in, not a sleep.
+
+    A writer that finds SQLite's write lock taken sleeps in its busy handler in growing steps (1, 2, 5, 10 …
+    100 ms) and tries again; under steady contention between processes (the engine and receiver workers) that
+    sleeping, not the writes, sets the latency. So writers first take this lock: a thread lock within the
+    process, then an flock on `<database>.writelock` across processes, which the kernel hands to the next
+    waiter the moment it is released. SQLite's own locking still guards the data; a process that skips this
+    lock (an older version, the sqlite3 shell) is only back to the busy handler. Without a usable lock file
+    (a read-only folder), the thread lock alone.
+    """
+
+    def __init__(self, database: Path | None) -> None:
+        self._thread_lock = threading.Lock()
+        self._fd = -1
+        if database is not None:
+            with contextlib.suppress(OSError):
+                self._fd = os.open(database.with_name(database.name + ".writelock"), os.O_RDWR | os.O_CREAT, 0o600)
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if not self._thread_lock.acquire(blocking):
+            return False
+        if self._fd < 0:
+            return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._thread_lock.release()
+            return False
+        except OSError:
+            pass  # a file system without flock: the thread lock and SQLite's own locking still hold
+        return True
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    def __enter__(self) -> WriterLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, _type: type[BaseException] | None, _value: BaseException | None,
+                 _tb: TracebackType | None) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
 
 
 def never_wait(dbapi_connection: Any) -> None:

@@ -222,7 +222,7 @@ def real_server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[Server, l
         site_lines = "".join(f"  {name}:\n    url: {url}\n    requests_per_second: {args.site_rps:g}\n"
                              for name, url in sites.items())
         config.write_text(f"sites:\n{site_lines}sync:\n  doctypes: [Customer, Item, Sales Order]\n"
-                          f"webhooks:\n  host: 127.0.0.1\n  port: {port}\n")
+                          f"webhooks:\n  host: 127.0.0.1\n  port: {port}\n  workers: {args.receiver_workers}\n")
         env = {**os.environ, "ERPSYNC_WEBHOOK_SECRET": SECRET, "HOME": str(tmp), "XDG_CONFIG_HOME": str(tmp / "cfg"),
                "XDG_DATA_HOME": str(tmp / "data"), "XDG_STATE_HOME": str(tmp / "state"),
                "XDG_CACHE_HOME": str(tmp / "cache"), "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
@@ -250,7 +250,8 @@ def real_server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[Server, l
             sim.stdin.flush()  # type: ignore[union-attr]
             docs = json.loads(read_tagged_line(sim, "COUNT"))
             return [f"engine beside it: webhook items by status {counts}; {docs['local']} of {len(names)} "
-                    f"real documents created on local during the run"]
+                    f"real documents created on local during the run",
+                    f"engine beside it: sync_log outcomes {count_outcomes(db_path)}"]
 
         def stop() -> None:
             assert serve is not None
@@ -273,6 +274,13 @@ def real_server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[Server, l
 def count_rows(db_path: Path, query: str) -> int:
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
         return int(conn.execute(query).fetchone()[0])
+
+
+def count_outcomes(db_path: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute("SELECT coalesce(outcome, '-') || '/' || coalesce(error_code, '-'), count(*) "
+                            "FROM sync_log GROUP BY 1 ORDER BY 2 DESC")
+        return {str(key): int(count) for key, count in rows}
 
 
 def count_by_status(db_path: Path) -> dict[str, int]:
@@ -451,6 +459,8 @@ def main() -> None:
     parser.add_argument("--site-rps", type=float, default=20.0,
                         help="sites.*.requests_per_second for the engine (the documented default is 20)")
     parser.add_argument("--latency-ms", type=float, default=5.0, help="simulated sites' latency per request")
+    parser.add_argument("--receiver-workers", type=int, default=2,
+                        help="webhooks.workers for serve: receiver processes beside the engine's (0: in its process)")
     parser.add_argument("--profile", metavar="PATH", help="run serve under cProfile, stats written to PATH")
     parser.add_argument("--role", choices=("sim", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -466,7 +476,7 @@ def main() -> None:
     if args.use_wrk and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
     print(f"load generator: {'wrk' if args.use_wrk else 'asyncio client'}, {args.connections} connections, "
-          f"{min(args.seconds, MAX_SECONDS):g} s per server")
+          f"{min(args.seconds, MAX_SECONDS):g} s per server; serve with webhooks.workers: {args.receiver_workers}")
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp_name:
         tmp = Path(tmp_name)

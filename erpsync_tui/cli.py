@@ -651,13 +651,14 @@ def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -
 
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
-    configure_logging(log_level, ctx.paths().log_dir / "serve.log")
+    log_file = ctx.paths().log_dir / "serve.log"
+    configure_logging(log_level, log_file)
     config, db = ctx.config(), ctx.database()
     from erpsync_tui.engine.factory import build_connectors, warn_insecure_tls
     from erpsync_tui.engine.service import EngineService, LeaseHeld
 
     warn_insecure_tls(config)
-    receiver = None if no_receiver or not config.webhooks.enabled else start_receiver
+    receiver = None if no_receiver or not config.webhooks.enabled else receiver_starter(log_level, log_file)
     service = EngineService(config, db, build_connectors(config), config_file=ctx.config_file(),
                             start_receiver=receiver, lease_ttl=config.scheduler.lease_ttl_seconds)
     try:
@@ -688,6 +689,25 @@ async def _serve(service: Any, wait: bool) -> int:
     await service.stop()
     signalled.cancel()
     return EXIT_OK if stop.is_set() else EXIT_FAILED  # stopping on its own means the lease was lost
+
+
+def receiver_starter(log_level: str, log_file: Path | None) -> Any:
+    async def start(service: Any) -> Any:
+        if service.config.webhooks.workers > 0:
+            return await start_receiver_workers(service, log_level, log_file)
+        return await start_receiver(service)
+
+    return start
+
+
+async def start_receiver_workers(service: Any, log_level: str, log_file: Path | None) -> Any:
+    """`webhooks.workers` receiver processes beside the engine's; their commits wake the queue at once."""
+    from erpsync_tui.webhooks.workers import ReceiverWorkers
+
+    secret = secret_store.lookup(secret_store.WEBHOOK_REF).value
+    workers = ReceiverWorkers(service.config, service.db, webhook_secret=secret, metrics=service.metrics,
+                              on_stored=service.wake, log_level=log_level, log_file=log_file)
+    return await workers.start()
 
 
 async def start_receiver(service: Any) -> Any:

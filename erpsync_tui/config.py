@@ -103,6 +103,9 @@ class WebhookConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8787
     max_body_bytes: PositiveInt = 1_048_576
+    # 0: the receiver runs in the engine's process. N: N receiver processes beside it (Linux), for more
+    # webhooks per second than one process's one thread of Python can take (README: Benchmarks).
+    workers: Annotated[int, Field(ge=0, le=32)] = 0
 
 
 class SchedulerConfig(_Strict):

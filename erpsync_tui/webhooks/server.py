@@ -76,9 +76,11 @@ class ReceiverHandle:
             self._sock.close()
 
 
-async def serve_receiver(app: ASGIApp, host: str, port: int, *, log_level: str = "warning") -> ReceiverHandle:
-    """Serve `app` on host:port (0 → an ephemeral port) as a task of the running loop; returns once listening."""
-    sock = _bind(host, port)
+async def serve_receiver(app: ASGIApp, host: str, port: int, *, log_level: str = "warning",
+                         sock: socket.socket | None = None) -> ReceiverHandle:
+    """Serve `app` on host:port (0 → an ephemeral port), or on `sock` already bound, as a task of the running
+    loop; returns once listening."""
+    sock = sock if sock is not None else _bind(host, port)
     config = uvicorn.Config(
         app,
         log_config=None,  # keep the daemon's logging (and its secret redaction) as it is

@@ -1,12 +1,12 @@
 """Group commit: concurrent webhook requests share one database transaction.
 
-SQLite commits are serialised and each costs a WAL append plus fsync bookkeeping, so committing every
-webhook on its own caps the receiver at a few thousand per second. Requests instead hand their event to
-one writer task and await a future; the writer takes everything that queued up while the previous batch
-was committing, stores it in one transaction, and resolves each future only after that commit. A small
-batch is stored on the event loop itself when the write lock is free at that instant (no wait, ever: see
-`_store_now`); otherwise, or for a big batch, in a worker thread that may wait for the lock. A request is therefore still answered only once ITS row is durable,
-and at low load a batch is just one event, so latency does not suffer.
+SQLite commits are serialised and each costs a WAL append plus fsync bookkeeping, so committing every webhook
+on its own caps the receiver at a few thousand per second. Requests instead hand their event to one writer
+task and await a future; the writer takes everything that queued up while the previous batch was committing,
+stores it in one transaction, and resolves each future only after that commit. A small batch is stored on the
+event loop itself when the write lock is free at that instant (no wait, ever: see `_store_now`); otherwise, or
+for a big batch, in a worker thread that may wait for the lock. A request is therefore still answered only
+once ITS row is durable, and at low load a batch is just one event, so latency does not suffer.
 """
 
 from __future__ import annotations

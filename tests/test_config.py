@@ -58,6 +58,13 @@ def test_wrong_type_names_key_and_line() -> None:
     assert "soon" in line
 
 
+def test_receiver_workers_default_to_in_process_and_are_bounded() -> None:
+    assert parse_config(MINIMAL).webhooks.workers == 0
+    assert parse_config(MINIMAL + "webhooks:\n  workers: 2\n").webhooks.workers == 2
+    (line,) = problems(MINIMAL + "webhooks:\n  workers: -1\n")
+    assert line.startswith("line 7: webhooks.workers:")
+
+
 def test_unknown_key_is_an_error_with_its_line() -> None:
     text = MINIMAL + "sync:\n  batch_sise: 10\n"
     (line,) = problems(text)

@@ -129,6 +129,61 @@ def test_waiting_serve_takes_over_when_the_holder_stops(setup, tmp_path: Path) -
                     proc.kill()
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="receiver workers need SO_REUSEPORT (Linux)")
+def test_serve_with_receiver_workers_syncs_webhooks_and_stops_them(setup, cluster: SimCluster) -> None:
+    base, env, _db_path, port = setup
+    config = Path(base[base.index("--config") + 1])
+    config.write_text(config.read_text().replace(f"  port: {port}\n", f"  port: {port}\n  workers: 2\n"))
+    serve = subprocess.Popen([*base, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _healthy(port), limit=60)
+        workers = _children(serve.pid)
+        assert len(workers) == 2
+        doc = cluster["cloud"].insert("Customer", {"customer_name": "Via Worker", "customer_type": "Company"},
+                                      fire_webhooks=False)
+        body = json.dumps({"doctype": "Customer", "name": doc["name"], "modified": doc["modified"]}).encode()
+        answer = httpx.post(f"http://127.0.0.1:{port}/webhook/cloud", content=body,
+                            headers={"X-Frappe-Webhook-Signature": sign_webhook(body, SECRET)}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        wait_until(lambda: cluster["local"].count("Customer") == 1)  # the engine, woken by a worker, synced it
+        assert httpx.get(f"http://127.0.0.1:{port}/status", timeout=10).json()["engine"] == "running"
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(30) == 0
+        for pid in workers:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            assert state == "Z"  # exited (reaped by nobody yet at most)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    output = serve.stdout.read() + serve.stderr.read()
+    assert "Traceback" not in output
+    for secret in (SECRET, cluster["cloud"].api_secret):
+        assert secret not in output
+
+
 def test_demo_runs_headless_in_one_command() -> None:
     result = subprocess.run([sys.executable, "-m", "erpsync_tui", "demo", "--headless", "--seconds", "8",
                              "--seed", "8"], capture_output=True, text=True, timeout=120)

@@ -32,10 +32,15 @@ class WorkerMetrics:
         self.snapshot = snapshot
         self.accepted_total = 0
         self.rejected_total: dict[str, int] = {}
+        self._report_scheduled = False  # one line per loop turn, however many requests it answered
         self.behind = False  # a line was refused by a full pipe; lines carry totals, so a resend catches up
 
     def accepted(self, count: int = 1) -> None:
+        """Called once a request's row is stored: the engine hears of it (and wakes) within this loop turn."""
         self.accepted_total += count
+        if not self._report_scheduled:
+            self._report_scheduled = True
+            asyncio.get_running_loop().call_soon(self.stored)
 
     def rejected(self, reason: str) -> None:
         self.rejected_total[reason] = self.rejected_total.get(reason, 0) + 1
@@ -51,6 +56,7 @@ class WorkerMetrics:
             return b""
 
     def stored(self) -> None:
+        self._report_scheduled = False
         self._send(f"stored {self.index} {self.accepted_total}")
 
     def send(self, line: str) -> None:
@@ -86,7 +92,7 @@ async def _run(bootstrap: dict[str, Any], stop: asyncio.Event) -> None:
     metrics = WorkerMetrics(index, int(bootstrap["notify_fd"]), Path(bootstrap["metrics_file"]))
     status: dict[str, Any] = await asyncio.to_thread(worker_status, db)
     app = create_app(config, db, webhook_secret=bootstrap.get("secret"), status_provider=lambda: status,
-                     metrics=metrics, on_stored=metrics.stored)  # type: ignore[arg-type]
+                     metrics=metrics)  # type: ignore[arg-type]
     sock = bind_reuseport(config.webhooks.host, int(bootstrap["port"]))
     handle = await serve_receiver(app, config.webhooks.host, 0, sock=sock)
     metrics.send(f"ready {index}")

@@ -157,6 +157,8 @@ class Database:
             self._now_connection.invalidate()
             self._now_connection.close()
             self._now_connection = None
+        if self._lock is not None:
+            self._lock.close()
         self.writer_engine.dispose()
         if self.reader_engine is not self.writer_engine:
             self.reader_engine.dispose()

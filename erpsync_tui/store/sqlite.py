@@ -101,14 +101,19 @@ class WriterLock:
 
     def __init__(self, database: Path | None) -> None:
         self._thread_lock = threading.Lock()
+        self._path = database.with_name(database.name + ".writelock") if database is not None else None
         self._fd = -1
-        if database is not None:
+
+    def _open(self) -> None:
+        # Opened on first use, and again after close() (Database.dispose), under the thread lock.
+        if self._fd < 0 and self._path is not None:
             with contextlib.suppress(OSError):
-                self._fd = os.open(database.with_name(database.name + ".writelock"), os.O_RDWR | os.O_CREAT, 0o600)
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def acquire(self, blocking: bool = True) -> bool:
         if not self._thread_lock.acquire(blocking):
             return False
+        self._open()
         if self._fd < 0:
             return True
         try:
@@ -134,14 +139,13 @@ class WriterLock:
                  _tb: TracebackType | None) -> None:
         self.release()
 
-    def __del__(self) -> None:
-        self.close()
-
     def close(self) -> None:
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
+        """Close the lock file (reopened on the next acquire); waits for a writer of this process to finish."""
+        with self._thread_lock:
+            fd, self._fd = self._fd, -1
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def never_wait(dbapi_connection: Any) -> None:

@@ -6,6 +6,7 @@ the event loop (and a console or webhook receiver sharing it) never waits on SQL
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -17,7 +18,7 @@ from sqlmodel import Session, col, select
 from erpsync_tui.store import control
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log, add_logs
-from erpsync_tui.store.many import Many, ManyReturning
+from erpsync_tui.store.many import Many, ManyReturning, json_texts
 from erpsync_tui.store.models import (
     Conflict,
     ConflictStatus,
@@ -113,7 +114,7 @@ _INSERT_NAME_MANY = Many(_INSERT_NAME)
 _INSERT_ATTEMPT_MANY = Many(_INSERT_ATTEMPT)
 _SYNCED_MANY = Many(_SYNCED)
 _NAME_SYNCED_MANY = Many(_NAME_SYNCED)
-_FORGET_ATTEMPTS_MANY = Many(_FORGET_ATTEMPTS)
+_FORGET_ATTEMPTS_IN = delete(_ATTEMPT).where(_ATTEMPT.c.record_id.in_(bindparam("rids", expanding=True)))
 
 
 class SyncState:
@@ -262,7 +263,7 @@ class SyncState:
 
     def begin_create_many(
         self, doctype: str, intents: list[tuple[Side, dict[str, Any], str]], *, target: str,
-        fence: str | None = None,
+        fence: str | None = None, texts: Iterable[tuple[dict[str, Any], str]] = (),
     ) -> tuple[dict[str, RecordView], list[str]]:
         """`begin_create` for a batch, in one transaction committed before any insert request is sent.
 
@@ -270,7 +271,8 @@ class SyncState:
         `begin_create` writes (CREATING, base = canonical, base_hash = payload hash), so the lost-create recovery
         works the same for both paths. Returns the new records by source name, and the names left out: already
         known (another task got there first) or possibly our own echo (an in-flight create from the other site
-        with the same content) — those go the per-document way.
+        with the same content) — those go the per-document way. `texts`: (canonical, its canonical JSON) pairs
+        the caller has already made, stored as they are instead of serialising the documents again.
         """
         created: dict[str, RecordView] = {}
         if not intents:
@@ -298,7 +300,7 @@ class SyncState:
                         if source.name in known or payload_hash in echo_hashes]
             if fresh:
                 now = utcnow()
-                memo: dict[Any, Any] = {}  # each canonical stored twice, serialised once
+                memo = json_texts(texts)  # each canonical stored twice, serialised at most once
                 rows = [{
                     "doctype": doctype, "status": RecordStatus.CREATING, "base": canonical, "base_hash": payload_hash,
                     "origin_site": source.site, "created_at": now, "updated_at": now,
@@ -338,13 +340,17 @@ class SyncState:
                     conn.execute(delete(_RECORD).where(_RECORD.c.id.in_(ids)))
 
     def mark_synced_many(
-        self, doctype: str, synced: list[tuple[int, dict[str, Any], str, list[Side]]], logs: list[dict[str, Any]]
+        self, doctype: str, synced: list[tuple[int, dict[str, Any], str, list[Side]]], logs: list[dict[str, Any]],
+        *, texts: Iterable[tuple[dict[str, Any], str]] = (),
     ) -> None:
-        """`mark_synced` for a batch — (record id, base, base hash, sides) each — and its log lines, one commit."""
+        """`mark_synced` for a batch — (record id, base, base hash, sides) each — and its log lines, one commit.
+
+        `texts` as for `begin_create_many`: bases already in canonical JSON.
+        """
         now = utcnow()
         with self.db.write() as session:
             conn = session.connection()
-            memo: dict[Any, Any] = {}  # the batch's timestamp, converted once
+            memo = json_texts(texts)  # and the batch's timestamp, converted once
             _SYNCED_MANY.execute(conn, [{"rid": rid, "base": base, "base_hash": base_hash, "now": now}
                                         for rid, base, base_hash, _ in synced], memo)
             present: dict[tuple[int, str], tuple[str, str | None, str | None]] = {}
@@ -366,8 +372,9 @@ class SyncState:
                                         "m": side.modified, "now": now})
             _NAME_SYNCED_MANY.execute(conn, updates, memo)
             _INSERT_NAME_MANY.execute(conn, inserts, memo)
-            paired = [{"rid": record_id} for record_id, _, _, sides in synced if len(sides) > 1]
-            _FORGET_ATTEMPTS_MANY.execute(conn, paired)  # the counterparts' names are known now
+            paired = [record_id for record_id, _, _, sides in synced if len(sides) > 1]
+            for chunk in _chunks(paired):  # the counterparts' names are known now
+                conn.execute(_FORGET_ATTEMPTS_IN, {"rids": chunk})
             add_logs(session, logs)
 
     def mark_synced(

@@ -84,3 +84,22 @@ def test_mark_synced_many_records_both_sides_and_leaves_an_unchanged_side_alone(
     assert rows["C0"].synced_at == before["C0"]  # recorded exactly so with the intent: not rewritten
     assert rows["C1"].synced_at > before["C1"]
     assert all(row.snapshot is None for row in rows.values())
+
+
+def test_canonical_json_handed_over_is_stored_once_and_reads_back_equal(db: Database) -> None:
+    state = SyncState(db)
+    side, canonical, content_hash = intent("Ünïcode ✓", "u@x.example")
+    text = docs.canonical_json(canonical)
+    created, _ = state.begin_create_many("Customer", [(side, canonical, content_hash)], target="local",
+                                         texts=[(canonical, text)])
+    rid = created[side.name].record_id
+    with db.read() as session:
+        conn = session.connection()
+        stored = conn.exec_driver_sql("SELECT base FROM sync_record WHERE id = ?", (rid,)).scalar()
+        payload = conn.exec_driver_sql("SELECT payload FROM create_attempt WHERE record_id = ?", (rid,)).scalar()
+    assert stored == payload == text and docs.hash_of_json(stored) == content_hash
+    assert state.view(rid).base == canonical
+    assert state.pending_creates("Customer", "local")[0].payloads == [canonical]
+    state.mark_synced_many("Customer", [(rid, canonical, content_hash, [side, Side("local", "L", content_hash, "m")])],
+                           [], texts=[(canonical, text)])
+    assert state.view(rid).base == canonical and state.view(rid).status == RecordStatus.SYNCED

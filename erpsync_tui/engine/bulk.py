@@ -307,6 +307,7 @@ class _Row:
     doc: dict[str, Any]
     canonical: dict[str, Any]
     content_hash: str
+    text: str  # the canonical JSON the hash is of: stored as it is (serialised once)
 
     @property
     def side(self) -> Side:
@@ -483,7 +484,8 @@ def _prepare(
         except SyncFailed:
             out.append(None)
             continue
-        item = _Row(site, row["name"], row, canonical, docs.content_hash(canonical))
+        text = docs.canonical_json(canonical)
+        item = _Row(site, row["name"], row, canonical, docs.hash_of_json(text), text)
         body: dict[str, Any] | None = canonical
         if fields:
             mapper = engine._name_mapper(site, target)
@@ -505,6 +507,7 @@ class _Batch:
         self.engine, self.policy, self.site, self.target, self.summary = engine, policy, site, target, summary
         self.doctype = policy.doctype
         self.synced: list[tuple[int, dict[str, Any], str, list[Side]]] = []
+        self.texts: list[tuple[dict[str, Any], str]] = []  # each base and its canonical JSON
         self.logs: list[dict[str, Any]] = []
         self.failures: list[tuple[str, BaseException]] = []
         self.direction = f"{site}→{target}"
@@ -513,6 +516,7 @@ class _Batch:
              direction: str | None) -> None:
         base = source.canonical
         self.synced.append((record_id, base, source.content_hash, [source.side, target_side]))
+        self.texts.append((base, source.text))
         self.summary.add(DocResult(self.doctype, self.site, source.name, outcome, writes, direction))
         self.logs.append({"message": f"{outcome}: {self.doctype} {source.name}", "level": "INFO", "site": self.site,
                           "doctype": self.doctype, "name": source.name, "outcome": str(outcome),
@@ -520,7 +524,8 @@ class _Batch:
 
     async def commit(self) -> None:
         if self.synced or self.logs:
-            await asyncio.to_thread(self.engine.state.mark_synced_many, self.doctype, self.synced, self.logs)
+            await asyncio.to_thread(self.engine.state.mark_synced_many, self.doctype, self.synced, self.logs,
+                                    texts=self.texts)
         for name, exc in self.failures:
             self.summary.failed += 1
             await asyncio.to_thread(record_failure, self.engine, self.doctype, self.site, name, exc)
@@ -532,7 +537,8 @@ class _Batch:
             return []
         intents = [(row.side, row.canonical, row.content_hash) for row, _ in creates]
         records, left_out = await asyncio.to_thread(self.engine.state.begin_create_many, self.doctype, intents,
-                                                    target=self.target, fence=self.engine.fence)
+                                                    target=self.target, fence=self.engine.fence,
+                                                    texts=[(row.canonical, row.text) for row, _ in creates])
         todo = [(row, body, records[row.name]) for row, body in creates if row.name in records]
         chunks = [todo[i:i + INSERT_MANY_MAX] for i in range(0, len(todo), INSERT_MANY_MAX)]
         semaphore = asyncio.Semaphore(max(1, self.engine.config.sync.concurrency // 4))

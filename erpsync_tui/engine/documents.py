@@ -167,7 +167,17 @@ _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure
 
 def content_hash(normalised: Mapping[str, Any]) -> str:
     """sha256 hex of the canonical JSON of an already-normalised document."""
-    return hashlib.sha256(_CANONICAL_JSON.encode(normalised).encode("utf-8")).hexdigest()
+    return hash_of_json(canonical_json(normalised))
+
+
+def canonical_json(normalised: Mapping[str, Any]) -> str:
+    """The canonical JSON text of an already-normalised document (what `content_hash` hashes)."""
+    return _CANONICAL_JSON.encode(normalised)
+
+
+def hash_of_json(text: str) -> str:
+    """`content_hash` of the document whose `canonical_json` is `text`."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def changed_fields(base: Mapping[str, Any] | None, current: Mapping[str, Any]) -> set[str]:

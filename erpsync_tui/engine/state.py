@@ -6,18 +6,19 @@ the event loop (and a console or webhook receiver sharing it) never waits on SQL
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, update
 from sqlmodel import Session, col, select
 
 from erpsync_tui.store import control
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log, add_logs
-from erpsync_tui.store.many import Many, ManyReturning
+from erpsync_tui.store.many import Many, ManyReturning, json_texts
 from erpsync_tui.store.models import (
     Conflict,
     ConflictStatus,
@@ -102,16 +103,18 @@ _SYNCED = update(_RECORD).where(_RECORD.c.id == bindparam("rid")).values(
     error_code=None, updated_at=bindparam("now"),
 )
 _NAME_SYNCED = update(_NAME).where(_NAME.c.record_id == bindparam("rid"), _NAME.c.site == bindparam("s")).values(
-    name=bindparam("n"), content_hash=bindparam("h"), modified=bindparam("m"), snapshot=bindparam("snap"),
+    name=bindparam("n"), content_hash=bindparam("h"), modified=bindparam("m"), snapshot=None,
     synced_at=bindparam("now"),
 )
 # The same statements for a batch of rows (bulk sync): each document converted once, one executemany each.
 _INSERT_RECORDS_MANY = ManyReturning(_INSERT_RECORDS)
+_INSERT_RECORDS_WITH_ID_MANY = Many(insert(_RECORD))  # rows that carry their own id (see begin_create_many)
+_MAX_RECORD_ID = select(func.max(_RECORD.c.id))
 _INSERT_NAME_MANY = Many(_INSERT_NAME)
 _INSERT_ATTEMPT_MANY = Many(_INSERT_ATTEMPT)
 _SYNCED_MANY = Many(_SYNCED)
 _NAME_SYNCED_MANY = Many(_NAME_SYNCED)
-_FORGET_ATTEMPTS_MANY = Many(_FORGET_ATTEMPTS)
+_FORGET_ATTEMPTS_IN = delete(_ATTEMPT).where(_ATTEMPT.c.record_id.in_(bindparam("rids", expanding=True)))
 
 
 class SyncState:
@@ -241,7 +244,7 @@ class SyncState:
                 "doctype": doctype, "status": RecordStatus.CREATING, "base": canonical, "base_hash": payload_hash,
                 "origin_site": source.site, "created_at": now, "updated_at": now,
             }).scalar_one()
-            conn.execute(_INSERT_NAME, _name_values(record_id, doctype, source, canonical, now))
+            conn.execute(_INSERT_NAME, _name_values(record_id, doctype, source, now))
             return RecordView(record_id, doctype, RecordStatus.CREATING, canonical, {source.site: source}, now)
 
     # ------------------------------------------------------------------------------------ batches (bulk sync)
@@ -260,7 +263,7 @@ class SyncState:
 
     def begin_create_many(
         self, doctype: str, intents: list[tuple[Side, dict[str, Any], str]], *, target: str,
-        fence: str | None = None,
+        fence: str | None = None, texts: Iterable[tuple[dict[str, Any], str]] = (),
     ) -> tuple[dict[str, RecordView], list[str]]:
         """`begin_create` for a batch, in one transaction committed before any insert request is sent.
 
@@ -268,7 +271,8 @@ class SyncState:
         `begin_create` writes (CREATING, base = canonical, base_hash = payload hash), so the lost-create recovery
         works the same for both paths. Returns the new records by source name, and the names left out: already
         known (another task got there first) or possibly our own echo (an in-flight create from the other site
-        with the same content) — those go the per-document way.
+        with the same content) — those go the per-document way. `texts`: (canonical, its canonical JSON) pairs
+        the caller has already made, stored as they are instead of serialising the documents again.
         """
         created: dict[str, RecordView] = {}
         if not intents:
@@ -296,12 +300,22 @@ class SyncState:
                         if source.name in known or payload_hash in echo_hashes]
             if fresh:
                 now = utcnow()
-                memo: dict[Any, Any] = {}  # each canonical stored three times, serialised once
-                ids = _INSERT_RECORDS_MANY.returning(conn, [{
+                memo = json_texts(texts)  # each canonical stored twice, serialised at most once
+                rows = [{
                     "doctype": doctype, "status": RecordStatus.CREATING, "base": canonical, "base_hash": payload_hash,
                     "origin_site": source.site, "created_at": now, "updated_at": now,
-                } for source, canonical, payload_hash in fresh], memo)
-                _INSERT_NAME_MANY.execute(conn, [_name_values(record_id, doctype, source, canonical, now)
+                } for source, canonical, payload_hash in fresh]
+                if conn.dialect.name == "sqlite":
+                    # This transaction holds SQLite's write lock (BEGIN IMMEDIATE): nobody else can insert until it
+                    # commits, so the ids after the largest one are ours to hand out — one executemany, no
+                    # statement per row to learn each id.
+                    first = (conn.execute(_MAX_RECORD_ID).scalar() or 0) + 1
+                    ids = list(range(first, first + len(rows)))
+                    _INSERT_RECORDS_WITH_ID_MANY.execute(conn, [{"id": rid, **row} for rid, row in zip(
+                        ids, rows, strict=True)], memo)
+                else:
+                    ids = _INSERT_RECORDS_MANY.returning(conn, rows, memo)
+                _INSERT_NAME_MANY.execute(conn, [_name_values(record_id, doctype, source, now)
                                                  for record_id, (source, canonical, _) in zip(ids, fresh, strict=True)],
                                           memo)
                 _INSERT_ATTEMPT_MANY.execute(conn, [{  # the inserts about to be sent (see note_attempt)
@@ -326,31 +340,41 @@ class SyncState:
                     conn.execute(delete(_RECORD).where(_RECORD.c.id.in_(ids)))
 
     def mark_synced_many(
-        self, doctype: str, synced: list[tuple[int, dict[str, Any], str, list[Side]]], logs: list[dict[str, Any]]
+        self, doctype: str, synced: list[tuple[int, dict[str, Any], str, list[Side]]], logs: list[dict[str, Any]],
+        *, texts: Iterable[tuple[dict[str, Any], str]] = (),
     ) -> None:
-        """`mark_synced` for a batch — (record id, base, base hash, sides) each — and its log lines, one commit."""
+        """`mark_synced` for a batch — (record id, base, base hash, sides) each — and its log lines, one commit.
+
+        `texts` as for `begin_create_many`: bases already in canonical JSON.
+        """
         now = utcnow()
         with self.db.write() as session:
             conn = session.connection()
-            memo: dict[Any, Any] = {}  # each base stored up to three times, serialised once
+            memo = json_texts(texts)  # and the batch's timestamp, converted once
             _SYNCED_MANY.execute(conn, [{"rid": rid, "base": base, "base_hash": base_hash, "now": now}
                                         for rid, base, base_hash, _ in synced], memo)
-            present: set[tuple[int, str]] = set()
+            present: dict[tuple[int, str], tuple[str, str | None, str | None]] = {}
             for chunk in _chunks([rid for rid, _, _, _ in synced]):
-                present.update((rid, site) for rid, site in conn.execute(select(_NAME.c.record_id, _NAME.c.site).where(
-                    _NAME.c.record_id.in_(chunk))))
+                present.update(((rid, site), (name, content_hash, modified)) for rid, site, name, content_hash, modified
+                               in conn.execute(select(_NAME.c.record_id, _NAME.c.site, _NAME.c.name,
+                                                      _NAME.c.content_hash, _NAME.c.modified)
+                                               .where(_NAME.c.record_id.in_(chunk))))
             updates, inserts = [], []
-            for record_id, base, _, sides in synced:
+            for record_id, _, _, sides in synced:
                 for side in sides:
-                    if (record_id, side.site) in present:
+                    recorded = present.get((record_id, side.site))
+                    if recorded is None:
+                        inserts.append(_name_values(record_id, doctype, side, now))
+                    elif recorded != (side.name, side.content_hash, side.modified):
+                        # A side recorded exactly so already (the source of a create, recorded with its intent)
+                        # is left as it is: its `synced_at` stays the time these values were recorded.
                         updates.append({"rid": record_id, "s": side.site, "n": side.name, "h": side.content_hash,
-                                        "m": side.modified, "snap": base, "now": now})
-                    else:
-                        inserts.append(_name_values(record_id, doctype, side, base, now))
+                                        "m": side.modified, "now": now})
             _NAME_SYNCED_MANY.execute(conn, updates, memo)
             _INSERT_NAME_MANY.execute(conn, inserts, memo)
-            paired = [{"rid": record_id} for record_id, _, _, sides in synced if len(sides) > 1]
-            _FORGET_ATTEMPTS_MANY.execute(conn, paired)  # the counterparts' names are known now
+            paired = [record_id for record_id, _, _, sides in synced if len(sides) > 1]
+            for chunk in _chunks(paired):  # the counterparts' names are known now
+                conn.execute(_FORGET_ATTEMPTS_IN, {"rids": chunk})
             add_logs(session, logs)
 
     def mark_synced(
@@ -373,10 +397,9 @@ class SyncState:
             conn.execute(_SYNCED, {"rid": record_id, "base": base, "base_hash": base_hash, "now": now})
             for side in sides:
                 changed = conn.execute(_NAME_SYNCED, {"rid": record_id, "s": side.site, "n": side.name,
-                                                      "h": side.content_hash, "m": side.modified, "snap": base,
-                                                      "now": now})
+                                                      "h": side.content_hash, "m": side.modified, "now": now})
                 if not changed.rowcount:
-                    conn.execute(_INSERT_NAME, _name_values(record_id, doctype, side, base, now))
+                    conn.execute(_INSERT_NAME, _name_values(record_id, doctype, side, now))
             if len(sides) > 1:
                 conn.execute(_FORGET_ATTEMPTS, {"rid": record_id})  # the counterpart's name is known now
             if log is not None:
@@ -518,8 +541,8 @@ def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
     return [values[i:i + size] for i in range(0, len(values), size)]
 
 
-def _name_values(
-    record_id: int, doctype: str, side: Side, snapshot: dict[str, Any], now: datetime
-) -> dict[str, Any]:
+def _name_values(record_id: int, doctype: str, side: Side, now: datetime) -> dict[str, Any]:
+    # `snapshot` is left empty: nothing reads it (the merge base is the record's `base`; conflicts carry their own
+    # versions), and writing the document into every side row cost more than any other part of the state write.
     return {"record_id": record_id, "site": side.site, "doctype": doctype, "name": side.name,
-            "content_hash": side.content_hash, "snapshot": snapshot, "modified": side.modified, "synced_at": now}
+            "content_hash": side.content_hash, "snapshot": None, "modified": side.modified, "synced_at": now}

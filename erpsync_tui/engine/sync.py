@@ -693,7 +693,11 @@ class SyncEngine:
                         outcome=outcome, direction=direction, error_code=code)
 
     def _lock(self, doctype: str, site: str, name: str) -> asyncio.Lock:
-        return self._locks.setdefault((doctype, site, name), asyncio.Lock())
+        key = (doctype, site, name)
+        lock = self._locks.get(key)
+        if lock is None:  # built only when missing: the bulk path asks for one per listed document
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
     def _check_site(self, site: str) -> None:
         if site not in self.pair:

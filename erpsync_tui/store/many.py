@@ -14,16 +14,27 @@ fill (every defaulted column must be given); anything else goes through `Connect
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import JSON, Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
 _SHARED = (dict, list, datetime)  # converted once per call (documents, the batch's timestamp); others each time
+_JSON = "json"  # the memo kind of every JSON column's bind processor (one dialect, one serialiser)
+
+
+def json_texts(texts: Iterable[tuple[Any, str]]) -> dict[Any, Any]:
+    """A memo that already holds the JSON text of some documents: (document, its JSON text) pairs.
+
+    For a caller that serialised a document anyway (the canonical form it hashes): JSON columns then store that
+    text instead of serialising the document again. The text must be JSON that reads back equal to the document;
+    the documents must stay alive as long as the memo (it is keyed by their ids).
+    """
+    return {(_JSON, id(document)): text for document, text in texts}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +89,8 @@ class Many:
                 if name in keys:
                     names.append(name)
                     if processor is not None:
-                        processors.append((position, processor, f"{type(impl).__qualname__}:{impl!r}"))
+                        kind = _JSON if isinstance(impl, JSON) else f"{type(impl).__qualname__}:{impl!r}"
+                        processors.append((position, processor, kind))
                 elif bind.required:
                     break  # a value only SQLAlchemy knows how to fill in
                 else:

@@ -92,7 +92,7 @@ class SyncRecord(SQLModel, table=True):
 
 
 class SyncName(SQLModel, table=True):
-    """The name, hash and snapshot of a synced document on one site (names differ across sites)."""
+    """The name, hash and `modified` of a synced document on one site (names differ across sites)."""
 
     __tablename__ = "sync_name"
     __table_args__ = (UniqueConstraint("site", "doctype", "name", name="uq_sync_name_site_doc"),)
@@ -102,6 +102,8 @@ class SyncName(SQLModel, table=True):
     doctype: str
     name: str
     content_hash: str | None = None
+    # No longer written (NULL): nothing read it, the merge base is the record's `base`. Kept so that databases
+    # made before still open under the same schema.
     snapshot: dict[str, Any] | None = _optional_json_field()
     modified: str | None = None  # the site's own `modified` string after our last read or write
     synced_at: datetime = Field(default_factory=utcnow)

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from erpsync_tui.config import AppConfig, DoctypePolicy
 from erpsync_tui.connectors.base import (
     CircuitOpen,
@@ -453,7 +455,15 @@ class SyncEngine:
             if not await self._run(self.state.absorb_half_record, record.record_id, other.record_id, target_site):
                 return await self._sync_once(record.doctype, source.site, source.name or "", force_from=None,
                                              depth=depth)
-        return await self._link_without_base(policy, record, source, existing, depth)
+        try:
+            return await self._link_without_base(policy, record, source, existing, depth)
+        except IntegrityError:
+            if other is not None:
+                raise
+            # The other site's half record appeared after we looked (its task recorded its create intent in
+            # between): our link, all rolled back, met its name row. Look again: now there is a half to absorb.
+            return await self._sync_once(record.doctype, source.site, source.name or "", force_from=None,
+                                         depth=depth)
 
     # ==================================================================================== deletes
 

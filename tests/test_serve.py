@@ -63,6 +63,16 @@ def wait_until(predicate, limit: float = 20.0) -> None:
         time.sleep(0.1)
 
 
+def send_webhook_for_new_customer(cluster: SimCluster, port: int, customer_name: str) -> None:
+    """A customer inserted on cloud (its own webhooks off) and the signed webhook Frappe would send for it."""
+    doc = cluster["cloud"].insert("Customer", {"customer_name": customer_name, "customer_type": "Company"},
+                                  fire_webhooks=False)
+    body = json.dumps({"doctype": "Customer", "name": doc["name"], "modified": doc["modified"]}).encode()
+    answer = httpx.post(f"http://127.0.0.1:{port}/webhook/cloud", content=body,
+                        headers={"X-Frappe-Webhook-Signature": sign_webhook(body, SECRET)}, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
 def test_two_serve_processes_one_database_and_clean_sigterm(setup, cluster: SimCluster) -> None:
     base, env, db_path, port = setup
     first = subprocess.Popen([*base, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -75,12 +85,7 @@ def test_two_serve_processes_one_database_and_clean_sigterm(setup, cluster: SimC
         assert "lease is held by" in second.stderr and str(first.pid) in second.stderr
 
         # A signed webhook from the cloud site reaches the receiver and the document lands on local.
-        doc = cluster["cloud"].insert("Customer", {"customer_name": "Via Webhook", "customer_type": "Company"},
-                                      fire_webhooks=False)
-        body = json.dumps({"doctype": "Customer", "name": doc["name"], "modified": doc["modified"]}).encode()
-        answer = httpx.post(f"http://127.0.0.1:{port}/webhook/cloud", content=body,
-                            headers={"X-Frappe-Webhook-Signature": sign_webhook(body, SECRET)}, timeout=10)
-        assert answer.status_code == 200, answer.text
+        send_webhook_for_new_customer(cluster, port, "Via Webhook")
         wait_until(lambda: cluster["local"].count("Customer") == 1)
 
         first.send_signal(signal.SIGUSR1)  # an operator asks a running daemon where it is: stacks, no stop
@@ -159,12 +164,7 @@ def test_serve_with_receiver_workers_syncs_webhooks_and_stops_them(setup, cluste
         wait_until(lambda: _healthy(port), limit=60)
         workers = _children(serve.pid)
         assert len(workers) == 2
-        doc = cluster["cloud"].insert("Customer", {"customer_name": "Via Worker", "customer_type": "Company"},
-                                      fire_webhooks=False)
-        body = json.dumps({"doctype": "Customer", "name": doc["name"], "modified": doc["modified"]}).encode()
-        answer = httpx.post(f"http://127.0.0.1:{port}/webhook/cloud", content=body,
-                            headers={"X-Frappe-Webhook-Signature": sign_webhook(body, SECRET)}, timeout=10)
-        assert answer.status_code == 200, answer.text
+        send_webhook_for_new_customer(cluster, port, "Via Worker")
         wait_until(lambda: cluster["local"].count("Customer") == 1)  # the engine, woken by a worker, synced it
         assert httpx.get(f"http://127.0.0.1:{port}/status", timeout=10).json()["engine"] == "running"
         serve.send_signal(signal.SIGTERM)

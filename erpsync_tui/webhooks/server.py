@@ -26,19 +26,26 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuseport: bool = False) -> socket.socket:
+    """A non-blocking TCP socket bound to host:port (0 → ephemeral); `reuseport` lets sibling processes share it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP; without it
     # every response (headers and body are written separately) can wait ~40 ms for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # quick restart on a fixed port
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.setblocking(False)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class ReceiverHandle:
@@ -54,8 +61,7 @@ class ReceiverHandle:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
 
     @property
     def running(self) -> bool:
@@ -80,7 +86,7 @@ async def serve_receiver(app: ASGIApp, host: str, port: int, *, log_level: str =
                          sock: socket.socket | None = None) -> ReceiverHandle:
     """Serve `app` on host:port (0 → an ephemeral port), or on `sock` already bound, as a task of the running
     loop; returns once listening."""
-    sock = sock if sock is not None else _bind(host, port)
+    sock = sock if sock is not None else bind(host, port)
     config = uvicorn.Config(
         app,
         log_config=None,  # keep the daemon's logging (and its secret redaction) as it is

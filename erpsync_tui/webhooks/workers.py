@@ -42,6 +42,7 @@ from erpsync_tui.engine.metrics import Metrics
 from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.queries import queue_depth
+from erpsync_tui.webhooks.server import bind, http_url
 
 log = logging.getLogger("erpsync.webhooks")
 
@@ -68,17 +69,7 @@ def reuseport_supported() -> bool:
 
 def bind_reuseport(host: str, port: int) -> socket.socket:
     """A TCP socket on host:port (0 → an ephemeral port) that other SO_REUSEPORT sockets may share."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # IPPROTO_TCP: see server._bind
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return bind(host, port, reuseport=True)
 
 
 class ReceiverWorkers:
@@ -117,8 +108,7 @@ class ReceiverWorkers:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
 
     @property
     def running(self) -> bool:

@@ -44,7 +44,7 @@ class WorkerMetrics:
 
     def rejected(self, reason: str) -> None:
         self.rejected_total[reason] = self.rejected_total.get(reason, 0) + 1
-        self._send(f"rejected {self.index} {reason} {self.rejected_total[reason]}")
+        self.send(f"rejected {self.index} {reason} {self.rejected_total[reason]}")
 
     def set_queue_depth(self, _by_status: Any) -> None:
         """The engine refreshes the queue depth in its snapshot."""
@@ -57,10 +57,7 @@ class WorkerMetrics:
 
     def stored(self) -> None:
         self._report_scheduled = False
-        self._send(f"stored {self.index} {self.accepted_total}")
-
-    def send(self, line: str) -> None:
-        self._send(line)
+        self.send(f"stored {self.index} {self.accepted_total}")
 
     def flush(self) -> None:
         """Resend what a full pipe refused; totals always, so the engine's counters catch up."""
@@ -68,9 +65,9 @@ class WorkerMetrics:
         lines = [f"stored {self.index} {self.accepted_total}"]
         lines += [f"rejected {self.index} {reason} {total}" for reason, total in self.rejected_total.items()]
         for line in lines:
-            self._send(line)
+            self.send(line)
 
-    def _send(self, line: str) -> None:
+    def send(self, line: str) -> None:
         try:
             os.write(self.notify_fd, line.encode("ascii") + b"\n")  # < PIPE_BUF: never interleaved with a sibling
         except BlockingIOError:

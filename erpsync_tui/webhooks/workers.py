@@ -185,9 +185,7 @@ class ReceiverWorkers:
     def _read_notifications(self) -> None:
         try:
             chunk = os.read(self._notify_read, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
+        except OSError:  # BlockingIOError: nothing to read yet
             return
         self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
@@ -268,8 +266,7 @@ class ReceiverWorkers:
         if self._notify_read >= 0:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._notify_read)
-            with contextlib.suppress(BlockingIOError):
-                self._read_notifications()  # the last totals the workers sent as they stopped
+            self._read_notifications()  # the last totals the workers sent as they stopped
             for fd in (self._notify_read, self._notify_write):
                 with contextlib.suppress(OSError):
                     os.close(fd)

@@ -366,6 +366,7 @@ class FrappeConnector:
         self._transport = transport
         self._clients: list[httpx.AsyncClient] = []
         self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        self._closing: set[asyncio.Task[None]] = set()  # retired clients being closed (see _give_back)
 
     def _new_client(self) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
@@ -399,6 +400,8 @@ class FrappeConnector:
         clients, self._clients = self._clients, []
         for client in clients:
             await client.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     @property
     def circuit_state(self) -> str:
@@ -695,14 +698,35 @@ class FrappeConnector:
                 self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
                 started = time.perf_counter()
                 client = await self._take_client()
+                answered = False
                 try:
-                    return await client.request(method, path, params=params, json=body)
+                    response = await client.request(method, path, params=params, json=body)
+                    answered = True
+                    return response
                 except httpx.TransportError as exc:
                     raise self._transport_error(exc, f"{method} {path}") from exc
                 finally:
-                    self._free.put_nowait(client)
+                    self._give_back(client, reusable=answered)
                     self.stats.in_flight -= 1
                     self.stats.last_latency_ms = (time.perf_counter() - started) * 1000
+
+    def _give_back(self, client: httpx.AsyncClient, *, reusable: bool) -> None:
+        """Return a client to the free queue, or retire it when its request ended without an answer.
+
+        A request cancelled while httpcore 1.0.9 opens its connection leaves that connection in the client's pool
+        for good (encode/httpcore#1093), and with one connection per client every later request on it would end
+        in PoolTimeout. A client whose request was cancelled or failed in transport is closed in the background
+        instead, and the next request makes a new one.
+        """
+        if reusable:
+            self._free.put_nowait(client)
+            return
+        self._clients.remove(client)
+        if self._transport is not None:
+            return  # a transport handed in is shared by every client: closing this one would close it for all
+        closing = asyncio.get_running_loop().create_task(_close_quietly(client))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     def _read(self, response: httpx.Response, where: str) -> Any:
         self.stats.last_status = response.status_code
@@ -771,6 +795,13 @@ class FrappeConnector:
         level = logging.WARNING if error.retryable or isinstance(error, AuthenticationFailed) else logging.INFO
         log.log(level, "%s", error)
         return error
+
+
+async def _close_quietly(client: httpx.AsyncClient) -> None:
+    try:
+        await client.aclose()
+    except Exception as exc:  # a retired client: nothing waits for it, and its socket is gone either way
+        log.debug("closing a retired HTTP client: %s", exc)
 
 
 def _data(body: Any) -> Any:

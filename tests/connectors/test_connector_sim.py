@@ -342,3 +342,19 @@ async def test_secret_never_reaches_errors_or_logs(
     for secret in (cloud.api_secret, wrong):
         assert not any(secret in t for t in texts)
     assert any("ERP00" in r.getMessage() for r in caplog.records if r.name == "erpsync.connector")
+
+
+async def test_a_request_cancelled_at_any_point_leaves_the_connector_usable(
+    make_connector: MakeConnector, cloud: Any
+) -> None:
+    # httpcore 1.0.9 leaves a connection cancelled while it connects in its pool for good (encode/httpcore#1093):
+    # with one connection per client, every later request on that client ended in PoolTimeout (ERP007). Cancel
+    # after every number of event-loop turns a request takes, so each of its await points is hit once.
+    connector = make_connector(max_concurrency=1, timeout_seconds=1.0, max_retries=0)
+    for turns in range(60):
+        request = asyncio.create_task(connector.whoami())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        request.cancel()
+        await asyncio.gather(request, return_exceptions=True)
+        assert await connector.whoami() == cloud.user, f"cancelled after {turns} turns"

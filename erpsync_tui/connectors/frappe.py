@@ -449,6 +449,22 @@ class FrappeConnector:
                                               site=self.site))
         return names
 
+    async def rows_by_name(
+        self, doctype: str, names: Sequence[str], *, fields: Sequence[str] = ("*",)
+    ) -> dict[str, dict[str, Any]]:
+        """The list rows of these documents, by name; a name the site does not have is left out.
+
+        One list request per chunk of names (`name in`, the chunk's JSON kept well inside a URL), asking for exactly
+        as many rows as names: names are unique, so a full page is the whole answer and no further page is read.
+        """
+        rows: dict[str, dict[str, Any]] = {}
+        field_list = list(dict.fromkeys([*fields, "name"])) if "*" not in fields else list(fields)
+        for chunk in name_chunks(list(dict.fromkeys(names))):
+            for row in await self._page(doctype, field_list, [["name", "in", chunk]], "name asc", 0, len(chunk)):
+                if isinstance(row, dict) and row.get("name") in chunk:
+                    rows[row["name"]] = row
+        return rows
+
     async def table_fields(self, doctype: str) -> frozenset[str]:
         """The doctype's child-table fields on this site: Table fields of its DocType plus custom ones.
 
@@ -802,6 +818,23 @@ async def _close_quietly(client: httpx.AsyncClient) -> None:
         await client.aclose()
     except Exception as exc:  # a retired client: nothing waits for it, and its socket is gone either way
         log.debug("closing a retired HTTP client: %s", exc)
+
+
+def name_chunks(names: Sequence[str], max_chars: int = 3000) -> list[list[str]]:
+    """Names for `name in` filters, in chunks whose JSON stays well inside a URL."""
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for name in names:
+        cost = len(json.dumps(name)) + 1
+        if current and size + cost > max_chars:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(name)
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _data(body: Any) -> Any:

@@ -6,7 +6,6 @@ import asyncio
 import collections
 import csv
 import io
-import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -327,7 +326,7 @@ async def bulk_eligible(engine: SyncEngine, doctype: str) -> bool:
     eligible = True
     for site in engine.pair:
         connector: Any = engine.connectors[site]
-        if not (hasattr(connector, "insert_many") and hasattr(connector, "table_fields")):
+        if not all(hasattr(connector, m) for m in ("insert_many", "table_fields", "rows_by_name")):
             eligible = False
             break
         try:
@@ -588,12 +587,8 @@ class _Batch:
 
     async def _read_back(self, names: list[str]) -> list[Fetched]:
         """The created documents, in the order of `names` (one list request per chunk of names)."""
-        rows: dict[str, dict[str, Any]] = {}
-        connector = self.engine.connectors[self.target]
-        for chunk in _name_chunks(names):
-            async for row in connector.list_documents(self.doctype, fields=("*",), filters=[["name", "in", chunk]],
-                                                      page_size=len(chunk)):
-                rows[row["name"]] = row
+        connector: Any = self.engine.connectors[self.target]
+        rows = await connector.rows_by_name(self.doctype, names)
         listed = [rows[n] for n in names if n in rows]
         return await asyncio.to_thread(
             lambda: [_fetched_now(self.engine, self.policy, self.target, row) for row in listed])
@@ -604,13 +599,9 @@ class _Batch:
         if not compares:
             return []
         names = [record.sides[self.target].name for _, record in compares]
-        rows: dict[str, dict[str, Any]] = {}
-        connector = self.engine.connectors[self.target]
+        connector: Any = self.engine.connectors[self.target]
         try:
-            for chunk in _name_chunks(names):
-                async for row in connector.list_documents(self.doctype, fields=("*",),
-                                                          filters=[["name", "in", chunk]], page_size=len(chunk)):
-                    rows[row["name"]] = row
+            rows = await connector.rows_by_name(self.doctype, names)
         except ConnectorError:
             return [source.name for source, _ in compares]
         listed = await asyncio.to_thread(lambda: {
@@ -655,23 +646,6 @@ def _fetched_now(engine: SyncEngine, policy: DoctypePolicy, site: str, doc: dict
 
 def _side_of(fetched: Fetched) -> Side:
     return Side(fetched.site, fetched.name or "", fetched.content_hash, fetched.modified)
-
-
-def _name_chunks(names: list[str], max_chars: int = 3000) -> list[list[str]]:
-    """Names for `name in` filters, in chunks whose JSON stays well inside a URL."""
-    chunks: list[list[str]] = []
-    current: list[str] = []
-    size = 0
-    for name in names:
-        cost = len(json.dumps(name)) + 1
-        if current and size + cost > max_chars:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(name)
-        size += cost
-    if current:
-        chunks.append(current)
-    return chunks
 
 
 def _certainly_not_applied(exc: ConnectorError) -> bool:

@@ -358,3 +358,17 @@ async def test_a_request_cancelled_at_any_point_leaves_the_connector_usable(
         request.cancel()
         await asyncio.gather(request, return_exceptions=True)
         assert await connector.whoami() == cloud.user, f"cancelled after {turns} turns"
+
+
+async def test_rows_by_name_reads_each_chunk_once_and_leaves_out_unknown_names(
+    make_connector: MakeConnector, cloud: Any, probe: str
+) -> None:
+    conn = make_connector()
+    names = [doc["name"] for doc in ordered(cloud)[:600]]
+    wanted = [*names, "no such probe", names[0]]  # an unknown name and a repeated one
+    before = conn.stats.requests
+    rows = await conn.rows_by_name(probe, wanted)
+    assert set(rows) == set(names)
+    assert all(rows[n]["title"] == cloud.get(probe, n)["title"] for n in names[:5])  # whole rows with "*"
+    # 601 distinct names of ~13 characters of JSON each, 3,000 per chunk: 3 requests — never a second page each.
+    assert conn.stats.requests - before == 3

@@ -32,12 +32,13 @@ import httpx
 
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
+from erpsync_tui.engine.batch_workers import BatchWorkers
 from erpsync_tui.engine.bulk import full_sync
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim.bench import measure_ceiling, measure_server
 from erpsync_tui.store import open_database
 
-SITES = ("cloud", "local", "baseline", "ceiling")
+SITES = ("cloud", "local", "local2", "baseline", "ceiling")
 SYSTEM = ("name", "owner", "creation", "modified", "modified_by", "idx", "doctype")
 
 
@@ -118,19 +119,34 @@ async def mix_ceiling(cloud: tuple[str, str, str], target: tuple[str, str, str],
 
 
 async def engine_run(
-    info: dict[str, tuple[str, str, str]], concurrency: int, db_path: Path
+    info: dict[str, tuple[str, str, str]], concurrency: int, db_path: Path, *, target: str = "local",
+    workers: int = 0,
 ) -> tuple[float, int, float]:
-    sites = {name: {"url": info[name][0], "max_concurrency": concurrency, "requests_per_second": 100000,
+    """A full sync cloud → `target` (as the site "local"); with `workers`, its batches in that many processes."""
+    urls = {"cloud": info["cloud"], "local": info[target]}
+    sites = {name: {"url": urls[name][0], "max_concurrency": concurrency, "requests_per_second": 100000,
                     "timeout_seconds": 30} for name in ("cloud", "local")}
     config = AppConfig.model_validate({"sites": sites, "sync": {
         "doctypes": ["Customer"], "concurrency": concurrency, "batch_size": 500}})
     db = open_database(f"sqlite:///{db_path}")
-    connectors = {name: FrappeConnector(name, config.sites[name], info[name][1], info[name][2])
+    connectors = {name: FrappeConnector(name, config.sites[name], urls[name][1], urls[name][2])
                   for name in ("cloud", "local")}
     engine = SyncEngine(config, db, connectors)
+    if workers:
+        # Started before the clock, as `serve` or `sync` start them before the first batch (~1 s each, in parallel).
+        engine.batch_workers = BatchWorkers(config, f"sqlite:///{db_path}", {
+            name: (urls[name][1], urls[name][2]) for name in ("cloud", "local")}, workers)
+        booting = time.perf_counter()
+        for future in engine.batch_workers.start():
+            future.result()
+        print(f"({workers} batch worker processes started in {time.perf_counter() - booting:.2f}s, not timed)")
     started = time.perf_counter()
     summary = await full_sync(engine, direction="cloud_to_local")
     elapsed = time.perf_counter() - started
+    if engine.batch_workers:
+        if engine.batch_workers.batches == 0:
+            print("warning: the worker processes ran no batch", file=sys.stderr)
+        engine.batch_workers.close()
     requests = sum(connector.stats.requests for connector in connectors.values())
     for connector in connectors.values():
         await connector.aclose()
@@ -147,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-docs", type=int, default=300, help="documents the slow baseline syncs")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--ceiling-seconds", type=float, default=4.0)
+    parser.add_argument("--engine-workers", type=int, default=2,
+                        help="also run the engine with its batches in this many worker processes (0: don't)")
     args = parser.parse_args(argv)
 
     ctx = mp.get_context("spawn")
@@ -162,6 +180,10 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             engine_rate, processed, per_doc = asyncio.run(
                 engine_run(sites, args.concurrency, Path(tmp) / "state.db"))
+            workers_rate = workers_processed = 0.0
+            if args.engine_workers:
+                workers_rate, workers_processed, _ = asyncio.run(engine_run(
+                    sites, args.concurrency, Path(tmp) / "state2.db", target="local2", workers=args.engine_workers))
         ceiling, moved = asyncio.run(mix_ceiling(sites["cloud"], sites["ceiling"]))
     finally:
         stop.set()
@@ -171,13 +193,19 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"documents synced by the engine: {processed} (latency {args.latency_ms:g} ms per request, "
           f"concurrency {args.concurrency}, {per_doc:.3f} requests per document)")
-    print(f"engine:              {engine_rate:8.1f} docs/s")
+    print(f"engine:              {engine_rate:8.1f} docs/s  (one process)")
+    if args.engine_workers:
+        print(f"engine, {args.engine_workers} workers:   {workers_rate:8.1f} docs/s  (sync.workers: "
+              f"{args.engine_workers}; {workers_processed:.0f} docs to a second fresh site)")
     print(f"sequential baseline: {baseline:8.1f} docs/s  ({args.baseline_docs} docs, one request at a time)")
     print(f"simulator ceiling:   {ceiling:8.1f} docs/s  (the engine's request mix alone, {moved} docs, same sites)")
     print(f"  (request rate, for context: {old_ceiling:.0f} req/s with 16 httpx clients, {raw:.0f} req/s raw "
           "sockets, GET/PUT mix, no latency)")
     print(f"engine / baseline:   {engine_rate / baseline:8.1f}x   (target >= 10x)")
     print(f"engine / ceiling:    {100 * engine_rate / ceiling:8.1f}%   (target >= 60%)")
+    if args.engine_workers:
+        print(f"  with {args.engine_workers} workers:    {workers_rate / baseline:8.1f}x, "
+              f"{100 * workers_rate / ceiling:.1f}% of the ceiling")
 
 
 if __name__ == "__main__":

@@ -352,6 +352,8 @@ def _engine_for(ctx: Context) -> Any:
 
 
 async def _close(engine: Any) -> None:
+    if getattr(engine, "batch_workers", None) is not None:
+        engine.batch_workers.close()
     for connector in engine.connectors.values():
         await connector.aclose()
 
@@ -410,25 +412,32 @@ def test_command(ctx: Context, as_json: bool) -> None:
 @click.option("--direction", default="auto", show_default=True,
               help="auto, or <from>_to_<to> (e.g. cloud_to_local) to force one direction.")
 @click.option("--limit", type=int, help="At most this many documents per doctype and site.")
+@click.option("--workers", type=click.IntRange(0, 32),
+              help="Run bulk batches in this many worker processes (default: sync.workers; 0: in this process).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 @handles_missing_secrets
 def sync_command(ctx: Context, doctype: str | None, docname: str | None, direction: str, limit: int | None,
-                 as_json: bool) -> None:
+                 workers: int | None, as_json: bool) -> None:
     """Run a full sync now (resumes an interrupted one from its checkpoint)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from erpsync_tui.engine.bulk import full_sync, sources_for
+    from erpsync_tui.engine.factory import build_batch_workers
 
     if docname and not doctype:
         raise click.UsageError("--docname needs --doctype")
     engine = _engine_for(ctx)
+    if not docname:
+        engine.batch_workers = build_batch_workers(engine.config, engine.db.url, workers)
     try:
         sources_for(engine, direction)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
     async def run(progress: Progress | None) -> Any:
+        if engine.batch_workers is not None:
+            engine.batch_workers.start()  # they boot (~1 s) while the listing starts
         task = progress.add_task("starting", total=None) if progress else None
 
         def report(what: str, done: int) -> None:

@@ -94,6 +94,9 @@ class SyncConfig(_Strict):
     propagate_deletes: bool = True
     batch_size: PositiveInt = 100
     concurrency: PositiveInt = 8
+    # 0: a full sync runs in the engine's process. N: its bulk batches run in N worker processes beside it, for
+    # more documents per second than one process's one thread of Python gives (`erpsync-tui sync`; README).
+    workers: Annotated[int, Field(ge=0, le=32)] = 0
     retry: RetryConfig = Field(default_factory=RetryConfig)
     overrides: dict[str, DoctypeOverride] = Field(default_factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +119,16 @@ def test_doctor_passes_then_names_the_failing_step(run, cluster: SimCluster) -> 
     verdict = json.loads(failing.output)["triage"]
     assert verdict["step"] == "authentication"
     assert any(check["error_code"] == "ERP002" for check in verdict["failing"])
+
+
+def test_sync_with_worker_processes(run, cluster: SimCluster, caplog: pytest.LogCaptureFixture) -> None:
+    cluster["cloud"].seed(150)
+    with caplog.at_level(logging.INFO, logger="erpsync.engine"):
+        first = run("sync", "--workers", "2", "--json")
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.output)
+    assert summary["failed"] == 0 and summary["outcomes"]["created"] >= 150
+    batches = [r for r in caplog.records if "worker processes stopped after" in r.getMessage()]
+    assert batches and int(batches[0].getMessage().split("after ")[1].split()[0]) > 0
+    assert json.loads(run("sync", "--json").output)["writes"] == 0  # and a second pass in-process writes nothing
+    assert run("sync", "--workers", "33").exit_code == 2

@@ -46,6 +46,13 @@ class SyncSummary:
         self.writes += result.writes
         self.outcomes[str(result.outcome)] += 1
 
+    def merge(self, part: dict[str, Any]) -> None:
+        """Add another summary's counts (as_dict() of one, e.g. from a batch worker)."""
+        self.processed += part["processed"]
+        self.writes += part["writes"]
+        self.failed += part["failed"]
+        self.outcomes.update(part["outcomes"])
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["outcomes"] = dict(self.outcomes)
@@ -128,7 +135,8 @@ async def _walk(
     batches: asyncio.Queue[list[dict[str, Any]] | BaseException | None] = asyncio.Queue(maxsize=1)
     reader = asyncio.create_task(_read_batches(rows, batch_size, batches))
     in_flight: collections.deque[tuple[asyncio.Task[bool], int]] = collections.deque()
-    depth = BULK_BATCHES_IN_FLIGHT if bulk else 1
+    workers = engine.batch_workers
+    depth = max(BULK_BATCHES_IN_FLIGHT, workers.processes + 1 if workers and workers.usable else 0) if bulk else 1
     done = 0
 
     async def finish_oldest() -> None:
@@ -408,8 +416,15 @@ async def _bulk_batch(
                 lock.release()
 
     try:
-        fallback += await _bulk_locked(engine, doctype, site, mine, summary, force_from=force_from,
-                                       release=release)
+        workers = engine.batch_workers
+        ran = await workers.run(doctype, site, mine, force_from, engine.fence) if workers and mine else None
+        if ran is None:
+            fallback += await _bulk_locked(engine, doctype, site, mine, summary, force_from=force_from,
+                                           release=release)
+        else:  # a worker process ran it (engine/batch_workers.py), under the locks this process holds
+            part, handed_back = ran
+            summary.merge(part)
+            fallback += handed_back
     finally:
         release(list(held))
     if busy:  # unchanged since recorded (by the sync that held it, often): no request, as in _sync_batch

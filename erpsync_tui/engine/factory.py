@@ -7,6 +7,7 @@ import logging
 from erpsync_tui import secrets
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
+from erpsync_tui.engine.batch_workers import BatchWorkers
 
 log = logging.getLogger("erpsync.engine")
 
@@ -31,3 +32,15 @@ def build_connectors(config: AppConfig) -> dict[str, FrappeConnector]:
         log.info("site=%s credentials from %s", name, creds.source)
         connectors[name] = FrappeConnector(name, config.sites[name], creds.api_key, creds.api_secret)
     return connectors
+
+
+def build_batch_workers(config: AppConfig, db_url: str, processes: int | None = None) -> BatchWorkers | None:
+    """Worker processes for full-sync batches (`sync.workers`, or `processes`); None for none. Not yet started."""
+    count = config.sync.workers if processes is None else processes
+    if count <= 0:
+        return None
+    credentials = {}
+    for name in config.pair:
+        creds = secrets.site_credentials(name)
+        credentials[name] = (creds.api_key, creds.api_secret)
+    return BatchWorkers(config, db_url, credentials, count)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -36,6 +36,9 @@ from erpsync_tui.engine.state import AttemptNoted, PendingCreate, RecordView, Si
 from erpsync_tui.errors import ErpSyncError, ErrorCode
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import RecordStatus
+
+if TYPE_CHECKING:
+    from erpsync_tui.engine.batch_workers import BatchWorkers
 
 log = logging.getLogger("erpsync.engine")
 
@@ -115,6 +118,7 @@ class SyncEngine:
         self.actor = actor
         self.fence = fence  # the engine lease holder we run under: no create is sent once it is lost
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self.batch_workers: BatchWorkers | None = None  # full-sync batches in worker processes (sync.workers)
         self._users: dict[str, str] = {}  # site → the user our credentials log in as
 
     # ==================================================================================== public API

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-docs", type=int, default=300, help="documents the slow baseline syncs")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--ceiling-seconds", type=float, default=4.0)
-    parser.add_argument("--engine-workers", type=int, default=2,
+    parser.add_argument("--engine-workers", type=int, default=3,
                         help="also run the engine with its batches in this many worker processes (0: don't)")
     args = parser.parse_args(argv)
 

@@ -136,7 +136,7 @@ async def _walk(
     reader = asyncio.create_task(_read_batches(rows, batch_size, batches))
     in_flight: collections.deque[tuple[asyncio.Task[bool], int]] = collections.deque()
     workers = engine.batch_workers
-    depth = max(BULK_BATCHES_IN_FLIGHT, workers.processes + 1 if workers and workers.usable else 0) if bulk else 1
+    depth = max(BULK_BATCHES_IN_FLIGHT, 2 * workers.processes if workers and workers.usable else 0) if bulk else 1
     done = 0
 
     async def finish_oldest() -> None:

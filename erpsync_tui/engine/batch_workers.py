@@ -19,6 +19,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -67,8 +68,6 @@ class BatchWorkers:
             future: Future[tuple[dict[str, Any], list[str]]] = self._pool.submit(
                 _run_batch, doctype, site, rows, force_from, fence)
             result = await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # BrokenProcessPool, a worker that could not start: run it here instead
             log.warning("code=ERP010 full-sync worker processes stopped working (%s): batches run in the engine's "
                         "process from now on", exc)
@@ -106,8 +105,6 @@ def _init_worker(bootstrap: dict[str, Any]) -> None:
 
 
 def _booted() -> int:
-    import time
-
     time.sleep(0.05)  # held a moment, so that the next warm-up task finds this worker busy and spawns another
     return os.getpid()
 

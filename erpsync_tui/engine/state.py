@@ -381,12 +381,15 @@ class SyncState:
         self,
         record_id: int,
         doctype: str,
-        base: dict[str, Any],
-        base_hash: str,
+        base: dict[str, Any] | None,
+        base_hash: str | None,
         sides: list[Side],
         log: dict[str, Any] | None = None,
     ) -> None:
         """Both sides now hold `base`: store it as the merge base and each side's name/hash/modified.
+
+        `base` None links two documents that were never synced together (first contact, a lost create edited
+        since): they share no ancestor, so none is stored — durably, or a later pass would merge against it.
 
         One transaction of plain statements (no ORM unit of work): this runs once per synced document, and
         the outcome's log line (`log`) is written in the same transaction, so state and log never disagree.

@@ -308,12 +308,12 @@ class SyncEngine:
         """Record `source` and `target` as one document's two copies, then settle every differing field.
 
         No base and no synced hash on either side: both count as changed, so merge/policy/manual (not arrival
-        order) decide each field that differs.
+        order) decide each field that differs. The missing base is stored as missing: the first side's content
+        kept as a pretend base would let a later pass "merge" the other side over it.
         """
         unsynced = [Side(source.site, source.name or "", None, source.modified),
                     Side(target.site, target.name or "", None, target.modified)]
-        await self._run(self.state.mark_synced, record.record_id, record.doctype, source.canonical,
-                        source.content_hash, unsynced)
+        await self._run(self.state.mark_synced, record.record_id, record.doctype, None, None, unsynced)
         refreshed = await self._run(self.state.view, record.record_id)
         assert refreshed is not None
         refreshed.base = None

@@ -285,8 +285,10 @@ class SyncEngine:
     ) -> DocResult:
         """Link a record with the document its lost create made (edited since), then settle the content.
 
-        Neither side gets a synced hash: both count as changed, so merge/policy/manual decide every field
-        that differs, exactly as for two documents that already existed on both sites.
+        When every insert sent carried one content, that is the common ancestor: each side's edits since are
+        changes against it (merged, or policy/manual for a field both changed). Otherwise neither side gets a
+        synced hash and there is no base: both count as changed, so policy/manual decide every field that
+        differs, exactly as for two documents that already existed on both sites.
         """
         origin_site = self.other(created.site)
         await self._log(f"adopted {created.name} on {created.site}: our own create whose answer was lost, edited "
@@ -300,7 +302,40 @@ class SyncEngine:
             paired = await self._run(self.state.view, record.record_id)
             assert paired is not None
             return await self._deleted(policy, paired, {origin_site: source, created.site: created}, depth=depth)
+        sent = await self._run(self._only_payload_sent, record, created.site)
+        if sent is not None:
+            return await self._link_with_sent_base(policy, record, source, created, sent, depth)
         return await self._link_without_base(policy, record, source, created, depth)
+
+    def _only_payload_sent(self, record: RecordView, target_site: str) -> tuple[dict[str, Any], str] | None:
+        """What every insert sent for `record` carried, when that was one content: the copy's real ancestor.
+
+        The copy was made from it and the source held it when it was sent, so edits on either side since are
+        changes against it (merged, not decided by policy). Several different contents: which one made the copy
+        is not certain, so there is no base.
+        """
+        mine = [p for p in self.state.pending_creates(record.doctype, target_site)
+                if p.record.record_id == record.record_id]
+        if not mine or len(set(mine[0].hashes)) != 1:
+            return None
+        return mine[0].payloads[0], mine[0].hashes[0]
+
+    async def _link_with_sent_base(
+        self, policy: DoctypePolicy, record: RecordView, source: Fetched, created: Fetched,
+        sent: tuple[dict[str, Any], str], depth: int,
+    ) -> DocResult:
+        """Pair a lost create's edited copy with its source, both descended from what was sent, then compare."""
+        payload, payload_hash = sent
+        sides = [Side(source.site, source.name or "", payload_hash, None),
+                 Side(created.site, created.name or "", payload_hash, created.modified)]
+        await self._run(self.state.mark_synced, record.record_id, record.doctype, payload, payload_hash, sides)
+        view = await self._run(self.state.view, record.record_id)
+        assert view is not None
+        result = await self._compare(policy, view, {source.site: source, created.site: created}, force_from=None,
+                                     depth=depth)
+        if result.outcome == Outcome.SKIPPED:
+            result.outcome = Outcome.ADOPTED
+        return result
 
     async def _link_without_base(
         self, policy: DoctypePolicy, record: RecordView, source: Fetched, target: Fetched, depth: int

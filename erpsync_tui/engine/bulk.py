@@ -18,6 +18,7 @@ from erpsync_tui.config import DoctypePolicy
 from erpsync_tui.connectors.base import CircuitOpen, ConnectorError
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine.links import link_fields, linked_names, translate
+from erpsync_tui.engine.matching import MatchingFailed, pair_before_sync
 from erpsync_tui.engine.state import RecordView, Side
 from erpsync_tui.engine.sync import DocResult, Fetched, Outcome, SyncEngine, SyncFailed, failure_code
 from erpsync_tui.errors import ErrorCode
@@ -40,6 +41,7 @@ class SyncSummary:
     failed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    paired: int = 0  # documents both sites already held, paired by the matching rules before the walk
 
     def add(self, result: DocResult) -> None:
         self.processed += 1
@@ -84,6 +86,8 @@ async def full_sync(
     sources = sources_for(engine, direction)
     force = sources[0] if direction != "auto" else None
     for doctype in doctypes or engine.config.sync.doctypes:
+        if docname is None and not await _pair_first(engine, doctype, summary):
+            continue
         for site in sources:
             if docname is not None:
                 await _sync_batch(engine, doctype, site, [docname], summary, force_from=force, skip_known=False)
@@ -91,6 +95,29 @@ async def full_sync(
             await _walk(engine, doctype, site, "full", summary, limit=limit, force_from=force, progress=progress)
     summary.seconds = perf_counter() - started
     return summary
+
+
+async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) -> bool:
+    """Pair the documents both sites already hold before the walk creates anything (engine/matching.py).
+
+    False when the sites cannot be listed by the matching fields: the doctype is then not walked — creating
+    without knowing what the other site holds is how duplicates are made.
+    """
+    try:
+        plan = await pair_before_sync(engine, doctype)
+    except MatchingFailed as exc:
+        summary.failed += 1
+        await asyncio.to_thread(_log_matching_failure, engine, doctype, exc)
+        return False
+    summary.paired += len(plan.pairs)
+    return True
+
+
+def _log_matching_failure(engine: SyncEngine, doctype: str, exc: MatchingFailed) -> None:
+    log.warning("matching failed code=%s %s: %s", ErrorCode.FIELD_MAPPING, doctype, exc)
+    with engine.db.write() as session:
+        add_log(session, f"{exc}; {doctype} not synced in full (check sync.match.{doctype})", level="ERROR",
+                doctype=doctype, outcome="failed", error_code=str(ErrorCode.FIELD_MAPPING))
 
 
 async def incremental_sync(engine: SyncEngine, *, doctypes: Sequence[str] | None = None) -> SyncSummary:

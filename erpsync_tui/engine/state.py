@@ -139,6 +139,78 @@ class SyncState:
                     SyncName.site == site, SyncName.doctype == doctype, col(SyncName.name).in_(chunk))).all())
         return found
 
+    def unpaired_names(self, site: str, doctype: str, names: list[str]) -> set[str]:
+        """Which of `names` on `site` no record pairs or tracks yet — or only as ambiguous (matching decides)."""
+        tracked: set[str] = set()
+        with self.db.read() as session:
+            conn = session.connection()
+            for chunk in _chunks(names):
+                tracked.update(name for name, status in conn.execute(
+                    select(_NAME.c.name, _RECORD.c.status).join(_RECORD, _RECORD.c.id == _NAME.c.record_id).where(
+                        _NAME.c.site == site, _NAME.c.doctype == doctype, _NAME.c.name.in_(chunk)))
+                    if status != RecordStatus.AMBIGUOUS)
+        return {name for name in names if name not in tracked}
+
+    def record_identity(self, doctype: str, pairs: list[Any], ambiguous: list[Any],
+                        unmatched: dict[str, list[str]]) -> int:
+        """Record what matching found, in one transaction: pairs (no base: never synced together) and ambiguous
+        documents (neither paired nor created). A document ambiguous before and decided now loses that mark.
+
+        `pairs` are matching.Pairing, `ambiguous` matching.Ambiguity. Returns the number of pairs recorded (a pair
+        one of whose documents got a record meanwhile is left to the sync that made it).
+        """
+        now = utcnow()
+        decided = [(site, name) for p in pairs for site, name in p.names.items()]
+        decided += [(a.site, a.name) for a in ambiguous]
+        decided += [(site, name) for site, names in unmatched.items() for name in names]
+        with self.db.write() as session:
+            conn = session.connection()
+            by_site: dict[str, list[str]] = {}
+            for site, name in decided:
+                by_site.setdefault(site, []).append(name)
+            stale: list[int] = []
+            tracked: set[tuple[str, str]] = set()
+            for site, names in by_site.items():
+                for chunk in _chunks(names):
+                    for name, rid, status in conn.execute(select(_NAME.c.name, _NAME.c.record_id, _RECORD.c.status)
+                                                          .join(_RECORD, _RECORD.c.id == _NAME.c.record_id).where(
+                            _NAME.c.site == site, _NAME.c.doctype == doctype, _NAME.c.name.in_(chunk))):
+                        if status == RecordStatus.AMBIGUOUS:
+                            stale.append(rid)
+                        else:
+                            tracked.add((site, name))
+            for chunk in _chunks(stale):
+                conn.execute(delete(_NAME).where(_NAME.c.record_id.in_(chunk)))
+                conn.execute(delete(_RECORD).where(_RECORD.c.id.in_(chunk)))
+            fresh = [p for p in pairs if not any((s, n) in tracked for s, n in p.names.items())]
+            marked = [a for a in ambiguous if (a.site, a.name) not in tracked]
+            rows = [{"doctype": doctype, "status": RecordStatus.SYNCED, "base": None, "base_hash": None,
+                     "origin_site": None, "created_at": now, "updated_at": now, "last_error": None,
+                     "error_code": None} for _ in fresh]
+            rows += [{"doctype": doctype, "status": RecordStatus.AMBIGUOUS, "base": None, "base_hash": None,
+                      "origin_site": a.site, "created_at": now, "updated_at": now,
+                      "last_error": _ambiguity_text(a), "error_code": "ERP009"} for a in marked]
+            ids = _insert_records(conn, rows)
+            names = [_name_values(rid, doctype, Side(site, name, None, None), now)
+                     for rid, p in zip(ids, fresh, strict=False) for site, name in p.names.items()]
+            names += [_name_values(rid, doctype, Side(a.site, a.name, None, None), now)
+                      for rid, a in zip(ids[len(fresh):], marked, strict=True)]
+            _INSERT_NAME_MANY.execute(conn, names)
+            logs = [{"message": f"ambiguous: {doctype} {a.name} on {a.site} {_ambiguity_text(a)}; not paired, not "
+                                "created — see `erpsync-tui match`", "level": "WARNING", "site": a.site,
+                     "doctype": doctype, "name": a.name, "outcome": "ambiguous", "error_code": "ERP009"}
+                    for a in marked]
+            if fresh:
+                logs.append({"message": f"matched {len(fresh)} {doctype} documents both sites already held (no "
+                                        "base: differing ones follow the policy as a first contact)",
+                             "level": "INFO", "doctype": doctype, "outcome": "paired"})
+            add_logs(session, logs)
+            return len(fresh)
+
+    def mark_ambiguous(self, doctype: str, ambiguity: Any) -> None:
+        """Record one document as ambiguous (a matching.Ambiguity) unless something tracks it already."""
+        self.record_identity(doctype, [], [ambiguity], {})
+
     def view(self, record_id: int) -> RecordView | None:
         with self.db.read() as session:
             return _view(session.connection(), record_id)
@@ -538,6 +610,25 @@ def _views(conn: Connection, record_ids: list[int]) -> dict[int, RecordView]:
             if rid in views:
                 views[rid].sides[site] = Side(site, name, content_hash, modified)
     return views
+
+
+def _ambiguity_text(ambiguity: Any) -> str:
+    shown = ", ".join(ambiguity.candidates[:5]) + (" …" if len(ambiguity.candidates) > 5 else "")
+    return (f"matches {len(ambiguity.candidates)} documents on the other site by {'+'.join(ambiguity.rule)}: "
+            f"{shown}")
+
+
+def _insert_records(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert sync_record rows in one executemany; their ids in order."""
+    if not rows:
+        return []
+    if conn.dialect.name == "sqlite":
+        # The caller's transaction holds SQLite's write lock (BEGIN IMMEDIATE): the ids after the largest are ours.
+        first = (conn.execute(_MAX_RECORD_ID).scalar() or 0) + 1
+        ids = list(range(first, first + len(rows)))
+        _INSERT_RECORDS_WITH_ID_MANY.execute(conn, [{"id": rid, **row} for rid, row in zip(ids, rows, strict=True)])
+        return ids
+    return _INSERT_RECORDS_MANY.returning(conn, rows)
 
 
 def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:

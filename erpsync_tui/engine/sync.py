@@ -31,7 +31,9 @@ from erpsync_tui.connectors.base import (
     TimestampMismatch,
 )
 from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine import matching
 from erpsync_tui.engine.links import link_fields, linked_names, translate
+from erpsync_tui.engine.matching import Rule
 from erpsync_tui.engine.state import AttemptNoted, PendingCreate, RecordView, Side, SyncState
 from erpsync_tui.errors import ErpSyncError, ErrorCode
 from erpsync_tui.store.db import Database
@@ -62,6 +64,7 @@ class Outcome(StrEnum):
     RESOLVED = "resolved"
     DELETED = "deleted"
     ADOPTED = "adopted"  # a lost create found on the target, or a document both sites already had
+    AMBIGUOUS = "ambiguous"  # matches 2+ documents on the other site: neither paired nor created (ERP009)
     NOT_FOUND = "not_found"
 
 
@@ -166,6 +169,10 @@ class SyncEngine:
         policy = self.config.policy_for(doctype)
         record = await self._run(self.state.find, site, doctype, name)
         source = await self._fetch(policy, site, name)
+        if record is not None and record.status == RecordStatus.AMBIGUOUS:
+            # Left for the operator; a full sync's matching pass (or `erpsync-tui match`) looks at it again.
+            return await self._done(DocResult(doctype, site, name, Outcome.AMBIGUOUS,
+                                              detail="matches several documents on the other site; not created"))
         if record is None:
             if source.doc is None:
                 return await self._done(DocResult(doctype, site, name, Outcome.NOT_FOUND))
@@ -260,11 +267,93 @@ class SyncEngine:
         owner = await self._own_create_awaiting_its_name(policy, source)
         if owner is not None:
             return await self._pair_lost_create(policy, owner, source, depth)
+        matched = await self._match_on_target(policy, source)
+        if matched is not None:
+            return await self._settle_match(policy, source, matched, depth)
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
         if target_site in record.sides:  # another task finished this create meanwhile
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         return await self._create_on_target(policy, record, source, depth)
+
+    async def _match_on_target(self, policy: DoctypePolicy, source: Fetched) -> tuple[Rule, list[str]] | None:
+        """The unpaired documents on the other site this one matches by the doctype's rules, before creating it.
+
+        Rules in order; the first under which any candidate exists decides: (rule, candidate names). Asked with
+        list requests filtered by the rule's fields (`like`: case-insensitive on the site), confirmed by the
+        normalised keys; a rule whose link field is not mapped yet does not apply. Also counted the other way: a
+        candidate that matches several documents here is ambiguous too.
+        """
+        rules = matching.rules_for(policy)
+        if not rules or source.doc is None:
+            return None
+        keys = await self._run(self._keys_of, policy, source.site, source.doc, rules)
+        target_site = self.other(source.site)
+        for index, rule in enumerate(rules):
+            if keys[index] is None:
+                continue
+            there = await self._candidates(policy, target_site, rules, index, keys[index], source)
+            if not there:
+                continue
+            here = await self._candidates(policy, source.site, rules, index, keys[index], source)
+            return rule, there if len(here) <= 1 else there + [n for n in here if n != source.name]
+        return None
+
+    def _keys_of(self, policy: DoctypePolicy, site: str, doc: dict[str, Any],
+                 rules: tuple[Rule, ...]) -> list[matching.Key | None]:
+        links = link_fields(policy.doctype, policy.links)
+        to_first = None if site == self.pair[0] else (
+            lambda dt, n: self.state.translate_name(dt, site, n, self.pair[0]))
+        return matching.match_keys(rules, doc, links, to_first)
+
+    async def _candidates(self, policy: DoctypePolicy, site: str, rules: tuple[Rule, ...], index: int,
+                          key: matching.Key, source: Fetched) -> list[str]:
+        """Unpaired documents on `site` whose key under rule `index` is `key` (one filtered list request)."""
+        assert source.doc is not None
+        links = link_fields(policy.doctype, policy.links)
+        filters: list[list[Any]] = []
+        for fieldname in rules[index]:
+            raw = source.doc.get(fieldname)
+            if fieldname in links and site != source.site:
+                raw = await self._run(self.state.translate_name, links[fieldname], source.site, raw, site)
+                if raw is None:
+                    return []
+            filters.append([fieldname, "like", raw.strip()] if isinstance(raw, str) else [fieldname, "=", raw])
+        rows = [row async for row in self.connectors[site].list_documents(
+            policy.doctype, fields=("name", "modified", *rules[index]), filters=filters)]
+        alike = [row["name"] for row in rows
+                 if (await self._run(self._keys_of, policy, site, row, rules))[index] == key]
+        open_names = await self._run(self.state.unpaired_names, site, policy.doctype, alike)
+        return [name for name in alike if name in open_names]
+
+    async def _settle_match(self, policy: DoctypePolicy, source: Fetched, matched: tuple[Rule, list[str]],
+                            depth: int) -> DocResult:
+        """One candidate: pair without a base, then compare (policy/manual for what differs). More: ambiguous."""
+        rule, names = matched
+        doctype, target_site = policy.doctype, self.other(source.site)
+        if len(names) > 1:
+            ambiguity = matching.Ambiguity(source.site, source.name or "", names, list(rule))
+            await self._run(self.state.record_identity, doctype, [], [ambiguity], {})
+            return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.AMBIGUOUS,
+                                              detail=f"matches {len(names)} documents on {target_site} by "
+                                                     f"{'+'.join(rule)}: not paired, not created (ERP009)"))
+        pairing = matching.Pairing({source.site: source.name or "", target_site: names[0]}, list(rule))
+        if not await self._run(self.state.record_identity, doctype, [pairing], [], {}):
+            # One of the two was paired meanwhile by another task: decide again from what is recorded now.
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        record = await self._run(self.state.find, source.site, doctype, source.name or "")
+        assert record is not None
+        target = await self._fetch(policy, target_site, names[0])
+        if target.doc is None:  # deleted since it was listed: the record is one-sided; the usual path decides
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        await self._log(f"matched {doctype} {source.name} on {source.site} with {names[0]} on {target_site} by "
+                        f"{'+'.join(rule)}: both sites already held it", "INFO", doctype, source.site,
+                        source.name or "", outcome="paired")
+        result = await self._compare(policy, record, {source.site: source, target_site: target}, force_from=None,
+                                     depth=depth)
+        if result.outcome == Outcome.SKIPPED:
+            result.outcome = Outcome.ADOPTED
+        return result
 
     async def _own_create_awaiting_its_name(self, policy: DoctypePolicy, doc: Fetched) -> RecordView | None:
         """The pending create this unknown document came from, if it is ours though edited since we sent it.

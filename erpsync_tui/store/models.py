@@ -53,6 +53,9 @@ class RecordStatus(StrEnum):
     ERROR = "error"
     CREATING = "creating"  # a create was sent; its answer may have been lost (idempotent retry)
     DELETED = "deleted"
+    # Matches two or more documents on the other site by the doctype's matching rules: neither paired nor created
+    # until an operator cleans up (ERP009; `erpsync-tui match` lists them).
+    AMBIGUOUS = "ambiguous"
 
 
 class ConflictStatus(StrEnum):

@@ -86,13 +86,13 @@ async def full_sync(
     sources = sources_for(engine, direction)
     force = sources[0] if direction != "auto" else None
     for doctype in doctypes or engine.config.sync.doctypes:
-        if docname is None and not await _pair_first(engine, doctype, summary):
-            continue
+        paired = docname is not None or await _pair_first(engine, doctype, summary)
         for site in sources:
             if docname is not None:
                 await _sync_batch(engine, doctype, site, [docname], summary, force_from=force, skip_known=False)
                 continue
-            await _walk(engine, doctype, site, "full", summary, limit=limit, force_from=force, progress=progress)
+            await _walk(engine, doctype, site, "full", summary, limit=limit, force_from=force, progress=progress,
+                        bulk_ok=paired)
     summary.seconds = perf_counter() - started
     return summary
 
@@ -100,13 +100,13 @@ async def full_sync(
 async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) -> bool:
     """Pair the documents both sites already hold before the walk creates anything (engine/matching.py).
 
-    False when the sites cannot be listed by the matching fields: the doctype is then not walked — creating
-    without knowing what the other site holds is how duplicates are made.
+    False when the sites cannot be listed by the matching fields (a site down, a rule naming an unknown field):
+    the walk then takes the per-document path, whose every create asks the other site for its match first — and
+    fails, to the queue, while it cannot. Creating without knowing what the other site holds makes duplicates.
     """
     try:
         plan = await pair_before_sync(engine, doctype)
     except MatchingFailed as exc:
-        summary.failed += 1
         await asyncio.to_thread(_log_matching_failure, engine, doctype, exc)
         return False
     summary.paired += len(plan.pairs)
@@ -116,8 +116,9 @@ async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) ->
 def _log_matching_failure(engine: SyncEngine, doctype: str, exc: MatchingFailed) -> None:
     log.warning("matching failed code=%s %s: %s", ErrorCode.FIELD_MAPPING, doctype, exc)
     with engine.db.write() as session:
-        add_log(session, f"{exc}; {doctype} not synced in full (check sync.match.{doctype})", level="ERROR",
-                doctype=doctype, outcome="failed", error_code=str(ErrorCode.FIELD_MAPPING))
+        add_log(session, f"{exc}; {doctype}: each document is matched on its own before any create "
+                         f"(check sync.match.{doctype} if this repeats)", level="WARNING", doctype=doctype,
+                outcome="failed", error_code=str(ErrorCode.FIELD_MAPPING))
 
 
 async def incremental_sync(engine: SyncEngine, *, doctypes: Sequence[str] | None = None) -> SyncSummary:
@@ -145,6 +146,7 @@ async def _walk(
     limit: int | None = None,
     force_from: str | None = None,
     progress: Progress | None = None,
+    bulk_ok: bool = True,
 ) -> None:
     """Page through a site's documents from the stored position, syncing in batches and saving the position.
 
@@ -154,7 +156,7 @@ async def _walk(
     """
     state, batch_size = engine.state, engine.config.sync.batch_size
     value, seen = await asyncio.to_thread(state.watermark, site, doctype, kind)
-    bulk = kind == "full" and await bulk_eligible(engine, doctype)
+    bulk = kind == "full" and bulk_ok and await bulk_eligible(engine, doctype)
     rows = engine.connectors[site].list_documents(
         doctype, fields=("*",) if bulk else ("name", "modified"), modified_since=value,
         page_size=max(batch_size, 100), limit=limit, seen_at_watermark=seen,

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, true, update
 from sqlmodel import Session, col, select
 
 from erpsync_tui.store import control
@@ -210,6 +210,27 @@ class SyncState:
     def mark_ambiguous(self, doctype: str, ambiguity: Any) -> None:
         """Record one document as ambiguous (a matching.Ambiguity) unless something tracks it already."""
         self.record_identity(doctype, [], [ambiguity], {})
+
+    def reset(self, doctype: str | None = None) -> dict[str, int]:
+        """Forget what pairs documents (all doctypes, or one): records, names, create attempts, their conflicts,
+        watermarks. The documents on the sites are untouched; the next sync re-pairs them by the matching rules
+        before it creates anything. Returns how many rows of each kind were deleted."""
+        attempt, conflict, watermark = _ATTEMPT, Conflict.__table__, Watermark.__table__  # type: ignore[attr-defined]
+
+        def where(table: Any) -> Any:
+            return table.c.doctype == doctype if doctype is not None else true()
+
+        with self.db.write() as session:
+            conn = session.connection()
+            counts = {"conflicts": conn.execute(delete(conflict).where(where(conflict))).rowcount,
+                      "create_attempts": conn.execute(delete(attempt).where(where(attempt))).rowcount,
+                      "names": conn.execute(delete(_NAME).where(where(_NAME))).rowcount,
+                      "records": conn.execute(delete(_RECORD).where(where(_RECORD))).rowcount,
+                      "watermarks": conn.execute(delete(watermark).where(where(watermark))).rowcount}
+            add_log(session, f"sync state reset ({doctype or 'every doctype'}): "
+                             + ", ".join(f"{v} {k}" for k, v in counts.items()), level="WARNING", doctype=doctype,
+                    outcome="reset")
+        return counts
 
     def view(self, record_id: int) -> RecordView | None:
         with self.db.read() as session:

@@ -180,6 +180,7 @@ class SyncState:
                         else:
                             tracked.add((site, name))
             for chunk in _chunks(stale):
+                conn.execute(delete(_ATTEMPT).where(_ATTEMPT.c.record_id.in_(chunk)))
                 conn.execute(delete(_NAME).where(_NAME.c.record_id.in_(chunk)))
                 conn.execute(delete(_RECORD).where(_RECORD.c.id.in_(chunk)))
             fresh = [p for p in pairs if not any((s, n) in tracked for s, n in p.names.items())]

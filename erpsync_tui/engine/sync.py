@@ -264,12 +264,14 @@ class SyncEngine:
                             source.content_hash, [origin, _side(source)])
             return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.ADOPTED,
                                               detail="our own create, whose answer was lost or not yet recorded"))
-        owner = await self._own_create_awaiting_its_name(policy, source)
-        if owner is not None:
-            return await self._pair_lost_create(policy, owner, source, depth)
+        # The matching rules before the likeness of a lost create: after a restore, a copy our user made for one
+        # document can resemble another document's pending create (its name is what tells them apart).
         matched = await self._match_on_target(policy, source)
         if matched is not None:
             return await self._settle_match(policy, source, matched, depth)
+        owner = await self._own_create_awaiting_its_name(policy, source)
+        if owner is not None:
+            return await self._pair_lost_create(policy, owner, source, depth)
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
         if target_site in record.sides:  # another task finished this create meanwhile
@@ -354,6 +356,34 @@ class SyncEngine:
         if result.outcome == Outcome.SKIPPED:
             result.outcome = Outcome.ADOPTED
         return result
+
+    async def _settle_match_of_record(self, policy: DoctypePolicy, record: RecordView, source: Fetched,
+                                      matched: tuple[Rule, list[str]], depth: int) -> DocResult:
+        """`_settle_match` for a source that has a record already (one-sided): link that record, no base."""
+        rule, names = matched
+        doctype, target_site = policy.doctype, self.other(source.site)
+        if len(names) > 1:
+            await self._run(self.state.mark_status, record.record_id, RecordStatus.AMBIGUOUS,
+                            f"matches {len(names)} documents on {target_site} by {'+'.join(rule)}: "
+                            f"{', '.join(names[:5])}", str(ErrorCode.RECONCILIATION))
+            return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.AMBIGUOUS,
+                                              detail=f"matches {len(names)} documents on {target_site}; not created"))
+        other = await self._run(self.state.find, target_site, doctype, names[0])
+        if other is not None and not (other.status == RecordStatus.AMBIGUOUS and list(other.sides) == [target_site]
+                                      and await self._run(self.state.absorb_half_record, record.record_id,
+                                                          other.record_id, target_site)):
+            # Paired meanwhile by another task: decide again from what is recorded now.
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        target = await self._fetch(policy, target_site, names[0])
+        if target.doc is None:
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        await self._log(f"matched {doctype} {source.name} on {source.site} with {names[0]} on {target_site} by "
+                        f"{'+'.join(rule)} instead of creating it", "INFO", doctype, source.site, source.name or "",
+                        outcome="paired")
+        try:
+            return await self._link_without_base(policy, record, source, target, depth)
+        except IntegrityError:  # its name row appeared meanwhile: look again
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
 
     async def _own_create_awaiting_its_name(self, policy: DoctypePolicy, doc: Fetched) -> RecordView | None:
         """The pending create this unknown document came from, if it is ours though edited since we sent it.
@@ -461,13 +491,22 @@ class SyncEngine:
         return self._users[site]
 
     async def _create_on_target(
-        self, policy: DoctypePolicy, record: RecordView, source: Fetched, depth: int
+        self, policy: DoctypePolicy, record: RecordView, source: Fetched, depth: int, *, match_first: bool = False
     ) -> DocResult:
-        """Create the counterpart — unless a lost earlier attempt already did, or the target has it by name."""
+        """Create the counterpart — unless a lost earlier attempt already did, or the target has it by name.
+
+        `match_first`: look for it by the matching rules too (a record that was one-sided for a while — an
+        unfinished create from a restored database, a delete not propagated — may have a counterpart by now that
+        no attempt of ours made).
+        """
         target_site = self.other(source.site)
         created, exact = await self._find_lost_create(policy, record, target_site)
         if created is not None and not exact:
             return await self._pair_lost_create(policy, record, created, depth)
+        if created is None and match_first:
+            matched = await self._match_on_target(policy, source)
+            if matched is not None:
+                return await self._settle_match_of_record(policy, record, source, matched, depth)
         if created is not None and created.content_hash != source.content_hash:
             # Found by what we sent, but the source changed since: what we sent is the base both sides share.
             sent = Side(source.site, source.name or "", created.content_hash, None)
@@ -552,7 +591,10 @@ class SyncEngine:
                 continue
             if candidate.content_hash in mine.hashes:
                 return candidate, True
-            if user is not None and owner_of_copy(candidate, pending, zone) is mine:
+            if user is not None and owner_of_copy(candidate, pending, zone) is mine \
+                    and not await self._match_on_target(policy, candidate):
+                # (a copy that matches an unpaired document by the rules is that document's: e.g. one our user
+                # created after the backup a restored database was taken from)
                 created = _creation(candidate, zone)
                 assert created is not None  # owner_of_copy found it
                 edited.append((-_likeness(candidate.canonical, mine), _send_gap(created, mine),
@@ -635,7 +677,7 @@ class SyncEngine:
         view = await self._run(self.state.view, record.record_id)
         assert view is not None
         view.retrying = retrying
-        return await self._create_on_target(policy, view, present, depth)
+        return await self._create_on_target(policy, view, present, depth, match_first=True)
 
     # ==================================================================================== conflicts
 

@@ -396,7 +396,7 @@ class SyncEngine:
         if not await self._created_by_us(doc.site, doc.doc):
             return None
         pending = await self._run(self.state.pending_creates, policy.doctype, doc.site)
-        owner = owner_of_copy(doc, pending, self._zone(doc.site))
+        owner = owner_of_copy(doc, pending, self._zone(doc.site), matching.rules_for(policy))
         return owner.record if owner is not None else None
 
     async def _pair_lost_create(
@@ -591,7 +591,7 @@ class SyncEngine:
                 continue
             if candidate.content_hash in mine.hashes:
                 return candidate, True
-            if user is not None and owner_of_copy(candidate, pending, zone) is mine \
+            if user is not None and owner_of_copy(candidate, pending, zone, matching.rules_for(policy)) is mine \
                     and not await self._match_on_target(policy, candidate):
                 # (a copy that matches an unpaired document by the rules is that document's: e.g. one our user
                 # created after the backup a restored database was taken from)
@@ -905,7 +905,8 @@ def _side(fetched: Fetched) -> Side:
 MIN_LIKENESS = 0.5  # an edited copy keeps most of what we sent; less alike than this, it is not ours
 
 
-def owner_of_copy(copy: Fetched, pending: list[PendingCreate], zone: str) -> PendingCreate | None:
+def owner_of_copy(copy: Fetched, pending: list[PendingCreate], zone: str,
+                  rules: tuple[Rule, ...] = ()) -> PendingCreate | None:
     """Which of our pending creates made `copy` (a document our API user created, edited since), if any.
 
     The create whose sent content it resembles most (at least MIN_LIKENESS). Creates it resembles equally are
@@ -921,6 +922,13 @@ def owner_of_copy(copy: Fetched, pending: list[PendingCreate], zone: str) -> Pen
     scored = [(score, p) for score, p in scored if score >= MIN_LIKENESS]
     if not scored:
         return None
+    if rules:
+        # Creates whose content has the copy's identity (its matching keys) first: two documents alike in every
+        # other field (after a restore, our user's copies the state no longer knows) are told apart by it.
+        keys = {k for k in matching.match_keys(rules, copy.canonical) if k is not None}
+        same = [(score, p) for score, p in scored
+                if keys & {k for sent in p.payloads for k in matching.match_keys(rules, sent) if k is not None}]
+        scored = same or scored
     best = max(score for score, _ in scored)
     tied = [p for score, p in scored if score == best]
     return min(tied, key=lambda p: (_send_gap(created, p), p.record.record_id))

@@ -419,7 +419,7 @@ def reset_state_command(ctx: Context, doctype: str | None, yes: bool) -> None:
 def match_command(ctx: Context, doctype: str | None, fmt: str, as_json: bool) -> None:
     """Dry run of pairing: what the next full sync would pair (and by which rule), what is ambiguous, what it
     would create on each side, which pairs differ — and duplicates already on the sites. Writes nothing."""
-    from erpsync_tui.engine.matching import MatchingFailed, plan_csv, plan_doctype
+    from erpsync_tui.engine.matching import MatchingFailed, plan_csv, plan_doctype, report_lines
 
     engine = _engine_for(ctx)
     doctypes = [doctype] if doctype else list(engine.config.sync.doctypes)
@@ -441,31 +441,10 @@ def match_command(ctx: Context, doctype: str | None, fmt: str, as_json: bool) ->
     elif fmt == "csv":
         click.echo(plan_csv(plans, engine.pair), nl=False)
     else:
-        for line in match_report_lines(plans, engine.pair):
+        for line in report_lines(plans, engine.pair):
             ctx.out.print(escape(line))
     problems = any(plan.ambiguous or plan.duplicates for plan in plans)
     sys.exit(EXIT_FAILED if problems else EXIT_OK)
-
-
-def match_report_lines(plans: list[Any], pair: tuple[str, str]) -> list[str]:
-    """The dry run in plain lines (the console's Matching screen shows the same)."""
-    lines = []
-    for plan in plans:
-        counts = plan.as_dict()["counts"]
-        creates = ", ".join(f"{len(names)} from {site}" for site, names in plan.to_create.items())
-        lines.append(f"{plan.doctype}: {counts['pairs']} to pair ({counts['expected_conflicts']} differ: conflict "
-                     f"or policy), {counts['ambiguous']} ambiguous, to create: {creates}; already paired: "
-                     + ", ".join(f"{n} on {s}" for s, n in plan.known.items()))
-        for p in plan.pairs:
-            if p.differs is not False:  # identical pairs only in the count (--format csv lists every one)
-                mark = " (differs)" if p.differs else ""
-                lines.append(f"  pair      {p.names[pair[0]]} ↔ {p.names[pair[1]]} by {'+'.join(p.rule)}{mark}")
-        for a in plan.ambiguous:
-            lines.append(f"  AMBIGUOUS {a.name} on {a.site} matches {', '.join(a.candidates)} by {'+'.join(a.rule)}")
-        for a in plan.duplicates:
-            lines.append(f"  DUPLICATE {a.name} on {a.site} matches {len(a.candidates)} on the other site: "
-                         f"{', '.join(a.candidates)} by {'+'.join(a.rule)}")
-    return lines
 
 
 # =============================================================================================== engine

@@ -288,3 +288,29 @@ def plan_csv(plans: Iterable[MatchPlan], sites: tuple[str, str]) -> str:
                 row = [name if site == s else "" for s in sites]
                 writer.writerow([plan.doctype, f"create_from:{site}", *row, "", "", ""])
     return out.getvalue()
+
+
+def report_lines(plans: Iterable[MatchPlan], pair: tuple[str, str]) -> list[str]:
+    """The dry run in plain lines (`erpsync-tui match`): per doctype a summary, then what needs a look."""
+    lines = []
+    for plan in plans:
+        counts = plan.as_dict()["counts"]
+        creates = ", ".join(f"{len(names)} from {site}" for site, names in plan.to_create.items())
+        lines.append(f"{plan.doctype}: {counts['pairs']} to pair ({counts['expected_conflicts']} differ: conflict "
+                     f"or policy), {counts['ambiguous']} ambiguous, to create: {creates}; already paired: "
+                     + ", ".join(f"{n} on {s}" for s, n in plan.known.items()))
+        for p in plan.pairs:
+            if p.differs is not False:  # identical pairs only in the count (--format csv lists every one)
+                mark = " (differs)" if p.differs else ""
+                lines.append(f"  pair      {p.names[pair[0]]} ↔ {p.names[pair[1]]} by {'+'.join(p.rule)}{mark}")
+        for a in plan.ambiguous:
+            lines.append(f"  AMBIGUOUS {a.name} on {a.site} matches {', '.join(a.candidates)} by {'+'.join(a.rule)}")
+        for a in plan.duplicates:
+            lines.append(f"  DUPLICATE {a.name} on {a.site} matches {len(a.candidates)} on the other site: "
+                         f"{', '.join(a.candidates)} by {'+'.join(a.rule)}")
+    return lines
+
+
+async def dry_run(engine: SyncEngine, doctypes: Iterable[str] | None = None) -> list[MatchPlan]:
+    """`plan_doctype` for each doctype (config order), comparing the planned pairs' content. Writes nothing."""
+    return [await plan_doctype(engine, d, compare=True) for d in (doctypes or engine.config.sync.doctypes)]

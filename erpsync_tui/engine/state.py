@@ -20,9 +20,11 @@ from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log, add_logs
 from erpsync_tui.store.many import Many, ManyReturning, json_texts
 from erpsync_tui.store.models import (
+    IDENTITY_EPOCH,
     Conflict,
     ConflictStatus,
     CreateAttempt,
+    Meta,
     RecordStatus,
     SyncName,
     SyncRecord,
@@ -212,6 +214,13 @@ class SyncState:
         """Record one document as ambiguous (a matching.Ambiguity) unless something tracks it already."""
         self.record_identity(doctype, [], [ambiguity], {})
 
+    def identity_epoch(self) -> datetime | None:
+        """When the state last forgot pairs (a restore, a reset): copies our API user made before then may be
+        unknown to it, so the likeness of a lost create's copy proves nothing for them (see owner_of_copy)."""
+        with self.db.read() as session:
+            row = session.get(Meta, IDENTITY_EPOCH)
+        return datetime.fromisoformat(row.value) if row is not None else None
+
     def reset(self, doctype: str | None = None) -> dict[str, int]:
         """Forget what pairs documents (all doctypes, or one): records, names, create attempts, their conflicts,
         watermarks. The documents on the sites are untouched; the next sync re-pairs them by the matching rules
@@ -228,6 +237,7 @@ class SyncState:
                       "names": conn.execute(delete(_NAME).where(where(_NAME))).rowcount,
                       "records": conn.execute(delete(_RECORD).where(where(_RECORD))).rowcount,
                       "watermarks": conn.execute(delete(watermark).where(where(watermark))).rowcount}
+            session.merge(Meta(key=IDENTITY_EPOCH, value=utcnow().isoformat()))
             add_log(session, f"sync state reset ({doctype or 'every doctype'}): "
                              + ", ".join(f"{v} {k}" for k, v in counts.items()), level="WARNING", doctype=doctype,
                     outcome="reset")

@@ -396,7 +396,8 @@ class SyncEngine:
         if not await self._created_by_us(doc.site, doc.doc):
             return None
         pending = await self._run(self.state.pending_creates, policy.doctype, doc.site)
-        owner = owner_of_copy(doc, pending, self._zone(doc.site), matching.rules_for(policy))
+        epoch = await self._run(self.state.identity_epoch)
+        owner = owner_of_copy(doc, pending, self._zone(doc.site), matching.rules_for(policy), epoch)
         return owner.record if owner is not None else None
 
     async def _pair_lost_create(
@@ -579,6 +580,7 @@ class SyncEngine:
         if user is not None:
             filters.append(["owner", "=", user])
         edited: list[tuple[float, timedelta, str, Fetched]] = []
+        epoch = await self._run(self.state.identity_epoch)
         listed = [row["name"] async for row in self.connectors[target_site].list_documents(
             record.doctype, fields=("name", "modified"), filters=filters)]
         # One query for the lot: most of them are our copies already paired (someone else's counterpart).
@@ -591,7 +593,8 @@ class SyncEngine:
                 continue
             if candidate.content_hash in mine.hashes:
                 return candidate, True
-            if user is not None and owner_of_copy(candidate, pending, zone, matching.rules_for(policy)) is mine \
+            if user is not None and owner_of_copy(candidate, pending, zone, matching.rules_for(policy),
+                                                  epoch) is mine \
                     and not await self._match_on_target(policy, candidate):
                 # (a copy that matches an unpaired document by the rules is that document's: e.g. one our user
                 # created after the backup a restored database was taken from)
@@ -906,7 +909,7 @@ MIN_LIKENESS = 0.5  # an edited copy keeps most of what we sent; less alike than
 
 
 def owner_of_copy(copy: Fetched, pending: list[PendingCreate], zone: str,
-                  rules: tuple[Rule, ...] = ()) -> PendingCreate | None:
+                  rules: tuple[Rule, ...] = (), epoch: datetime | None = None) -> PendingCreate | None:
     """Which of our pending creates made `copy` (a document our API user created, edited since), if any.
 
     The create whose sent content it resembles most (at least MIN_LIKENESS). Creates it resembles equally are
@@ -917,6 +920,11 @@ def owner_of_copy(copy: Fetched, pending: list[PendingCreate], zone: str,
     """
     created = _creation(copy, zone)
     if created is None:
+        return None
+    if epoch is not None and created < epoch + CLOCK_SKEW:
+        # Stamped (by the site's clock) before the state forgot pairs (a restore, a reset): perhaps a copy our
+        # user made for a document the state no longer knows. Likeness cannot tell; only the exact hash of what
+        # we sent, or the matching rules, may pair it.
         return None
     scored = [(_likeness(copy.canonical, p), p) for p in pending if created >= p.first_sent - CLOCK_SKEW]
     scored = [(score, p) for score, p in scored if score >= MIN_LIKENESS]

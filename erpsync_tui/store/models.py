@@ -14,6 +14,7 @@ from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 1
+IDENTITY_EPOCH = "identity_epoch"  # meta key: when a restore or reset last made the state forget pairs (UTC, ISO)
 
 
 def utcnow() -> datetime:

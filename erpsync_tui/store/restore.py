@@ -13,7 +13,7 @@ from pathlib import Path
 
 from erpsync_tui.store import control, sqlite
 from erpsync_tui.store.db import Database
-from erpsync_tui.store.models import SCHEMA_VERSION
+from erpsync_tui.store.models import IDENTITY_EPOCH, SCHEMA_VERSION, Meta, utcnow
 from erpsync_tui.store.sqlite import StoreError
 
 
@@ -64,4 +64,6 @@ def restore_database(db: Database, backup_file: Path) -> Path:
         copy = keep_copy(db, "restore")
         sqlite.restore_into(backup_file, db.path)
     db.dispose()
+    with db.write() as session:  # the restored state forgets what was paired after the backup: say since when
+        session.merge(Meta(key=IDENTITY_EPOCH, value=utcnow().isoformat()))
     return copy

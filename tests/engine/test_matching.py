@@ -153,3 +153,31 @@ def test_keys_normalise_and_plan_pairs_only_exact_single_matches() -> None:
     assert {(a.site, a.name) for a in ambiguous} == {("cloud", "C2"), ("local", "L2"), ("local", "L3")}
     assert unmatched == {"cloud": ["C3"], "local": ["L4"]}
     assert duplicates(rules, keys, ("cloud", "local")) == [Ambiguity("cloud", "C2", ["L2", "L3"], ["tax_id"])]
+
+
+def test_after_a_restore_an_older_copy_of_ours_is_not_taken_for_a_lost_create_by_likeness() -> None:
+    """A copy our user made before the state forgot pairs may belong to a document the state no longer knows:
+    likeness alone must not pair it with a create sent since (the crash harness's restore found this)."""
+    from datetime import UTC, datetime, timedelta
+
+    from erpsync_tui.engine import documents as docs
+    from erpsync_tui.engine.state import PendingCreate, RecordView
+    from erpsync_tui.engine.sync import Fetched, owner_of_copy
+
+    restored = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    sent = {"customer_name": "Crash Poster 641", "customer_type": "Company", "territory": "Germany"}
+    pending = PendingCreate(RecordView(1, "Customer", "creating", sent, {}), [docs.content_hash(sent)], [sent],
+                            [restored + timedelta(seconds=30)])
+
+    def copy_made_at(when: datetime) -> Fetched:
+        canonical = {**sent, "mobile_no": "+49 1"}  # edited since: not the exact hash of what was sent
+        stamp = docs.format_frappe_timestamp(when, "UTC")
+        return Fetched("cloud", {"name": "CUST-9", "creation": stamp, **canonical}, canonical,
+                       docs.content_hash(canonical))
+
+    rules = (("customer_name",),)
+    old_copy = copy_made_at(restored - timedelta(seconds=26))
+    assert owner_of_copy(old_copy, [pending], "UTC", rules) is pending  # without the epoch: taken (the bug)
+    assert owner_of_copy(old_copy, [pending], "UTC", rules, epoch=restored) is None
+    later = copy_made_at(restored + timedelta(minutes=3))
+    assert owner_of_copy(later, [pending], "UTC", rules, epoch=restored) is pending

@@ -104,8 +104,15 @@ async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) ->
     the walk then takes the per-document path, whose every create asks the other site for its match first — and
     fails, to the queue, while it cannot. Creating without knowing what the other site holds makes duplicates.
     """
+    whole_rows = None
+    if await bulk_eligible(engine, doctype):
+        async def whole_rows(site: str, row: dict[str, Any]) -> bool:
+            try:
+                return await _rows_are_documents(engine, doctype, site, row)
+            except ConnectorError:
+                return False  # unverified: the pairs are recorded without a base and compared by the walk
     try:
-        plan = await pair_before_sync(engine, doctype)
+        plan = await pair_before_sync(engine, doctype, whole_rows)
     except MatchingFailed as exc:
         await asyncio.to_thread(_log_matching_failure, engine, doctype, exc)
         return False

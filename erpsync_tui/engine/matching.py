@@ -112,6 +112,9 @@ class Pairing:
     names: dict[str, str]  # site → name
     rule: list[str]
     differs: bool | None = None  # content differs (a conflict or a policy decision to expect); None: not compared
+    # Identical on both sites (compared from whole listed rows): recorded as synced at once, with this base and each
+    # site's (hash, modified), so the walk that follows has nothing to read for it. None: recorded without a base.
+    synced: tuple[dict[str, Any], str, dict[str, tuple[str, str | None]]] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -133,6 +136,8 @@ class MatchPlan:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        for pair in data["pairs"]:
+            pair.pop("synced", None)
         data["counts"] = {"pairs": len(self.pairs), "ambiguous": len(self.ambiguous),
                           "expected_conflicts": sum(1 for p in self.pairs if p.differs),
                           **{f"to_create_from_{s}": len(n) for s, n in self.to_create.items()},
@@ -228,13 +233,19 @@ async def keyed_listing(engine: SyncEngine, policy: DoctypePolicy, site: str, ru
 
 async def plan_doctype(engine: SyncEngine, doctype: str, *, compare: bool = False) -> MatchPlan:
     """What pairing would do for one doctype now (reads only): pairs, ambiguous, to create, duplicates."""
+    plan, _rows = await _plan(engine, doctype, compare=compare)
+    return plan
+
+
+async def _plan(engine: SyncEngine, doctype: str, *, compare: bool = False, whole: bool = False,
+                ) -> tuple[MatchPlan, dict[str, dict[str, dict[str, Any]]]]:
     policy = engine.config.policy_for(doctype)
     rules = rules_for(policy)
     plan = MatchPlan(doctype)
     listed = {}
     rows_of = {}
     for site in engine.pair:
-        listed[site], rows_of[site] = await keyed_listing(engine, policy, site, rules)
+        listed[site], rows_of[site] = await keyed_listing(engine, policy, site, rules, whole=whole)
     unpaired = {}
     for site in engine.pair:
         open_names = await asyncio.to_thread(engine.state.unpaired_names, site, doctype, list(listed[site]))
@@ -245,7 +256,7 @@ async def plan_doctype(engine: SyncEngine, doctype: str, *, compare: bool = Fals
     plan.duplicates = duplicates(rules, listed, engine.pair)
     if compare and plan.pairs:
         await _compare_pairs(engine, policy, plan)
-    return plan
+    return plan, rows_of
 
 
 async def _compare_pairs(engine: SyncEngine, policy: DoctypePolicy, plan: MatchPlan) -> None:
@@ -261,14 +272,40 @@ async def _compare_pairs(engine: SyncEngine, policy: DoctypePolicy, plan: MatchP
     await asyncio.gather(*(one(p) for p in plan.pairs))
 
 
-async def pair_before_sync(engine: SyncEngine, doctype: str) -> MatchPlan:
-    """Pair what the sites already share, record ambiguity, before a full sync of `doctype` creates anything."""
-    plan = await plan_doctype(engine, doctype)
+async def pair_before_sync(engine: SyncEngine, doctype: str,
+                           whole_rows: Callable[[str, dict[str, Any]], Any] | None = None) -> MatchPlan:
+    """Pair what the sites already share, record ambiguity, before a full sync of `doctype` creates anything.
+
+    `whole_rows(site, row)` (awaitable → bool), given for doctypes whose list rows are whole documents (the bulk
+    path's check): the sites are then listed with every field, and pairs identical on both sides are recorded as
+    synced right away — the walk after it reads nothing more for them.
+    """
+    plan, rows_of = await _plan(engine, doctype, whole=whole_rows is not None)
+    if whole_rows is not None and plan.pairs and all(
+            [await whole_rows(site, next(iter(rows.values()))) for site, rows in rows_of.items() if rows]):
+        policy = engine.config.policy_for(doctype)
+        await asyncio.to_thread(_compare_listed, engine, policy, plan.pairs, rows_of)
     await asyncio.to_thread(engine.state.record_identity, doctype, plan.pairs, plan.ambiguous,
                             plan.to_create)
     if plan.pairs or plan.ambiguous:
         log.info("matching %s: %d pairs, %d ambiguous", doctype, len(plan.pairs), len(plan.ambiguous))
     return plan
+
+
+def _compare_listed(engine: SyncEngine, policy: DoctypePolicy, pairs: list[Pairing],
+                    rows_of: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
+    """Mark each pair identical or differing from the listed whole documents (canonical form, as the walk does)."""
+    for pairing in pairs:
+        canonical: dict[str, dict[str, Any]] = {}
+        hashes: dict[str, str] = {}
+        for site, name in pairing.names.items():
+            canonical[site] = engine._canonical(policy, site, rows_of[site][name])
+            hashes[site] = docs.content_hash(canonical[site])
+        first = engine.pair[0]
+        pairing.differs = len(set(hashes.values())) > 1
+        if not pairing.differs:
+            pairing.synced = (canonical[first], hashes[first], {
+                site: (hashes[site], rows_of[site][name].get("modified")) for site, name in pairing.names.items()})
 
 
 def plan_csv(plans: Iterable[MatchPlan], sites: tuple[str, str]) -> str:

@@ -187,14 +187,16 @@ class SyncState:
                 conn.execute(delete(_RECORD).where(_RECORD.c.id.in_(chunk)))
             fresh = [p for p in pairs if not any((s, n) in tracked for s, n in p.names.items())]
             marked = [a for a in ambiguous if (a.site, a.name) not in tracked]
-            rows = [{"doctype": doctype, "status": RecordStatus.SYNCED, "base": None, "base_hash": None,
-                     "origin_site": None, "created_at": now, "updated_at": now, "last_error": None,
-                     "error_code": None} for _ in fresh]
+            # A pair compared identical (`synced`) is recorded as synced with its base; any other has none.
+            rows = [{"doctype": doctype, "status": RecordStatus.SYNCED, "base": p.synced[0] if p.synced else None,
+                     "base_hash": p.synced[1] if p.synced else None, "origin_site": None, "created_at": now,
+                     "updated_at": now, "last_error": None, "error_code": None} for p in fresh]
             rows += [{"doctype": doctype, "status": RecordStatus.AMBIGUOUS, "base": None, "base_hash": None,
                       "origin_site": a.site, "created_at": now, "updated_at": now,
                       "last_error": _ambiguity_text(a), "error_code": "ERP009"} for a in marked]
             ids = _insert_records(conn, rows)
-            names = [_name_values(rid, doctype, Side(site, name, None, None), now)
+            names = [_name_values(rid, doctype, Side(site, name, *(p.synced[2][site] if p.synced else (None, None))),
+                                  now)
                      for rid, p in zip(ids, fresh, strict=False) for site, name in p.names.items()]
             names += [_name_values(rid, doctype, Side(a.site, a.name, None, None), now)
                       for rid, a in zip(ids[len(fresh):], marked, strict=True)]

@@ -242,6 +242,8 @@ async def _plan(engine: SyncEngine, doctype: str, *, compare: bool = False, whol
     policy = engine.config.policy_for(doctype)
     rules = rules_for(policy)
     plan = MatchPlan(doctype)
+    if not rules:  # matching is off for this doctype: nothing to list
+        return plan, {}
     listed = {}
     rows_of = {}
     for site in engine.pair:

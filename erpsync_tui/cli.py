@@ -594,6 +594,7 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
     data = {
         "tracked": counts.get("tracked", 0), "synced": counts.get("synced", 0),
         "errors": depth.by_status.get("failed", 0) + depth.by_status.get("dead", 0), "conflicts": conflicts,
+        "ambiguous": counts.get("ambiguous", 0),  # neither paired nor created: `erpsync-tui match` lists them
         "queue": depth.by_status,
         "oldest_pending_seconds": depth.oldest_pending_age.total_seconds() if depth.oldest_pending_age else None,
         "engine": {"mode": engine.mode, "holder": engine.holder, "circuits": engine.circuits},
@@ -605,7 +606,8 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
         return
     ctx.out.print(f"engine: {engine.mode}" + (f" ({escape(engine.holder or '')})" if engine.holder else ""))
     ctx.out.print(f"tracked {data['tracked']} · synced {data['synced']} · errors {data['errors']} · "
-                  f"conflicts {conflicts}")
+                  f"conflicts {conflicts}" + (f" · ambiguous {data['ambiguous']} (see `erpsync-tui match`)"
+                                              if data["ambiguous"] else ""))
     ctx.out.print("queue: " + ", ".join(f"{k} {v}" for k, v in depth.by_status.items()))
     for row in logs:
         code = f" {row.error_code}" if row.error_code else ""

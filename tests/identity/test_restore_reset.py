@@ -118,3 +118,13 @@ def test_match_reports_duplicates_a_past_sync_left(run: Cli, cluster: SimCluster
     data = json.loads(run("match", "--json").output)
     customers = next(plan for plan in data if plan["doctype"] == "Customer")
     assert len(customers["duplicates"]) == 1 and len(customers["duplicates"][0]["candidates"]) == 2
+
+
+def test_status_counts_ambiguous_documents(run: Cli, cluster: SimCluster) -> None:
+    cluster["cloud"].insert("Customer", {"customer_name": "Twin"}, fire_webhooks=False)
+    for _ in range(2):
+        cluster["local"].insert("Customer", {"customer_name": "Twin"}, fire_webhooks=False)
+    summary = json.loads(run("sync", "--json").output)
+    assert summary["outcomes"]["ambiguous"] == 3 and summary["writes"] == 0
+    assert json.loads(run("status", "--json").output)["ambiguous"] == 3
+    assert "ambiguous 3" in run("status").output

@@ -337,6 +337,116 @@ def backup_command(ctx: Context, path: Path) -> None:
     click.echo(f"backed up {db.path} to {path}")
 
 
+@cli.command("restore")
+@click.argument("backup_file", metavar="BACKUP", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
+@pass_ctx
+def restore_command(ctx: Context, backup_file: Path, yes: bool) -> None:
+    """Replace the state database with BACKUP (no engine may run; a copy of the replaced one is kept).
+
+    Then run `erpsync-tui sync`: documents the backup does not know are paired again, never created twice.
+    """
+    from erpsync_tui.store import StoreError
+    from erpsync_tui.store.restore import EngineRunning, check_backup, refuse_while_engine_runs, restore_database
+
+    db = ctx.database()
+    if db.path is None:
+        click.echo("error: restore works on SQLite; for PostgreSQL use pg_restore, then `erpsync-tui sync`", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        version = check_backup(backup_file)
+        refuse_while_engine_runs(db)
+    except EngineRunning as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_STORE)
+    if not yes:
+        click.confirm(f"Replace the state in {db.path} with {backup_file} (schema {version})? A copy of the current "
+                      "database is kept", abort=True)
+    try:
+        copy = restore_database(db, backup_file)
+    except EngineRunning as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_STORE)
+    click.echo(f"restored {backup_file} into {db.path}; the replaced database is kept as {copy}\n"
+               "next: `erpsync-tui match` to review, then `erpsync-tui sync` (it re-pairs before it creates)")
+
+
+@cli.command("reset-state")
+@click.option("--doctype", help="Only this doctype (else every doctype).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
+@pass_ctx
+def reset_state_command(ctx: Context, doctype: str | None, yes: bool) -> None:
+    """Forget which documents are paired (no engine may run; a SQLite copy is kept). Sites are untouched.
+
+    The next `erpsync-tui sync` pairs them again by the matching rules before it creates anything.
+    """
+    from erpsync_tui.engine.state import SyncState
+    from erpsync_tui.store import StoreError
+    from erpsync_tui.store.restore import EngineRunning, keep_copy, refuse_while_engine_runs
+
+    db = ctx.database()
+    try:
+        refuse_while_engine_runs(db)
+    except EngineRunning as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    if not yes:
+        click.confirm(f"Forget the sync state of {doctype or 'every doctype'} in {db.label}? The documents on the "
+                      "sites are not touched", abort=True)
+    try:
+        copy = keep_copy(db, "reset") if db.path is not None else None
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_STORE)
+    counts = SyncState(db).reset(doctype)
+    kept = f"; the previous database is kept as {copy}" if copy else ""
+    click.echo(f"reset {doctype or 'every doctype'}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + kept
+               + "\nnext: `erpsync-tui match` to review, then `erpsync-tui sync` (it re-pairs before it creates)")
+
+
+@cli.command("match")
+@click.option("--doctype", help="Only this doctype (else every synced doctype).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@pass_ctx
+@handles_missing_secrets
+def match_command(ctx: Context, doctype: str | None, fmt: str, as_json: bool) -> None:
+    """Dry run of pairing: what the next full sync would pair (and by which rule), what is ambiguous, what it
+    would create on each side, which pairs differ — and duplicates already on the sites. Writes nothing."""
+    from erpsync_tui.engine.matching import MatchingFailed, plan_csv, plan_doctype, report_lines
+
+    engine = _engine_for(ctx)
+    doctypes = [doctype] if doctype else list(engine.config.sync.doctypes)
+
+    async def run() -> list[Any]:
+        try:
+            return [await plan_doctype(engine, d, compare=True) for d in doctypes]
+        finally:
+            await _close(engine)
+
+    try:
+        plans = _run_async(run())
+    except MatchingFailed as exc:
+        click.echo(f"error: {secret_store.redact(str(exc))}", err=True)
+        sys.exit(EXIT_FAILED)
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
+        emit_json([plan.as_dict() for plan in plans])
+    elif fmt == "csv":
+        click.echo(plan_csv(plans, engine.pair), nl=False)
+    else:
+        for line in report_lines(plans, engine.pair):
+            ctx.out.print(escape(line))
+    problems = any(plan.ambiguous or plan.duplicates for plan in plans)
+    sys.exit(EXIT_FAILED if problems else EXIT_OK)
+
+
 # =============================================================================================== engine
 
 
@@ -484,6 +594,7 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
     data = {
         "tracked": counts.get("tracked", 0), "synced": counts.get("synced", 0),
         "errors": depth.by_status.get("failed", 0) + depth.by_status.get("dead", 0), "conflicts": conflicts,
+        "ambiguous": counts.get("ambiguous", 0),  # neither paired nor created: `erpsync-tui match` lists them
         "queue": depth.by_status,
         "oldest_pending_seconds": depth.oldest_pending_age.total_seconds() if depth.oldest_pending_age else None,
         "engine": {"mode": engine.mode, "holder": engine.holder, "circuits": engine.circuits},
@@ -495,7 +606,8 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
         return
     ctx.out.print(f"engine: {engine.mode}" + (f" ({escape(engine.holder or '')})" if engine.holder else ""))
     ctx.out.print(f"tracked {data['tracked']} · synced {data['synced']} · errors {data['errors']} · "
-                  f"conflicts {conflicts}")
+                  f"conflicts {conflicts}" + (f" · ambiguous {data['ambiguous']} (see `erpsync-tui match`)"
+                                              if data["ambiguous"] else ""))
     ctx.out.print("queue: " + ", ".join(f"{k} {v}" for k, v in depth.by_status.items()))
     for row in logs:
         code = f" {row.error_code}" if row.error_code else ""

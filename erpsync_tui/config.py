@@ -99,6 +99,10 @@ class SyncConfig(_Strict):
     workers: Annotated[int, Field(ge=0, le=32)] = 0
     retry: RetryConfig = Field(default_factory=RetryConfig)
     overrides: dict[str, DoctypeOverride] = Field(default_factory=dict)
+    # How documents that exist on both sites are recognised before anything is created: per doctype, a list of
+    # key fields (`[customer_name]`) or of alternative lists tried in order (`[[tax_id], [customer_name]]`);
+    # `[]` turns matching off. Doctypes not named here use the built-in defaults (engine/matching.py).
+    match: dict[str, list[Any]] = Field(default_factory=dict)
 
 
 class WebhookConfig(_Strict):
@@ -164,7 +168,7 @@ class AppConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AppConfig:
-        problems = [*self._pair_problems(), *self._policy_problems()]
+        problems = [*self._pair_problems(), *self._policy_problems(), *self._match_problems()]
         if problems:
             # One "key.path: message" per line; _problems_from splits them back into separate problems.
             raise ValueError("\n".join(problems))
@@ -189,6 +193,18 @@ class AppConfig(_Strict):
             if policy not in allowed
         ]
 
+    def _match_problems(self) -> list[str]:
+        problems = []
+        for doctype, rules in self.sync.match.items():
+            where = f"sync.match.{doctype}"
+            if doctype not in self.sync.doctypes:
+                problems.append(f"{where}: {doctype!r} is not one of sync.doctypes")
+            try:
+                match_rules(rules)
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+        return problems
+
     @property
     def pair(self) -> tuple[str, str]:
         names = list(self.sites)
@@ -204,7 +220,30 @@ class AppConfig(_Strict):
             field_level_merge=_first(override.field_level_merge, self.sync.field_level_merge),
             propagate_deletes=_first(override.propagate_deletes, self.sync.propagate_deletes),
             links=dict(override.links) if override.links is not None else None,
+            match=match_rules(self.sync.match[doctype]) if doctype in self.sync.match else None,
         )
+
+
+def match_rules(value: list[Any]) -> tuple[tuple[str, ...], ...]:
+    """`sync.match.<Doctype>` as alternatives: `[a, b]` is one rule, `[[a], [b, c]]` two; `[]` none (off)."""
+    if not isinstance(value, list):
+        raise ValueError("must be a list of field names, or a list of such lists")
+    if all(isinstance(v, str) for v in value):
+        rules = [value] if value else []
+    elif all(isinstance(v, list) for v in value):
+        rules = value
+    else:
+        raise ValueError("mixes field names and lists: write [f1, f2] for one rule, or [[f1], [f2, f3]] for "
+                         "alternatives")
+    for rule in rules:
+        if not rule:
+            raise ValueError("an alternative has no fields")
+        for field_name in rule:
+            if not isinstance(field_name, str) or not field_name.strip() or not field_name.replace("_", "").isalnum():
+                raise ValueError(f"{field_name!r} is not a field name (letters, digits and _)")
+        if len(set(rule)) != len(rule):
+            raise ValueError(f"{rule} names a field twice")
+    return tuple(tuple(rule) for rule in rules)
 
 
 def _first(value: bool | None, default: bool) -> bool:
@@ -219,6 +258,7 @@ class DoctypePolicy:
     field_level_merge: bool
     propagate_deletes: bool
     links: dict[str, str] | None = None  # None: the built-in defaults for the doctype
+    match: tuple[tuple[str, ...], ...] | None = None  # None: the built-in matching rules (engine/matching.py)
 
 
 # --------------------------------------------------------------------------------------------- errors

@@ -140,3 +140,22 @@ def test_invalid_file_exits_2_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "line 8: sync.retry.max_attempts:" in result.stderr
+
+
+def test_matching_rules_one_list_alternatives_or_off_and_mistakes_name_key_and_line() -> None:
+    text = MINIMAL + ("sync:\n  doctypes: [Customer, Item, Sales Order]\n  match:\n"
+                      "    Customer: [[tax_id], [customer_name, customer_group]]\n    Item: [item_code]\n"
+                      "    Sales Order: []\n")
+    config = parse_config(text)
+    assert config.policy_for("Customer").match == (("tax_id",), ("customer_name", "customer_group"))
+    assert config.policy_for("Item").match == (("item_code",),)
+    assert config.policy_for("Sales Order").match == ()  # off
+    assert parse_config(MINIMAL).policy_for("Customer").match is None  # the built-in rules
+    bad = MINIMAL + ("sync:\n  doctypes: [Customer, Item]\n  match:\n    Customer: [customer_name, [tax_id]]\n"
+                     "    Item: [[]]\n    Supplier: [supplier_name]\n    Item2: [\"a b\"]\n")
+    lines = problems(bad)
+    assert any(line.startswith("line 9: sync.match.Customer: mixes field names and lists") for line in lines), lines
+    assert any(line.startswith("line 10: sync.match.Item: an alternative has no fields") for line in lines), lines
+    assert any(line.startswith("line 11: sync.match.Supplier: 'Supplier' is not one of sync.doctypes")
+               for line in lines), lines
+    assert any(line.startswith("line 12: sync.match.Item2: 'a b' is not a field name") for line in lines), lines

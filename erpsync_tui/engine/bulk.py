@@ -18,6 +18,7 @@ from erpsync_tui.config import DoctypePolicy
 from erpsync_tui.connectors.base import CircuitOpen, ConnectorError
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine.links import link_fields, linked_names, translate
+from erpsync_tui.engine.matching import MatchingFailed, pair_before_sync
 from erpsync_tui.engine.state import RecordView, Side
 from erpsync_tui.engine.sync import DocResult, Fetched, Outcome, SyncEngine, SyncFailed, failure_code
 from erpsync_tui.errors import ErrorCode
@@ -40,6 +41,7 @@ class SyncSummary:
     failed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    paired: int = 0  # documents both sites already held, paired by the matching rules before the walk
 
     def add(self, result: DocResult) -> None:
         self.processed += 1
@@ -84,13 +86,46 @@ async def full_sync(
     sources = sources_for(engine, direction)
     force = sources[0] if direction != "auto" else None
     for doctype in doctypes or engine.config.sync.doctypes:
+        paired = docname is not None or await _pair_first(engine, doctype, summary)
         for site in sources:
             if docname is not None:
                 await _sync_batch(engine, doctype, site, [docname], summary, force_from=force, skip_known=False)
                 continue
-            await _walk(engine, doctype, site, "full", summary, limit=limit, force_from=force, progress=progress)
+            await _walk(engine, doctype, site, "full", summary, limit=limit, force_from=force, progress=progress,
+                        bulk_ok=paired)
     summary.seconds = perf_counter() - started
     return summary
+
+
+async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) -> bool:
+    """Pair the documents both sites already hold before the walk creates anything (engine/matching.py).
+
+    False when the sites cannot be listed by the matching fields (a site down, a rule naming an unknown field):
+    the walk then takes the per-document path, whose every create asks the other site for its match first — and
+    fails, to the queue, while it cannot. Creating without knowing what the other site holds makes duplicates.
+    """
+    whole_rows = None
+    if await bulk_eligible(engine, doctype):
+        async def whole_rows(site: str, row: dict[str, Any]) -> bool:
+            try:
+                return await _rows_are_documents(engine, doctype, site, row)
+            except ConnectorError:
+                return False  # unverified: the pairs are recorded without a base and compared by the walk
+    try:
+        plan = await pair_before_sync(engine, doctype, whole_rows)
+    except MatchingFailed as exc:
+        await asyncio.to_thread(_log_matching_failure, engine, doctype, exc)
+        return False
+    summary.paired += len(plan.pairs)
+    return True
+
+
+def _log_matching_failure(engine: SyncEngine, doctype: str, exc: MatchingFailed) -> None:
+    log.warning("matching failed code=%s %s: %s", ErrorCode.FIELD_MAPPING, doctype, exc)
+    with engine.db.write() as session:
+        add_log(session, f"{exc}; {doctype}: each document is matched on its own before any create "
+                         f"(check sync.match.{doctype} if this repeats)", level="WARNING", doctype=doctype,
+                outcome="failed", error_code=str(ErrorCode.FIELD_MAPPING))
 
 
 async def incremental_sync(engine: SyncEngine, *, doctypes: Sequence[str] | None = None) -> SyncSummary:
@@ -118,6 +153,7 @@ async def _walk(
     limit: int | None = None,
     force_from: str | None = None,
     progress: Progress | None = None,
+    bulk_ok: bool = True,
 ) -> None:
     """Page through a site's documents from the stored position, syncing in batches and saving the position.
 
@@ -127,7 +163,7 @@ async def _walk(
     """
     state, batch_size = engine.state, engine.config.sync.batch_size
     value, seen = await asyncio.to_thread(state.watermark, site, doctype, kind)
-    bulk = kind == "full" and await bulk_eligible(engine, doctype)
+    bulk = kind == "full" and bulk_ok and await bulk_eligible(engine, doctype)
     rows = engine.connectors[site].list_documents(
         doctype, fields=("*",) if bulk else ("name", "modified"), modified_since=value,
         page_size=max(batch_size, 100), limit=limit, seen_at_watermark=seen,

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, true, update
 from sqlmodel import Session, col, select
 
 from erpsync_tui.store import control
@@ -20,9 +20,11 @@ from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log, add_logs
 from erpsync_tui.store.many import Many, ManyReturning, json_texts
 from erpsync_tui.store.models import (
+    IDENTITY_EPOCH,
     Conflict,
     ConflictStatus,
     CreateAttempt,
+    Meta,
     RecordStatus,
     SyncName,
     SyncRecord,
@@ -138,6 +140,110 @@ class SyncState:
                 found.update(session.exec(select(SyncName.name).where(
                     SyncName.site == site, SyncName.doctype == doctype, col(SyncName.name).in_(chunk))).all())
         return found
+
+    def unpaired_names(self, site: str, doctype: str, names: list[str]) -> set[str]:
+        """Which of `names` on `site` no record pairs or tracks yet — or only as ambiguous (matching decides)."""
+        tracked: set[str] = set()
+        with self.db.read() as session:
+            conn = session.connection()
+            for chunk in _chunks(names):
+                tracked.update(name for name, status in conn.execute(
+                    select(_NAME.c.name, _RECORD.c.status).join(_RECORD, _RECORD.c.id == _NAME.c.record_id).where(
+                        _NAME.c.site == site, _NAME.c.doctype == doctype, _NAME.c.name.in_(chunk)))
+                    if status != RecordStatus.AMBIGUOUS)
+        return {name for name in names if name not in tracked}
+
+    def record_identity(self, doctype: str, pairs: list[Any], ambiguous: list[Any],
+                        unmatched: dict[str, list[str]]) -> int:
+        """Record what matching found, in one transaction: pairs (no base: never synced together) and ambiguous
+        documents (neither paired nor created). A document ambiguous before and decided now loses that mark.
+
+        `pairs` are matching.Pairing, `ambiguous` matching.Ambiguity. Returns the number of pairs recorded (a pair
+        one of whose documents got a record meanwhile is left to the sync that made it).
+        """
+        now = utcnow()
+        decided = [(site, name) for p in pairs for site, name in p.names.items()]
+        decided += [(a.site, a.name) for a in ambiguous]
+        decided += [(site, name) for site, names in unmatched.items() for name in names]
+        with self.db.write() as session:
+            conn = session.connection()
+            by_site: dict[str, list[str]] = {}
+            for site, name in decided:
+                by_site.setdefault(site, []).append(name)
+            stale: list[int] = []
+            tracked: set[tuple[str, str]] = set()
+            for site, names in by_site.items():
+                for chunk in _chunks(names):
+                    for name, rid, status in conn.execute(select(_NAME.c.name, _NAME.c.record_id, _RECORD.c.status)
+                                                          .join(_RECORD, _RECORD.c.id == _NAME.c.record_id).where(
+                            _NAME.c.site == site, _NAME.c.doctype == doctype, _NAME.c.name.in_(chunk))):
+                        if status == RecordStatus.AMBIGUOUS:
+                            stale.append(rid)
+                        else:
+                            tracked.add((site, name))
+            for chunk in _chunks(stale):
+                conn.execute(delete(_ATTEMPT).where(_ATTEMPT.c.record_id.in_(chunk)))
+                conn.execute(delete(_NAME).where(_NAME.c.record_id.in_(chunk)))
+                conn.execute(delete(_RECORD).where(_RECORD.c.id.in_(chunk)))
+            fresh = [p for p in pairs if not any((s, n) in tracked for s, n in p.names.items())]
+            marked = [a for a in ambiguous if (a.site, a.name) not in tracked]
+            # A pair compared identical (`synced`) is recorded as synced with its base; any other has none.
+            rows = [{"doctype": doctype, "status": RecordStatus.SYNCED, "base": p.synced[0] if p.synced else None,
+                     "base_hash": p.synced[1] if p.synced else None, "origin_site": None, "created_at": now,
+                     "updated_at": now, "last_error": None, "error_code": None} for p in fresh]
+            rows += [{"doctype": doctype, "status": RecordStatus.AMBIGUOUS, "base": None, "base_hash": None,
+                      "origin_site": a.site, "created_at": now, "updated_at": now,
+                      "last_error": _ambiguity_text(a), "error_code": "ERP009"} for a in marked]
+            ids = _insert_records(conn, rows)
+            names = [_name_values(rid, doctype, Side(site, name, *(p.synced[2][site] if p.synced else (None, None))),
+                                  now)
+                     for rid, p in zip(ids, fresh, strict=False) for site, name in p.names.items()]
+            names += [_name_values(rid, doctype, Side(a.site, a.name, None, None), now)
+                      for rid, a in zip(ids[len(fresh):], marked, strict=True)]
+            _INSERT_NAME_MANY.execute(conn, names)
+            logs = [{"message": f"ambiguous: {doctype} {a.name} on {a.site} {_ambiguity_text(a)}; not paired, not "
+                                "created — see `erpsync-tui match`", "level": "WARNING", "site": a.site,
+                     "doctype": doctype, "name": a.name, "outcome": "ambiguous", "error_code": "ERP009"}
+                    for a in marked]
+            if fresh:
+                logs.append({"message": f"matched {len(fresh)} {doctype} documents both sites already held (no "
+                                        "base: differing ones follow the policy as a first contact)",
+                             "level": "INFO", "doctype": doctype, "outcome": "paired"})
+            add_logs(session, logs)
+            return len(fresh)
+
+    def mark_ambiguous(self, doctype: str, ambiguity: Any) -> None:
+        """Record one document as ambiguous (a matching.Ambiguity) unless something tracks it already."""
+        self.record_identity(doctype, [], [ambiguity], {})
+
+    def identity_epoch(self) -> datetime | None:
+        """When the state last forgot pairs (a restore, a reset): copies our API user made before then may be
+        unknown to it, so the likeness of a lost create's copy proves nothing for them (see owner_of_copy)."""
+        with self.db.read() as session:
+            row = session.get(Meta, IDENTITY_EPOCH)
+        return datetime.fromisoformat(row.value) if row is not None else None
+
+    def reset(self, doctype: str | None = None) -> dict[str, int]:
+        """Forget what pairs documents (all doctypes, or one): records, names, create attempts, their conflicts,
+        watermarks. The documents on the sites are untouched; the next sync re-pairs them by the matching rules
+        before it creates anything. Returns how many rows of each kind were deleted."""
+        attempt, conflict, watermark = _ATTEMPT, Conflict.__table__, Watermark.__table__  # type: ignore[attr-defined]
+
+        def where(table: Any) -> Any:
+            return table.c.doctype == doctype if doctype is not None else true()
+
+        with self.db.write() as session:
+            conn = session.connection()
+            counts = {"conflicts": conn.execute(delete(conflict).where(where(conflict))).rowcount,
+                      "create_attempts": conn.execute(delete(attempt).where(where(attempt))).rowcount,
+                      "names": conn.execute(delete(_NAME).where(where(_NAME))).rowcount,
+                      "records": conn.execute(delete(_RECORD).where(where(_RECORD))).rowcount,
+                      "watermarks": conn.execute(delete(watermark).where(where(watermark))).rowcount}
+            session.merge(Meta(key=IDENTITY_EPOCH, value=utcnow().isoformat()))
+            add_log(session, f"sync state reset ({doctype or 'every doctype'}): "
+                             + ", ".join(f"{v} {k}" for k, v in counts.items()), level="WARNING", doctype=doctype,
+                    outcome="reset")
+        return counts
 
     def view(self, record_id: int) -> RecordView | None:
         with self.db.read() as session:
@@ -381,12 +487,15 @@ class SyncState:
         self,
         record_id: int,
         doctype: str,
-        base: dict[str, Any],
-        base_hash: str,
+        base: dict[str, Any] | None,
+        base_hash: str | None,
         sides: list[Side],
         log: dict[str, Any] | None = None,
     ) -> None:
         """Both sides now hold `base`: store it as the merge base and each side's name/hash/modified.
+
+        `base` None links two documents that were never synced together (first contact, a lost create edited
+        since): they share no ancestor, so none is stored — durably, or a later pass would merge against it.
 
         One transaction of plain statements (no ORM unit of work): this runs once per synced document, and
         the outcome's log line (`log`) is written in the same transaction, so state and log never disagree.
@@ -535,6 +644,25 @@ def _views(conn: Connection, record_ids: list[int]) -> dict[int, RecordView]:
             if rid in views:
                 views[rid].sides[site] = Side(site, name, content_hash, modified)
     return views
+
+
+def _ambiguity_text(ambiguity: Any) -> str:
+    shown = ", ".join(ambiguity.candidates[:5]) + (" …" if len(ambiguity.candidates) > 5 else "")
+    return (f"matches {len(ambiguity.candidates)} documents on the other site by {'+'.join(ambiguity.rule)}: "
+            f"{shown}")
+
+
+def _insert_records(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert sync_record rows in one executemany; their ids in order."""
+    if not rows:
+        return []
+    if conn.dialect.name == "sqlite":
+        # The caller's transaction holds SQLite's write lock (BEGIN IMMEDIATE): the ids after the largest are ours.
+        first = (conn.execute(_MAX_RECORD_ID).scalar() or 0) + 1
+        ids = list(range(first, first + len(rows)))
+        _INSERT_RECORDS_WITH_ID_MANY.execute(conn, [{"id": rid, **row} for rid, row in zip(ids, rows, strict=True)])
+        return ids
+    return _INSERT_RECORDS_MANY.returning(conn, rows)
 
 
 def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:

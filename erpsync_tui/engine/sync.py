@@ -31,7 +31,9 @@ from erpsync_tui.connectors.base import (
     TimestampMismatch,
 )
 from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine import matching
 from erpsync_tui.engine.links import link_fields, linked_names, translate
+from erpsync_tui.engine.matching import Rule
 from erpsync_tui.engine.state import AttemptNoted, PendingCreate, RecordView, Side, SyncState
 from erpsync_tui.errors import ErpSyncError, ErrorCode
 from erpsync_tui.store.db import Database
@@ -62,6 +64,7 @@ class Outcome(StrEnum):
     RESOLVED = "resolved"
     DELETED = "deleted"
     ADOPTED = "adopted"  # a lost create found on the target, or a document both sites already had
+    AMBIGUOUS = "ambiguous"  # matches 2+ documents on the other site: neither paired nor created (ERP009)
     NOT_FOUND = "not_found"
 
 
@@ -166,6 +169,10 @@ class SyncEngine:
         policy = self.config.policy_for(doctype)
         record = await self._run(self.state.find, site, doctype, name)
         source = await self._fetch(policy, site, name)
+        if record is not None and record.status == RecordStatus.AMBIGUOUS:
+            # Left for the operator; a full sync's matching pass (or `erpsync-tui match`) looks at it again.
+            return await self._done(DocResult(doctype, site, name, Outcome.AMBIGUOUS,
+                                              detail="matches several documents on the other site; not created"))
         if record is None:
             if source.doc is None:
                 return await self._done(DocResult(doctype, site, name, Outcome.NOT_FOUND))
@@ -257,6 +264,11 @@ class SyncEngine:
                             source.content_hash, [origin, _side(source)])
             return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.ADOPTED,
                                               detail="our own create, whose answer was lost or not yet recorded"))
+        # The matching rules before the likeness of a lost create: after a restore, a copy our user made for one
+        # document can resemble another document's pending create (its name is what tells them apart).
+        matched = await self._match_on_target(policy, source)
+        if matched is not None:
+            return await self._settle_match(policy, source, matched, depth)
         owner = await self._own_create_awaiting_its_name(policy, source)
         if owner is not None:
             return await self._pair_lost_create(policy, owner, source, depth)
@@ -265,6 +277,113 @@ class SyncEngine:
         if target_site in record.sides:  # another task finished this create meanwhile
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         return await self._create_on_target(policy, record, source, depth)
+
+    async def _match_on_target(self, policy: DoctypePolicy, source: Fetched) -> tuple[Rule, list[str]] | None:
+        """The unpaired documents on the other site this one matches by the doctype's rules, before creating it.
+
+        Rules in order; the first under which any candidate exists decides: (rule, candidate names). Asked with
+        list requests filtered by the rule's fields (`like`: case-insensitive on the site), confirmed by the
+        normalised keys; a rule whose link field is not mapped yet does not apply. Also counted the other way: a
+        candidate that matches several documents here is ambiguous too.
+        """
+        rules = matching.rules_for(policy)
+        if not rules or source.doc is None:
+            return None
+        keys = await self._run(self._keys_of, policy, source.site, source.doc, rules)
+        target_site = self.other(source.site)
+        for index, rule in enumerate(rules):
+            if keys[index] is None:
+                continue
+            there = await self._candidates(policy, target_site, rules, index, keys[index], source)
+            if not there:
+                continue
+            here = await self._candidates(policy, source.site, rules, index, keys[index], source)
+            return rule, there if len(here) <= 1 else there + [n for n in here if n != source.name]
+        return None
+
+    def _keys_of(self, policy: DoctypePolicy, site: str, doc: dict[str, Any],
+                 rules: tuple[Rule, ...]) -> list[matching.Key | None]:
+        links = link_fields(policy.doctype, policy.links)
+        to_first = None if site == self.pair[0] else (
+            lambda dt, n: self.state.translate_name(dt, site, n, self.pair[0]))
+        return matching.match_keys(rules, doc, links, to_first)
+
+    async def _candidates(self, policy: DoctypePolicy, site: str, rules: tuple[Rule, ...], index: int,
+                          key: matching.Key, source: Fetched) -> list[str]:
+        """Unpaired documents on `site` whose key under rule `index` is `key` (one filtered list request)."""
+        assert source.doc is not None
+        links = link_fields(policy.doctype, policy.links)
+        filters: list[list[Any]] = []
+        for fieldname in rules[index]:
+            raw = source.doc.get(fieldname)
+            if fieldname in links and site != source.site:
+                raw = await self._run(self.state.translate_name, links[fieldname], source.site, raw, site)
+                if raw is None:
+                    return []
+            filters.append([fieldname, "like", raw.strip()] if isinstance(raw, str) else [fieldname, "=", raw])
+        rows = [row async for row in self.connectors[site].list_documents(
+            policy.doctype, fields=("name", "modified", *rules[index]), filters=filters)]
+        alike = [row["name"] for row in rows
+                 if (await self._run(self._keys_of, policy, site, row, rules))[index] == key]
+        open_names = await self._run(self.state.unpaired_names, site, policy.doctype, alike)
+        return [name for name in alike if name in open_names]
+
+    async def _settle_match(self, policy: DoctypePolicy, source: Fetched, matched: tuple[Rule, list[str]],
+                            depth: int) -> DocResult:
+        """One candidate: pair without a base, then compare (policy/manual for what differs). More: ambiguous."""
+        rule, names = matched
+        doctype, target_site = policy.doctype, self.other(source.site)
+        if len(names) > 1:
+            ambiguity = matching.Ambiguity(source.site, source.name or "", names, list(rule))
+            await self._run(self.state.record_identity, doctype, [], [ambiguity], {})
+            return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.AMBIGUOUS,
+                                              detail=f"matches {len(names)} documents on {target_site} by "
+                                                     f"{'+'.join(rule)}: not paired, not created (ERP009)"))
+        pairing = matching.Pairing({source.site: source.name or "", target_site: names[0]}, list(rule))
+        if not await self._run(self.state.record_identity, doctype, [pairing], [], {}):
+            # One of the two was paired meanwhile by another task: decide again from what is recorded now.
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        record = await self._run(self.state.find, source.site, doctype, source.name or "")
+        assert record is not None
+        target = await self._fetch(policy, target_site, names[0])
+        if target.doc is None:  # deleted since it was listed: the record is one-sided; the usual path decides
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        await self._log(f"matched {doctype} {source.name} on {source.site} with {names[0]} on {target_site} by "
+                        f"{'+'.join(rule)}: both sites already held it", "INFO", doctype, source.site,
+                        source.name or "", outcome="paired")
+        result = await self._compare(policy, record, {source.site: source, target_site: target}, force_from=None,
+                                     depth=depth)
+        if result.outcome == Outcome.SKIPPED:
+            result.outcome = Outcome.ADOPTED
+        return result
+
+    async def _settle_match_of_record(self, policy: DoctypePolicy, record: RecordView, source: Fetched,
+                                      matched: tuple[Rule, list[str]], depth: int) -> DocResult:
+        """`_settle_match` for a source that has a record already (one-sided): link that record, no base."""
+        rule, names = matched
+        doctype, target_site = policy.doctype, self.other(source.site)
+        if len(names) > 1:
+            await self._run(self.state.mark_status, record.record_id, RecordStatus.AMBIGUOUS,
+                            f"matches {len(names)} documents on {target_site} by {'+'.join(rule)}: "
+                            f"{', '.join(names[:5])}", str(ErrorCode.RECONCILIATION))
+            return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.AMBIGUOUS,
+                                              detail=f"matches {len(names)} documents on {target_site}; not created"))
+        other = await self._run(self.state.find, target_site, doctype, names[0])
+        if other is not None and not (other.status == RecordStatus.AMBIGUOUS and list(other.sides) == [target_site]
+                                      and await self._run(self.state.absorb_half_record, record.record_id,
+                                                          other.record_id, target_site)):
+            # Paired meanwhile by another task: decide again from what is recorded now.
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        target = await self._fetch(policy, target_site, names[0])
+        if target.doc is None:
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        await self._log(f"matched {doctype} {source.name} on {source.site} with {names[0]} on {target_site} by "
+                        f"{'+'.join(rule)} instead of creating it", "INFO", doctype, source.site, source.name or "",
+                        outcome="paired")
+        try:
+            return await self._link_without_base(policy, record, source, target, depth)
+        except IntegrityError:  # its name row appeared meanwhile: look again
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
 
     async def _own_create_awaiting_its_name(self, policy: DoctypePolicy, doc: Fetched) -> RecordView | None:
         """The pending create this unknown document came from, if it is ours though edited since we sent it.
@@ -277,7 +396,8 @@ class SyncEngine:
         if not await self._created_by_us(doc.site, doc.doc):
             return None
         pending = await self._run(self.state.pending_creates, policy.doctype, doc.site)
-        owner = owner_of_copy(doc, pending, self._zone(doc.site))
+        epoch = await self._run(self.state.identity_epoch)
+        owner = owner_of_copy(doc, pending, self._zone(doc.site), matching.rules_for(policy), epoch)
         return owner.record if owner is not None else None
 
     async def _pair_lost_create(
@@ -285,8 +405,10 @@ class SyncEngine:
     ) -> DocResult:
         """Link a record with the document its lost create made (edited since), then settle the content.
 
-        Neither side gets a synced hash: both count as changed, so merge/policy/manual decide every field
-        that differs, exactly as for two documents that already existed on both sites.
+        When every insert sent carried one content, that is the common ancestor: each side's edits since are
+        changes against it (merged, or policy/manual for a field both changed). Otherwise neither side gets a
+        synced hash and there is no base: both count as changed, so policy/manual decide every field that
+        differs, exactly as for two documents that already existed on both sites.
         """
         origin_site = self.other(created.site)
         await self._log(f"adopted {created.name} on {created.site}: our own create whose answer was lost, edited "
@@ -300,7 +422,40 @@ class SyncEngine:
             paired = await self._run(self.state.view, record.record_id)
             assert paired is not None
             return await self._deleted(policy, paired, {origin_site: source, created.site: created}, depth=depth)
+        sent = await self._run(self._only_payload_sent, record, created.site)
+        if sent is not None:
+            return await self._link_with_sent_base(policy, record, source, created, sent, depth)
         return await self._link_without_base(policy, record, source, created, depth)
+
+    def _only_payload_sent(self, record: RecordView, target_site: str) -> tuple[dict[str, Any], str] | None:
+        """What every insert sent for `record` carried, when that was one content: the copy's real ancestor.
+
+        The copy was made from it and the source held it when it was sent, so edits on either side since are
+        changes against it (merged, not decided by policy). Several different contents: which one made the copy
+        is not certain, so there is no base.
+        """
+        mine = [p for p in self.state.pending_creates(record.doctype, target_site)
+                if p.record.record_id == record.record_id]
+        if not mine or len(set(mine[0].hashes)) != 1:
+            return None
+        return mine[0].payloads[0], mine[0].hashes[0]
+
+    async def _link_with_sent_base(
+        self, policy: DoctypePolicy, record: RecordView, source: Fetched, created: Fetched,
+        sent: tuple[dict[str, Any], str], depth: int,
+    ) -> DocResult:
+        """Pair a lost create's edited copy with its source, both descended from what was sent, then compare."""
+        payload, payload_hash = sent
+        sides = [Side(source.site, source.name or "", payload_hash, None),
+                 Side(created.site, created.name or "", payload_hash, created.modified)]
+        await self._run(self.state.mark_synced, record.record_id, record.doctype, payload, payload_hash, sides)
+        view = await self._run(self.state.view, record.record_id)
+        assert view is not None
+        result = await self._compare(policy, view, {source.site: source, created.site: created}, force_from=None,
+                                     depth=depth)
+        if result.outcome == Outcome.SKIPPED:
+            result.outcome = Outcome.ADOPTED
+        return result
 
     async def _link_without_base(
         self, policy: DoctypePolicy, record: RecordView, source: Fetched, target: Fetched, depth: int
@@ -308,12 +463,12 @@ class SyncEngine:
         """Record `source` and `target` as one document's two copies, then settle every differing field.
 
         No base and no synced hash on either side: both count as changed, so merge/policy/manual (not arrival
-        order) decide each field that differs.
+        order) decide each field that differs. The missing base is stored as missing: the first side's content
+        kept as a pretend base would let a later pass "merge" the other side over it.
         """
         unsynced = [Side(source.site, source.name or "", None, source.modified),
                     Side(target.site, target.name or "", None, target.modified)]
-        await self._run(self.state.mark_synced, record.record_id, record.doctype, source.canonical,
-                        source.content_hash, unsynced)
+        await self._run(self.state.mark_synced, record.record_id, record.doctype, None, None, unsynced)
         refreshed = await self._run(self.state.view, record.record_id)
         assert refreshed is not None
         refreshed.base = None
@@ -337,13 +492,22 @@ class SyncEngine:
         return self._users[site]
 
     async def _create_on_target(
-        self, policy: DoctypePolicy, record: RecordView, source: Fetched, depth: int
+        self, policy: DoctypePolicy, record: RecordView, source: Fetched, depth: int, *, match_first: bool = False
     ) -> DocResult:
-        """Create the counterpart — unless a lost earlier attempt already did, or the target has it by name."""
+        """Create the counterpart — unless a lost earlier attempt already did, or the target has it by name.
+
+        `match_first`: look for it by the matching rules too (a record that was one-sided for a while — an
+        unfinished create from a restored database, a delete not propagated — may have a counterpart by now that
+        no attempt of ours made).
+        """
         target_site = self.other(source.site)
         created, exact = await self._find_lost_create(policy, record, target_site)
         if created is not None and not exact:
             return await self._pair_lost_create(policy, record, created, depth)
+        if created is None and match_first:
+            matched = await self._match_on_target(policy, source)
+            if matched is not None:
+                return await self._settle_match_of_record(policy, record, source, matched, depth)
         if created is not None and created.content_hash != source.content_hash:
             # Found by what we sent, but the source changed since: what we sent is the base both sides share.
             sent = Side(source.site, source.name or "", created.content_hash, None)
@@ -416,6 +580,7 @@ class SyncEngine:
         if user is not None:
             filters.append(["owner", "=", user])
         edited: list[tuple[float, timedelta, str, Fetched]] = []
+        epoch = await self._run(self.state.identity_epoch)
         listed = [row["name"] async for row in self.connectors[target_site].list_documents(
             record.doctype, fields=("name", "modified"), filters=filters)]
         # One query for the lot: most of them are our copies already paired (someone else's counterpart).
@@ -428,7 +593,11 @@ class SyncEngine:
                 continue
             if candidate.content_hash in mine.hashes:
                 return candidate, True
-            if user is not None and owner_of_copy(candidate, pending, zone) is mine:
+            if user is not None and owner_of_copy(candidate, pending, zone, matching.rules_for(policy),
+                                                  epoch) is mine \
+                    and not await self._match_on_target(policy, candidate):
+                # (a copy that matches an unpaired document by the rules is that document's: e.g. one our user
+                # created after the backup a restored database was taken from)
                 created = _creation(candidate, zone)
                 assert created is not None  # owner_of_copy found it
                 edited.append((-_likeness(candidate.canonical, mine), _send_gap(created, mine),
@@ -511,7 +680,7 @@ class SyncEngine:
         view = await self._run(self.state.view, record.record_id)
         assert view is not None
         view.retrying = retrying
-        return await self._create_on_target(policy, view, present, depth)
+        return await self._create_on_target(policy, view, present, depth, match_first=True)
 
     # ==================================================================================== conflicts
 
@@ -739,7 +908,8 @@ def _side(fetched: Fetched) -> Side:
 MIN_LIKENESS = 0.5  # an edited copy keeps most of what we sent; less alike than this, it is not ours
 
 
-def owner_of_copy(copy: Fetched, pending: list[PendingCreate], zone: str) -> PendingCreate | None:
+def owner_of_copy(copy: Fetched, pending: list[PendingCreate], zone: str,
+                  rules: tuple[Rule, ...] = (), epoch: datetime | None = None) -> PendingCreate | None:
     """Which of our pending creates made `copy` (a document our API user created, edited since), if any.
 
     The create whose sent content it resembles most (at least MIN_LIKENESS). Creates it resembles equally are
@@ -751,10 +921,22 @@ def owner_of_copy(copy: Fetched, pending: list[PendingCreate], zone: str) -> Pen
     created = _creation(copy, zone)
     if created is None:
         return None
+    if epoch is not None and created < epoch + CLOCK_SKEW:
+        # Stamped (by the site's clock) before the state forgot pairs (a restore, a reset): perhaps a copy our
+        # user made for a document the state no longer knows. Likeness cannot tell; only the exact hash of what
+        # we sent, or the matching rules, may pair it.
+        return None
     scored = [(_likeness(copy.canonical, p), p) for p in pending if created >= p.first_sent - CLOCK_SKEW]
     scored = [(score, p) for score, p in scored if score >= MIN_LIKENESS]
     if not scored:
         return None
+    if rules:
+        # Creates whose content has the copy's identity (its matching keys) first: two documents alike in every
+        # other field (after a restore, our user's copies the state no longer knows) are told apart by it.
+        keys = {k for k in matching.match_keys(rules, copy.canonical) if k is not None}
+        same = [(score, p) for score, p in scored
+                if keys & {k for sent in p.payloads for k in matching.match_keys(rules, sent) if k is not None}]
+        scored = same or scored
     best = max(score for score, _ in scored)
     tied = [p for score, p in scored if score == best]
     return min(tied, key=lambda p: (_send_gap(created, p), p.record.record_id))

@@ -14,6 +14,7 @@ from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 1
+IDENTITY_EPOCH = "identity_epoch"  # meta key: when a restore or reset last made the state forget pairs (UTC, ISO)
 
 
 def utcnow() -> datetime:
@@ -53,6 +54,9 @@ class RecordStatus(StrEnum):
     ERROR = "error"
     CREATING = "creating"  # a create was sent; its answer may have been lost (idempotent retry)
     DELETED = "deleted"
+    # Matches two or more documents on the other site by the doctype's matching rules: neither paired nor created
+    # until an operator cleans up (ERP009; `erpsync-tui match` lists them).
+    AMBIGUOUS = "ambiguous"
 
 
 class ConflictStatus(StrEnum):

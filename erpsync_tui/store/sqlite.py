@@ -211,3 +211,44 @@ def backup(source: Path, destination: Path) -> None:
     finally:
         dst.close()
         src.close()
+
+
+def inspect_backup(path: Path) -> tuple[str, int | None]:
+    """A backup file's `PRAGMA integrity_check` answer and its schema version (None: not a state database).
+
+    Opened read-only and immutable: checking a backup never writes to it.
+    """
+    if not path.is_file():
+        raise StoreError(f"backup {path} does not exist")
+    try:
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            integrity = str(probe.execute("PRAGMA integrity_check").fetchone()[0])
+            try:
+                row = probe.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            except sqlite3.DatabaseError:
+                row = None
+        finally:
+            probe.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} cannot be read as a SQLite database: {exc}") from None
+    return integrity, int(row[0]) if row else None
+
+
+def restore_into(backup_file: Path, live: Path) -> None:
+    """Copy `backup_file` over the live database in place, page by page, with SQLite's backup API.
+
+    In place rather than by replacing the file: the WAL and its index stay consistent for every process that
+    opens the database afterwards (a file swapped under a WAL would pair the new file with the old log).
+    """
+    src = sqlite3.connect(f"{backup_file.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    dst = sqlite3.connect(live, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode = WAL")
+        dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"restore of {backup_file} into {live} failed: {exc}") from None
+    finally:
+        dst.close()
+        src.close()

@@ -36,6 +36,7 @@ from erpsync_tui.tui.screens.conflicts import ConflictsScreen
 from erpsync_tui.tui.screens.dashboard import DashboardScreen
 from erpsync_tui.tui.screens.health import HealthScreen
 from erpsync_tui.tui.screens.logs import LogsScreen
+from erpsync_tui.tui.screens.matching import MatchingScreen
 from erpsync_tui.tui.screens.queue import QueueScreen
 from erpsync_tui.tui.themes import DEFAULT_THEME, load_themes
 
@@ -51,7 +52,8 @@ class ConsoleApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     COMMANDS: ClassVar[set[Any]] = {ConsoleCommands, *App.COMMANDS}
     MODES: ClassVar[dict[str, Any]] = {"dashboard": DashboardScreen, "conflicts": ConflictsScreen,
-                                       "queue": QueueScreen, "logs": LogsScreen, "health": HealthScreen}
+                                       "queue": QueueScreen, "logs": LogsScreen, "health": HealthScreen,
+                                       "matching": MatchingScreen}
     DEFAULT_MODE: ClassVar[str] = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, tooltip="leave (the in-process engine stops)"),

@@ -12,7 +12,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 if TYPE_CHECKING:
     from erpsync_tui.tui.app import ConsoleApp
 
-SCREENS = ("dashboard", "conflicts", "queue", "logs", "health")
+SCREENS = ("dashboard", "conflicts", "queue", "logs", "health", "matching")
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,7 +202,7 @@ async def test_the_other_half_appearing_just_after_the_look_is_absorbed_not_an_e
 ) -> None:
     """The interleaving behind a rare failure of the test below, forced: while the cloud task links SKU-Y, the
     local task records its own half (its create intent) just after the cloud task looked for one."""
-    engine = make_engine(conflict_resolution="cloud_wins")
+    engine = make_engine(conflict_resolution="cloud_wins", match={"Item": []})  # the insert path, not matching
     for site, group in (("cloud", "Products"), ("local", "Services")):
         cluster[site].insert("Item", {"item_code": "SKU-Y", "item_group": group, "stock_uom": "Nos"},
                              fire_webhooks=False)

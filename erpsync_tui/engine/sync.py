@@ -26,7 +26,9 @@ from erpsync_tui.connectors.base import (
     Connector,
     ConnectorError,
     DuplicateEntry,
+    AuthenticationFailed,
     LinkValidationFailed,
+    PermissionDenied,
     RateLimited,
     TimestampMismatch,
 )
@@ -723,8 +725,9 @@ class SyncEngine:
 
 
 def is_site_outage(exc: BaseException) -> bool:
-    """The site refused us as a whole (circuit open, rate limited): not this document's fault."""
-    return isinstance(exc, CircuitOpen | RateLimited)
+    """The site refused us, not this document (circuit open, rate limited, key refused — 401 — or a role
+    missing on the doctype — 403): the item waits with its attempts kept; dead-lettering it would not help."""
+    return isinstance(exc, CircuitOpen | RateLimited | AuthenticationFailed | PermissionDenied)
 
 
 def _hash_of(record: RecordView, site: str) -> str | None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from erpsync_tui.connectors.base import AuthenticationFailed, PermissionDenied
 from erpsync_tui.engine.metrics import Metrics
 from erpsync_tui.engine.sync import SyncEngine, failure_code, is_site_outage
 from erpsync_tui.store import queue
@@ -116,9 +117,22 @@ class QueueWorker:
             return str(result.outcome)
         raise ValueError(f"unknown queue item kind {item.kind!r}")
 
+    def _hold_for(self, exc: Exception, retry_after: float | None) -> float | None:
+        """How long an item refused by its site waits (its attempt is kept, so backoff alone would not grow):
+        a 401 until the site's breaker tries again, a 403 (a role to grant) the longest backoff."""
+        if retry_after is not None:
+            return retry_after
+        if isinstance(exc, AuthenticationFailed):
+            site = self.engine.config.sites.get(exc.site)
+            return site.circuit_reset_seconds if site is not None else None
+        if isinstance(exc, PermissionDenied):
+            return self.engine.config.sync.retry.backoff_max_seconds
+        return None
+
     def _record_failure(self, item: QueueItem, exc: Exception) -> str:
         code, retry_after = failure_code(exc)
         retry = self.engine.config.sync.retry
+        retry_after = self._hold_for(exc, retry_after)
         updated = queue.fail(
             self.engine.db, int(item.id or 0), self.owner, error=str(exc), error_code=code,
             backoff_base=retry.backoff_base_seconds, backoff_max=retry.backoff_max_seconds, retry_after=retry_after,

@@ -39,7 +39,8 @@ class Metrics:
             "erpsync_sync_latency_seconds", "Time to process one queue item", buckets=SYNC_LATENCY_BUCKETS, registry=r
         )
         self.circuit_state = Gauge(
-            "erpsync_circuit_state", "Circuit breaker per site: 0 closed, 1 half_open, 2 open, 3 auth_refused (401 to everything)", ["site"], registry=r
+            "erpsync_circuit_state", "Circuit breaker per site: 0 closed, 1 half_open, 2 open, 3 auth_refused (401s)",
+            ["site"], registry=r
         )
 
     # ------------------------------------------------------------------------------ receiver

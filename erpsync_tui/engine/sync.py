@@ -22,11 +22,11 @@ from sqlalchemy.exc import IntegrityError
 
 from erpsync_tui.config import AppConfig, DoctypePolicy
 from erpsync_tui.connectors.base import (
+    AuthenticationFailed,
     CircuitOpen,
     Connector,
     ConnectorError,
     DuplicateEntry,
-    AuthenticationFailed,
     LinkValidationFailed,
     PermissionDenied,
     RateLimited,

@@ -9,6 +9,7 @@ kept and the message names the missing permission; the other doctypes sync meanw
 from __future__ import annotations
 
 import asyncio
+
 import pytest
 from sqlmodel import select
 

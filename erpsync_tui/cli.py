@@ -523,93 +523,6 @@ def conflicts_command(ctx: Context, as_json: bool) -> None:
         ctx.out.print(f"#{c['id']} {escape(c['doctype'])} {escape(names)}: {escape(', '.join(c['fields']))}")
 
 
-@cli.command("resolve")
-@click.argument("conflict_id", type=int)
-@click.option("--take", required=True, metavar="SITE|merged",
-              help="Take one site's whole document, or 'merged' (agreeing fields plus --field choices).")
-@click.option("--field", "fields", multiple=True, metavar="F=SITE", help="Per-field choice (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
-@handles_missing_secrets
-def resolve_command(ctx: Context, conflict_id: int, take: str, fields: tuple[str, ...], as_json: bool) -> None:
-    """Resolve a conflict: write the chosen values to both sites (audited)."""
-    from erpsync_tui.store import control
-    from erpsync_tui.store.models import Conflict, ConflictStatus
-
-    config, db = ctx.config(), ctx.database()
-    choices = dict(_parse_field_choice(f, config.pair) for f in fields)
-    if take != "merged" and take not in config.pair:
-        raise click.UsageError(f"--take must be one of {', '.join(config.pair)} or merged")
-    with db.read() as session:
-        conflict = session.get(Conflict, conflict_id)
-    if conflict is None or conflict.status != ConflictStatus.OPEN:
-        click.echo(f"error: conflict #{conflict_id} is not open", err=True)
-        sys.exit(EXIT_FAILED)
-    actor, host = operator_identity()
-    params = {"conflict_id": conflict_id, "take": None if take == "merged" else take, "choices": choices}
-    action_id = control.submit_action(db, "resolve", actor=actor, host=host, target=f"conflict:{conflict_id}",
-                                      params=params)
-    if control.engine_status(db).mode == "stopped":
-        engine = _engine_for(ctx)
-
-        async def run() -> Any:
-            try:
-                return await engine.resolve(int(conflict.record_id or 0), choices, actor=f"{actor}@{host}",
-                                            take=params["take"])
-            finally:
-                await _close(engine)
-
-        try:
-            result = _run_async(run())
-        except Exception as exc:
-            control.finish_action(db, action_id, ok=False, result=str(exc))
-            click.echo(f"error: {secret_store.redact(str(exc))}", err=True)
-            sys.exit(EXIT_FAILED)
-        control.finish_action(db, action_id, ok=True, result=f"{result.writes} writes")
-        message = f"conflict #{conflict_id} resolved: {result.writes} writes"
-    else:
-        message = f"conflict #{conflict_id}: resolution sent to the running engine (action {action_id})"
-    if as_json:
-        emit_json({"conflict_id": conflict_id, "action_id": action_id, "message": message})
-    else:
-        ctx.out.print(escape(message))
-
-
-def _parse_field_choice(text: str, pair: tuple[str, str]) -> tuple[str, str]:
-    field_name, sep, site = text.partition("=")
-    if not sep or site not in pair:
-        raise click.UsageError(f"--field takes FIELD=SITE with SITE one of {', '.join(pair)}, not {text!r}")
-    return field_name, site
-
-
-@cli.command("retry")
-@click.argument("item_id", type=int, required=False)
-@click.option("--failed", "failed_", is_flag=True, help="Every failed item.")
-@click.option("--dead", is_flag=True, help="Every dead item.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
-def retry_command(ctx: Context, item_id: int | None, failed_: bool, dead: bool, as_json: bool) -> None:
-    """Queue failed or dead items again (one by id, or all failed / all dead)."""
-    from erpsync_tui.store import control, queue
-
-    if item_id is None and not (failed_ or dead):
-        raise click.UsageError("give an item id, --failed or --dead")
-    statuses = [s for s, on in (("failed", failed_), ("dead", dead)) if on] or ["failed", "dead"]
-    db = ctx.database()
-    actor, host = operator_identity()
-    count = queue.retry(db, [item_id] if item_id is not None else None, statuses=statuses)
-    action_id = control.submit_action(db, "retry", actor=actor, host=host,
-                                      params={"ids": [item_id] if item_id else [], "statuses": statuses})
-    control.finish_action(db, action_id, ok=True, result=f"{count} items queued again by the CLI")
-    running = control.engine_status(db).mode != "stopped"
-    note = "" if running else " (no engine is running: start `erpsync-tui serve` to process them)"
-    if as_json:
-        emit_json({"requeued": count, "engine_running": running})
-    else:
-        ctx.out.print(f"{count} items queued again{note}")
-    sys.exit(EXIT_OK if count else EXIT_FAILED)
-
-
 @cli.command("reconcile")
 @click.option("--doctype", required=True, help="The doctype to compare across both sites.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
@@ -816,9 +729,12 @@ def demo_command(seed_docs: int, traffic: float, theme: str | None, headless: bo
 
 def _register_layer_commands() -> None:
     """Commands defined beside their own layer register here, so cli.py stays the one index of commands."""
+    from erpsync_tui.cli_ops import COMMANDS
     from erpsync_tui.sim.cli import sim_command
 
     cli.add_command(sim_command, "sim")
+    for command in COMMANDS:  # pause, resume, retry, discard, resolve, queue, actions (typed operator actions)
+        cli.add_command(command)
 
 
 _register_layer_commands()

@@ -121,6 +121,9 @@ class SchedulerConfig(_Strict):
     retention_days: PositiveInt = 14
     # How long the engine lease lasts without renewal: a crashed engine's successor waits at most this long.
     lease_ttl_seconds: Annotated[float, Field(ge=1, le=600)] = 15.0
+    # An operator action no engine took within this long expires instead of running late (a pause sent
+    # yesterday must not pause today's engine).
+    action_max_age_seconds: PositiveFloat = 600.0
 
 
 class AlertConfig(_Strict):

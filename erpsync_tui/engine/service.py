@@ -302,7 +302,7 @@ class EngineService:
             ok, result = outcome
             await asyncio.to_thread(control.finish_action, self.db, action_id, ok=ok, result=result)
         shown = outcome[1] if outcome is not None else "started; its outcome is written when it lands"
-        await self._log(f"operator {row.actor}@{row.host}: {typed.kind} {typed.target} → {shown}",
+        await self._log(f"operator {row.actor}@{row.host}: {typed.kind} → {shown} ({typed.target})",
                         level="INFO" if outcome is None or outcome[0] else "ERROR", outcome=f"action_{typed.kind}")
 
     async def set_paused(self, paused: bool) -> None:

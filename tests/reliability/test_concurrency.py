@@ -159,7 +159,8 @@ async def share_the_database(cluster: SimCluster, db_path: Path, seconds: float)
         def all_finished() -> bool:
             with db.read() as s:
                 rows = s.exec(select(OperatorAction)).all()
-            return all(r.status != "pending" for r in rows) and len(rows) == len(ids)
+            # Final, not just taken: a sync_now's outcome lands when its sync has finished.
+            return all(r.status in ("done", "failed", "expired") for r in rows) and len(rows) == len(ids)
 
         deadline = time.monotonic() + 20
         while not await asyncio.to_thread(all_finished):

@@ -171,7 +171,7 @@ def _report(ctx: Context, row: Any, as_json: bool, *, sent_only: bool = False) -
         ctx.out.print(f"{mark} #{row.id} {escape(row.action)} {escape(row.target or '')}: "
                       f"{escape(secret_store.redact(row.result or ''))}")
     else:
-        ctx.err.print(f"[yellow]timed out waiting:[/] {escape(act.describe_pending(row))}")
+        ctx.err.print(f"[yellow]timed out waiting:[/] {escape(act.describe_pending(row))}", soft_wrap=True)
     if sent_only:
         sys.exit(EXIT_OK)
     sys.exit(EXIT_OK if row.status == "done" else EXIT_FAILED)

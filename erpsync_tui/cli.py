@@ -524,31 +524,83 @@ def conflicts_command(ctx: Context, as_json: bool) -> None:
 
 
 @cli.command("reconcile")
-@click.option("--doctype", required=True, help="The doctype to compare across both sites.")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("--doctype", "doctypes", multiple=True, help="Only this doctype (repeatable; default: every configured "
+              "doctype).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (same as --format json).")
+@click.option("--apply", "apply_", is_flag=True, help="Sync every difference through the engine, under each "
+              "doctype's policy (after a dry-run summary and a confirmation).")
+@click.option("--yes", is_flag=True, help="With --apply: do not ask (scripts).")
 @pass_ctx
 @handles_missing_secrets
-def reconcile_command(ctx: Context, doctype: str, fmt: str) -> None:
-    """Compare a doctype across both sites; report missing documents and differing fields (writes nothing)."""
-    from erpsync_tui.engine.bulk import reconcile
+def reconcile_command(ctx: Context, doctypes: tuple[str, ...], fmt: str, as_json: bool, apply_: bool,
+                      yes: bool) -> None:
+    """Compare doctypes across both sites: missing documents and differing fields with their values (secret-like
+    fields masked). Writes nothing unless --apply."""
+    from erpsync_tui.engine.reconcile import reconcile
 
+    fmt = "json" if as_json else fmt
+    config = ctx.config()
+    unknown = [d for d in doctypes if d not in config.sync.doctypes]
+    if unknown:
+        raise click.UsageError(f"not a configured doctype: {', '.join(unknown)} (sync.doctypes: "
+                               f"{', '.join(config.sync.doctypes)})")
+    wanted = list(doctypes) or list(config.sync.doctypes)
     engine = _engine_for(ctx)
 
     async def run() -> Any:
         try:
-            return await reconcile(engine, doctype)
+            return [await reconcile(engine, doctype) for doctype in wanted]
         finally:
             await _close(engine)
 
     try:
-        report = _run_async(run())
+        reports = _run_async(run())
     except ConnectorError as exc:
         _fail_with_code(exc)
+    total = sum(len(r.differences) for r in reports)
+    _print_reconcile(ctx, reports, fmt, dry_run=apply_)
+    if apply_ and total:
+        _apply_reconcile(ctx, wanted, total, yes=yes, as_json=fmt == "json")
+    sys.exit(EXIT_FAILED if total and not apply_ else EXIT_OK)
+
+
+def _print_reconcile(ctx: Context, reports: list[Any], fmt: str, *, dry_run: bool) -> None:
+    if fmt == "json":
+        if not dry_run:
+            emit_json({"doctypes": [r.as_dict() for r in reports],
+                       "differences": sum(len(r.differences) for r in reports)})
+        return
     if fmt == "csv":
-        click.echo(secret_store.redact(report.as_csv()), nl=False)
-    else:
-        emit_json(report.as_dict())
-    sys.exit(EXIT_FAILED if report.differences else EXIT_OK)
+        for index, report in enumerate(reports):
+            click.echo(secret_store.redact(report.as_csv(header=index == 0)), nl=False)
+        return
+    for report in reports:
+        counts = ", ".join(f"{site} {n}" for site, n in report.counts.items())
+        ctx.out.print(f"[bold]{escape(report.doctype)}[/]: {counts}; {len(report.differences)} differences")
+        for diff in report.differences[:200]:
+            names = ", ".join(f"{site}={name}" for site, name in diff.names.items())
+            ctx.out.print(f"  {escape(diff.kind)} {escape(names)}")
+            for name in diff.fields:
+                sides = " · ".join(f"{site}: {secret_store.redact(repr(value))}"
+                                   for site, value in diff.values.get(name, {}).items())
+                ctx.out.print(f"      {escape(name)}: {escape(sides)}")
+        if len(report.differences) > 200:
+            ctx.out.print(f"  … {len(report.differences) - 200} more (--format json or csv lists all)")
+
+
+def _apply_reconcile(ctx: Context, doctypes: list[str], total: int, *, yes: bool, as_json: bool) -> None:
+    """Sent as a reconcile_apply operator action: the engine that holds the lease applies it (or this process
+    when none runs), and its outcome is written to the action's row."""
+    from erpsync_tui.cli_ops import send
+    from erpsync_tui.store.actions import ReconcileApply
+
+    if not yes:
+        if as_json:
+            raise click.UsageError("--apply with --json needs --yes (there is no one to confirm)")
+        click.confirm(f"apply {total} differences in {', '.join(doctypes)} (each synced through the engine under "
+                      "its doctype's policy)?", abort=True)
+    send(ctx, ReconcileApply(tuple(doctypes)), no_wait=False, timeout=3600, as_json=as_json)
 
 
 # =============================================================================================== daemon

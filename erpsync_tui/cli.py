@@ -376,6 +376,7 @@ def _run_async(coro: Any) -> Any:
 @handles_missing_secrets
 def test_command(ctx: Context, as_json: bool) -> None:
     """Connect to and authenticate with each site; failures show their error code and quick fix."""
+    from erpsync_tui.engine.preflight import check_doctype
     from erpsync_tui.errors import ErrorCode, quick_fix
 
     engine = _engine_for(ctx)
@@ -385,7 +386,15 @@ def test_command(ctx: Context, as_json: bool) -> None:
         for site, connector in engine.connectors.items():
             try:
                 user = await connector.whoami()
-                results.append({"site": site, "ok": True, "user": user, "url": connector.config.base_url})
+                problems = [p for p in [await check_doctype(site, connector, d) for d in engine.config.sync.doctypes]
+                            if p is not None]
+                if problems:
+                    results.append({"site": site, "ok": False, "user": user, "error_code": problems[0].code,
+                                    "error": "; ".join(p.message for p in problems), "quick_fix": problems[0].fix,
+                                    "url": connector.config.base_url})
+                else:
+                    results.append({"site": site, "ok": True, "user": user, "url": connector.config.base_url,
+                                    "doctypes": list(engine.config.sync.doctypes)})
             except Exception as exc:
                 code = str(getattr(exc, "code", ErrorCode.CONNECTION))
                 results.append({"site": site, "ok": False, "error_code": code, "error": str(exc),
@@ -399,7 +408,8 @@ def test_command(ctx: Context, as_json: bool) -> None:
     else:
         for r in results:
             if r["ok"]:
-                ctx.out.print(f"[green]ok[/]    {escape(r['site'])}: authenticated as {escape(r['user'])}")
+                ctx.out.print(f"[green]ok[/]    {escape(r['site'])}: authenticated as {escape(r['user'])}; "
+                              f"{len(r['doctypes'])} doctypes readable")
             else:
                 ctx.out.print(f"[red]FAIL[/]  {escape(r['site'])}: {escape(r['error_code'])} "
                               f"{escape(secret_store.redact(r['error']))}\n      fix: {escape(r['quick_fix'])}")
@@ -424,6 +434,7 @@ def sync_command(ctx: Context, doctype: str | None, docname: str | None, directi
 
     from erpsync_tui.engine.bulk import full_sync, sources_for
     from erpsync_tui.engine.factory import build_batch_workers
+    from erpsync_tui.engine.preflight import PreflightFailed, preflight
 
     if docname and not doctype:
         raise click.UsageError("--docname needs --doctype")
@@ -445,24 +456,57 @@ def sync_command(ctx: Context, doctype: str | None, docname: str | None, directi
                 progress.update(task, description=f"{what}: {done} documents")
 
         try:
+            # Before any work: a wrong secret or a doctype typo stops here (ERP002/ERP003), not after 400 creates.
+            problems = await preflight(engine.connectors, [doctype] if doctype else engine.config.sync.doctypes)
+            if problems:
+                raise PreflightFailed(problems)
             return await full_sync(engine, doctypes=[doctype] if doctype else None, docname=docname,
                                    direction=direction, limit=limit, progress=report)
         finally:
             await _close(engine)
 
-    if as_json:
-        summary = _run_async(run(None))
-        emit_json(summary.as_dict())
-    else:
-        columns = (SpinnerColumn(), TextColumn("{task.description}"))
-        with Progress(*columns, console=ctx.err, transient=True) as progress:
-            summary = _run_async(run(progress))
+    from erpsync_tui.store.models import utcnow
+
+    started_at = utcnow()
+    try:
+        if as_json:
+            summary = _run_async(run(None))
+            emit_json(summary.as_dict())
+        else:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"))
+            with Progress(*columns, console=ctx.err, transient=True) as progress:
+                summary = _run_async(run(progress))
+    except PreflightFailed as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {secret_store.redact(problem.render())}", err=True)
+        click.echo("nothing was synced", err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        _interrupted(ctx, engine.db, started_at)
+    if not as_json:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "nothing"
         ctx.out.print(f"{summary.processed} documents in {summary.seconds:.1f}s: {escape(outcomes)}; "
                       f"{summary.writes} writes, {summary.failed} failed")
         if summary.failed:
             ctx.out.print("failed documents are on the queue: `erpsync-tui status`, `erpsync-tui retry --failed`")
     sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+def _interrupted(ctx: Context, db: Any, since: Any) -> NoReturn:
+    """Ctrl-C during a sync: what this run did (from the log, which is committed per batch) and how to go on."""
+    from sqlalchemy import func
+    from sqlmodel import col, select
+
+    from erpsync_tui.store.models import SyncLog
+
+    with db.read() as session:
+        rows = session.exec(select(SyncLog.outcome, func.count()).where(col(SyncLog.ts) >= since,
+                                                                        col(SyncLog.outcome).is_not(None))
+                            .group_by(SyncLog.outcome)).all()
+    counts = ", ".join(f"{outcome} {n}" for outcome, n in sorted(rows)) or "nothing recorded yet"
+    ctx.err.print(f"interrupted: this run so far: {escape(counts)}. Everything recorded is kept; run "
+                  "`erpsync-tui sync` again to resume from the last checkpoint.", soft_wrap=True)
+    sys.exit(130)
 
 
 @cli.command("status")
@@ -559,6 +603,9 @@ def reconcile_command(ctx: Context, doctypes: tuple[str, ...], fmt: str, as_json
     except ConnectorError as exc:
         _fail_with_code(exc)
     total = sum(len(r.differences) for r in reports)
+    from erpsync_tui.engine.health import record_reconcile
+
+    record_reconcile(engine.db, {r.doctype: len(r.differences) for r in reports}, source="cli")
     _print_reconcile(ctx, reports, fmt, dry_run=apply_)
     if apply_ and total:
         _apply_reconcile(ctx, wanted, total, yes=yes, as_json=fmt == "json")

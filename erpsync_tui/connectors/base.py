@@ -112,6 +112,12 @@ class ServerError(ConnectorError):
     code = ErrorCode.CONNECTION
     default_retryable = True
 
+    @property
+    def quick_fix(self) -> str:
+        # It answered: DNS and the network are fine; the site itself fails.
+        return (f"{self.site} answered HTTP {self.status}: it is reachable but failing — read its Error Log "
+                "(/app/error-log) and its web server's log; the queue retries meanwhile.")
+
 
 class CircuitOpen(ConnectorError):
     """Refused without sending: the site failed repeatedly and is being left alone until `retry_at`."""

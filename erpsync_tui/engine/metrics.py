@@ -51,6 +51,15 @@ class Metrics:
     def rejected(self, reason: str) -> None:
         self.webhooks_rejected.labels(reason=reason).inc()
 
+    def rejected_totals(self) -> dict[str, int]:
+        """Webhooks refused so far, by reason."""
+        totals: dict[str, int] = {}
+        for metric in self.webhooks_rejected.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    totals[sample.labels["reason"]] = int(sample.value)
+        return totals
+
     def set_queue_depth(self, by_status: Mapping[str, int]) -> None:
         for status, count in by_status.items():
             self.queue_depth.labels(status=status).set(count)

@@ -8,9 +8,11 @@ Everything it knows is in the database; stopping it gives back its queue items a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +40,7 @@ log = logging.getLogger("erpsync.service")
 
 LEASE_TTL = 15.0  # seconds; renewed every LEASE_TTL / 3, so a dead holder's lease lapses within 15 s
 VACUUM_EVERY = 24  # retention runs between two VACUUMs
+REJECTION_WINDOW_SECONDS = 15 * 60  # health.REJECTION_WINDOW_MINUTES: refused webhooks reported over this window
 ReceiverStarter = Callable[["EngineService"], Awaitable[Any]]
 
 
@@ -72,6 +75,7 @@ class EngineService:
         self._scheduler: AsyncIOScheduler | None = None
         self._retention_runs = 0
         self._background: set[asyncio.Task[Any]] = set()
+        self._rejection_history: collections.deque[tuple[float, dict[str, int]]] = collections.deque()
         from erpsync_tui.engine.actions import ActionRunner
 
         self.action_runner = ActionRunner(self.engine, self.worker, is_paused=lambda: self.paused,
@@ -173,7 +177,10 @@ class EngineService:
             circuits = {site: c.circuit_state for site, c in self.connectors.items()}
             for site, state in circuits.items():
                 self.metrics.set_circuit(site, state)
-            info = {"circuits": circuits, "version": __version__, "receiver": getattr(self.receiver, "url", None)}
+            info = {"circuits": circuits, "version": __version__, "receiver": getattr(self.receiver, "url", None),
+                    # What doctor reads of this engine (its environment may differ from the operator's shell).
+                    "webhook_secret": self._webhook_secret_configured(),
+                    "webhooks_rejected_recent": self._recent_rejections()}
             try:
                 if not await asyncio.to_thread(control.renew_lease, self.db, self.owner, self.lease_ttl, info):
                     log.error("lost the engine lease code=ERP010; stopping so two engines never run at once")
@@ -182,6 +189,24 @@ class EngineService:
             except Exception:
                 log.exception("lease renewal failed code=ERP010")
             await asyncio.sleep(self.lease_ttl / 3)
+
+    def _webhook_secret_configured(self) -> bool | None:
+        """None without a receiver; else whether this process has the secret its receiver verifies with."""
+        if self.receiver is None:
+            return None
+        from erpsync_tui import secrets as secret_store
+
+        return secret_store.lookup(secret_store.WEBHOOK_REF).value is not None
+
+    def _recent_rejections(self) -> dict[str, int]:
+        """Webhooks refused per reason over the last REJECTION_WINDOW (counter deltas kept at each heartbeat)."""
+        now = time.monotonic()
+        totals = self.metrics.rejected_totals()
+        self._rejection_history.append((now, totals))
+        while self._rejection_history and now - self._rejection_history[0][0] > REJECTION_WINDOW_SECONDS:
+            self._rejection_history.popleft()
+        oldest = self._rejection_history[0][1]
+        return {reason: n - oldest.get(reason, 0) for reason, n in totals.items() if n - oldest.get(reason, 0)}
 
     def _make_scheduler(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler()
@@ -268,12 +293,17 @@ class EngineService:
 
     async def _reconcile_job(self) -> None:
         from erpsync_tui.engine.bulk import reconcile
+        from erpsync_tui.engine.health import record_reconcile
 
+        found: dict[str, int] = {}
         for doctype in self.config.sync.doctypes:
             report = await reconcile(self.engine, doctype)
+            found[doctype] = len(report.differences)
             if report.differences:
-                await self._log(f"reconcile {doctype}: {len(report.differences)} differences", level="WARNING",
-                                outcome="reconcile", code="ERP009")
+                await self._log(f"reconcile {doctype}: {len(report.differences)} differences (`erpsync-tui "
+                                "reconcile` lists them with values)", level="WARNING", outcome="reconcile",
+                                code="ERP009")
+        await asyncio.to_thread(record_reconcile, self.db, found, source="scheduled")
 
     async def _requeue_job(self) -> None:
         stuck = timedelta(minutes=self.config.alerts.stuck_item_minutes)

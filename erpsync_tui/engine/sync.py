@@ -81,8 +81,9 @@ class DocResult:
 class SyncFailed(ErpSyncError):
     """A document could not be synced now; the queue will retry it."""
 
-    def __init__(self, message: str, *, code: ErrorCode, retry_after: float | None = None) -> None:
-        super().__init__(message, code=code)
+    def __init__(self, message: str, *, code: ErrorCode, retry_after: float | None = None,
+                 fix: str | None = None) -> None:
+        super().__init__(message, code=code, fix=fix)
         self.retry_after = retry_after
 
 
@@ -593,7 +594,7 @@ class SyncEngine:
         body, missing = await self._run(translate, canonical, fields, self._name_mapper(self.pair[0], target_site))
         if missing:
             raise SyncFailed(f"{policy.doctype}: linked documents missing on {target_site}: {missing}",
-                             code=ErrorCode.FIELD_MAPPING)
+                             code=ErrorCode.FIELD_MAPPING, fix=missing_link_fix(missing, target_site))
         return body
 
     def _name_mapper(self, from_site: str, to_site: str) -> Callable[[str, str], str | None]:
@@ -722,6 +723,13 @@ class SyncEngine:
     @staticmethod
     async def _run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(func, *args, **kwargs)
+
+
+def missing_link_fix(missing: Any, target_site: str) -> str:
+    """ERP003 for a link: the cause is a linked document not yet synced, not a field mapping."""
+    return (f"A linked document ({missing}) is not on {target_site} yet: sync its doctype first (it must be in "
+            "sync.doctypes, listed before this one, e.g. `erpsync-tui sync --doctype <that doctype>`), then "
+            "`erpsync-tui retry --code ERP003`.")
 
 
 def is_site_outage(exc: BaseException) -> bool:

@@ -530,7 +530,8 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
         "errors": depth.by_status.get("failed", 0) + depth.by_status.get("dead", 0), "conflicts": conflicts,
         "queue": depth.by_status,
         "oldest_pending_seconds": depth.oldest_pending_age.total_seconds() if depth.oldest_pending_age else None,
-        "engine": {"mode": engine.mode, "holder": engine.holder, "circuits": engine.circuits},
+        "engine": {"mode": engine.mode, "holder": engine.holder, "circuits": engine.circuits,
+                   "echoes_skipped": engine.info.get("echoes_skipped")},
         "recent": [{"ts": r.ts, "level": r.level, "doctype": r.doctype, "name": r.name, "outcome": r.outcome,
                     "error_code": r.error_code, "message": r.message} for r in logs],
     }
@@ -538,6 +539,12 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
         emit_json(data)
         return
     ctx.out.print(f"engine: {engine.mode}" + (f" ({escape(engine.holder or '')})" if engine.holder else ""))
+    for site, state in engine.circuits.items():
+        if state != "closed":  # said loudly: a site the engine has stopped asking
+            why = "answers 401 to everything: the API key was revoked or changed" if state == "auth_refused" \
+                else "failed repeatedly; requests are held until it answers again"
+            ctx.out.print(f"[bold red]site {escape(site)}: {state.upper()}[/] — {why} (queued items keep their "
+                          "attempts)")
     ctx.out.print(f"tracked {data['tracked']} · synced {data['synced']} · errors {data['errors']} · "
                   f"conflicts {conflicts}")
     ctx.out.print("queue: " + ", ".join(f"{k} {v}" for k, v in depth.by_status.items()))

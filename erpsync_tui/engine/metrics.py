@@ -38,6 +38,10 @@ class Metrics:
         self.sync_latency = Histogram(
             "erpsync_sync_latency_seconds", "Time to process one queue item", buckets=SYNC_LATENCY_BUCKETS, registry=r
         )
+        self.echoes_skipped = Gauge(
+            "erpsync_webhook_echoes_skipped", "Webhooks that were the echo of our own write (since start)",
+            registry=r
+        )
         self.circuit_state = Gauge(
             "erpsync_circuit_state", "Circuit breaker per site: 0 closed, 1 half_open, 2 open, 3 auth_refused (401s)",
             ["site"], registry=r
@@ -50,6 +54,10 @@ class Metrics:
 
     def rejected(self, reason: str) -> None:
         self.webhooks_rejected.labels(reason=reason).inc()
+
+    def set_echoes(self, total: int) -> None:
+        """Webhooks that were the echo of our own write, settled without a request (not log rows: counted)."""
+        self.echoes_skipped.set(total)
 
     def rejected_totals(self) -> dict[str, int]:
         """Webhooks refused so far, by reason."""

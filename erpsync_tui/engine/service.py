@@ -180,7 +180,9 @@ class EngineService:
             info = {"circuits": circuits, "version": __version__, "receiver": getattr(self.receiver, "url", None),
                     # What doctor reads of this engine (its environment may differ from the operator's shell).
                     "webhook_secret": self._webhook_secret_configured(),
-                    "webhooks_rejected_recent": self._recent_rejections()}
+                    "webhooks_rejected_recent": self._recent_rejections(),
+                    "echoes_skipped": self.engine.echoes_skipped}
+            self.metrics.set_echoes(self.engine.echoes_skipped)
             try:
                 if not await asyncio.to_thread(control.renew_lease, self.db, self.owner, self.lease_ttl, info):
                     log.error("lost the engine lease code=ERP010; stopping so two engines never run at once")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from click.testing import CliRunner
 from sqlmodel import select
 
+from erpsync_tui.cli import cli
 from erpsync_tui.connectors.base import PermissionDenied
 from erpsync_tui.connectors.frappe import classify_error, decode_error_body
 from erpsync_tui.engine.service import EngineService, engine_status
@@ -59,6 +61,8 @@ async def revoked_then_restored(cluster: SimCluster, db, seconds: float) -> None
         service.wake()
         await wait_for(lambda: engine_status(db).circuits.get("local") == "auth_refused", 10)
         metrics = service.metrics.render().decode()
+        status = await asyncio.to_thread(CliRunner().invoke, cli, ["--db", str(db.path), "status"])
+        assert "site local: AUTH_REFUSED" in status.output and "revoked" in status.output, status.output
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while loop.time() < deadline:

@@ -202,3 +202,27 @@ def test_timeout_says_what_is_still_pending(ops: Ops) -> None:
     assert result.returncode == 1
     assert "still pending: no engine has taken it yet" in result.stderr
     assert ops.json("actions")[0]["status"] == "pending"
+
+
+def test_doctor_sees_the_running_serves_missing_secret_and_refused_webhooks(ops: Ops) -> None:
+    """doctor reads the running engine's own state from the database (a serve under systemd has another
+    environment than the operator's shell): here serve runs without a webhook secret, doctor's shell has one."""
+    serve_env = dict(ops.env)
+    serve_env.pop("ERPSYNC_WEBHOOK_SECRET")
+    ops.serve = subprocess.Popen([*ops.base, "serve"], env=serve_env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, text=True)
+    wait_until(lambda: ops.db_path.exists() and engine_status(ops.db()).info.get("webhook_secret") is False, 60)
+    body = json.dumps({"doctype": "Customer", "name": "CUST-1", "modified": "2026-01-01 00:00:00"}).encode()
+    answer = httpx.post(f"http://127.0.0.1:{ops.port}/webhook/cloud", content=body,
+                        headers={"X-Frappe-Webhook-Signature": sign_webhook(body, SECRET)}, timeout=10)
+    assert answer.status_code == 503
+    wait_until(lambda: engine_status(ops.db()).info.get("webhooks_rejected_recent", {}).get("no_secret"), 30)
+    result = ops.run("doctor", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["triage"]["step"] == "sync_running"
+    failing = {c["check"]: c for c in report["triage"]["failing"]}
+    assert failing["receiver.secret"]["error_code"] == "ERP006"
+    assert failing["receiver.rejected"]["error_code"] == "ERP006" and "no_secret 1" in failing["receiver.rejected"][
+        "detail"]
+    assert "receiver.listening" not in failing  # it listens: that was the blind spot

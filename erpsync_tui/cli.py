@@ -689,8 +689,14 @@ def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -
     receiver = None if no_receiver or not config.webhooks.enabled else receiver_starter(log_level, log_file)
     service = EngineService(config, db, build_connectors(config), config_file=ctx.config_file(),
                             start_receiver=receiver, lease_ttl=config.scheduler.lease_ttl_seconds)
+    def started() -> None:
+        receiver_url = getattr(service.receiver, "url", None) or "off"
+        click.echo(f"erpsync-tui serve {__version__}: config {ctx.config_file() or '(defaults)'}, database "
+                   f"{db.label}, receiver {receiver_url}, log {log_file}; engine {service.state} as {service.owner} "
+                   "(SIGTERM stops it)", err=True)
+
     try:
-        code = _run_async(_serve(service, wait))
+        code = _run_async(_serve(service, wait, on_started=started))
     except LeaseHeld as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
@@ -702,7 +708,7 @@ def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -
     sys.exit(code)
 
 
-async def _serve(service: Any, wait: bool) -> int:
+async def _serve(service: Any, wait: bool, on_started: Callable[[], None] | None = None) -> int:
     import asyncio
     import signal
 
@@ -710,7 +716,23 @@ async def _serve(service: Any, wait: bool) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    await service.start(wait_for_lease=wait)
+    # A standby (`--wait`) stops at once on a signal while it waits for the lease (systemctl stop must not hang).
+    starting = asyncio.ensure_future(service.start(wait_for_lease=wait))
+    signalled_early = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, signalled_early}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        from erpsync_tui.store import control
+
+        # In case the cancelled attempt took the lease in its thread just then: give it back.
+        await asyncio.to_thread(control.release_lease, service.db, service.owner)
+        click.echo("stopped while waiting for the engine lease", err=True)
+        return EXIT_OK
+    signalled_early.cancel()
+    starting.result()  # LeaseHeld (without --wait) or a start error goes up from here
+    if on_started is not None:
+        on_started()
     stopped_itself = asyncio.ensure_future(service.run_until_stopped())
     signalled = asyncio.ensure_future(stop.wait())
     await asyncio.wait({stopped_itself, signalled}, return_when=asyncio.FIRST_COMPLETED)

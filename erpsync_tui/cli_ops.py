@@ -335,5 +335,67 @@ def actions_command(ctx: Context, limit: int, as_json: bool) -> None:
                       + (f" — {escape(secret_store.redact(r.result))}" if r.result else ""))
 
 
+LEVEL_ORDER = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_since(text: str) -> Any:
+    """A duration back from now (10m, 2h, 1d) or an ISO time (UTC if it has no zone) → an aware datetime."""
+    from datetime import UTC, datetime, timedelta
+
+    from erpsync_tui.store.models import utcnow
+
+    if DURATION.match(text):
+        return utcnow() - timedelta(seconds=parse_duration(text))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a duration (10m, 2h, 1d) nor an ISO time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command("logs")
+@click.option("--since", metavar="DURATION|TIME", help="Only lines newer than this (10m, 2h, 1d, or an ISO time).")
+@click.option("--level", type=click.Choice(LEVEL_ORDER, case_sensitive=False), help="This level and above.")
+@click.option("--code", "error_code", metavar="ERPnnn", help="Only lines with this error code.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@click.option("--limit", default=10_000, show_default=True, help="At most this many lines (the newest).")
+@pass_ctx
+def logs_command(ctx: Context, since: str | None, level: str | None, error_code: str | None, fmt: str,
+                 limit: int) -> None:
+    """Export the sync log (the database's, as the console shows it), oldest first; secrets are redacted."""
+    import csv
+    import io
+
+    from sqlmodel import col, select
+
+    from erpsync_tui.store.models import SyncLog
+
+    query = select(SyncLog)
+    if since:
+        query = query.where(col(SyncLog.ts) >= parse_since(since))
+    if level:
+        query = query.where(col(SyncLog.level).in_(LEVEL_ORDER[LEVEL_ORDER.index(level.upper()):]))
+    if error_code:
+        query = query.where(SyncLog.error_code == error_code.upper())
+    with ctx.database().read() as session:
+        rows = list(reversed(session.exec(query.order_by(col(SyncLog.id).desc()).limit(limit)).all()))
+    fields = ("id", "ts", "level", "site", "doctype", "name", "direction", "outcome", "error_code", "message",
+              "record_id", "queue_item_id")
+    data = [{f: getattr(r, f) for f in fields} for r in rows]
+    if fmt == "json":
+        emit_json(data)
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(data)
+        click.echo(secret_store.redact(out.getvalue()), nl=False)
+    else:
+        for r in rows:
+            code = f" {r.error_code}" if r.error_code else ""
+            where = " ".join(str(x) for x in (r.site, r.doctype, r.name) if x)
+            click.echo(secret_store.redact(f"{r.ts:%Y-%m-%d %H:%M:%S} {r.level:<7}{code} {where}: {r.message}"))
+
+
 COMMANDS = (pause_command, resume_command, retry_command, discard_command, resolve_command, queue_command,
-            actions_command)
+            actions_command, logs_command)

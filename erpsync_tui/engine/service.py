@@ -216,8 +216,8 @@ class EngineService:
             if seconds > 0:
                 # Catch up at once on start (whatever changed while no engine ran), then keep the interval.
                 first = datetime.now(UTC) if job_id in ("incremental_sync", "health") else undefined
-                scheduler.add_job(func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True,
-                                  next_run_time=first)
+                scheduler.add_job(func, "interval", seconds=seconds, id=job_id, name=job_id, max_instances=1,
+                                  coalesce=True, next_run_time=first)
         return scheduler
 
     def _tracked(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -260,7 +260,8 @@ class EngineService:
                 if job is not None:
                     job.remove()
             elif job is None:
-                self._scheduler.add_job(func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)
+                self._scheduler.add_job(func, "interval", seconds=seconds, id=job_id, name=job_id, max_instances=1,
+                                        coalesce=True)
             else:
                 job.reschedule("interval", seconds=seconds)
 

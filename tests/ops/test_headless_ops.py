@@ -226,3 +226,40 @@ def test_doctor_sees_the_running_serves_missing_secret_and_refused_webhooks(ops:
     assert failing["receiver.rejected"]["error_code"] == "ERP006" and "no_secret 1" in failing["receiver.rejected"][
         "detail"]
     assert "receiver.listening" not in failing  # it listens: that was the blind spot
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_waiting_serve_stops_at_once_on_a_signal(ops: Ops, sig: signal.Signals) -> None:
+    from datetime import timedelta
+
+    from erpsync_tui.store.models import EngineLease, utcnow
+
+    db = ops.db()
+    with db.write() as session:  # another engine holds the lease for a long while
+        session.add(EngineLease(holder="other-engine", hostname="box", pid=1,
+                                expires_at=utcnow() + timedelta(minutes=10)))
+    waiting = subprocess.Popen([*ops.base, "serve", "--wait"], env=ops.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)  # started and waiting (imports, then the lease loop)
+        assert waiting.poll() is None
+        sent = time.monotonic()
+        waiting.send_signal(sig)
+        assert waiting.wait(10) == 0
+        assert time.monotonic() - sent < 5
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert "stopped while waiting for the engine lease" in waiting.stderr.read()
+    assert engine_status(db).holder == "other-engine"
+
+
+def test_serve_prints_a_start_up_line(ops: Ops) -> None:
+    ops.serve = subprocess.Popen([*ops.base, "serve"], env=ops.env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: ops.db_path.exists() and engine_status(ops.db()).mode != "stopped", 60)
+    ops.stop()
+    err = ops.serve.stderr.read()
+    line = next(x for x in err.splitlines() if x.startswith("erpsync-tui serve "))
+    assert str(ops.db_path) in line and f":{ops.port}" in line and "config " in line
+    assert "EngineService._tracked" not in err and "Adding job tentatively" not in err

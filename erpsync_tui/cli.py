@@ -253,6 +253,12 @@ def _refs_for(target: str) -> tuple[secret_store.SecretRef, ...]:
 def secrets_set(ctx: Context, target: str) -> None:
     """Store a site's API key and secret, or the webhook secret; input is prompted, never echoed."""
     _check_target(ctx, target)
+    if not secret_store.keyring_available():  # before asking anything: the answer could not be stored
+        refs = _refs_for(target)
+        click.echo(f"error: no working OS keyring here ({secret_store.keyring_name()}); export "
+                   f"{', '.join(r.env_var for r in refs)} instead (e.g. from a systemd EnvironmentFile readable "
+                   "only by the service user)", err=True)
+        sys.exit(EXIT_FAILED)
     for ref in _refs_for(target):
         value = click.prompt(f"{ref.label}", hide_input=True, confirmation_prompt=ref.field != "api_key")
         try:

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from erpsync_tui.connectors.base import Connector, ConnectorError, NotFound, PermissionDenied
+from erpsync_tui.connectors.base import AuthenticationFailed, Connector, ConnectorError, NotFound, PermissionDenied
 from erpsync_tui.errors import ErrorCode, quick_fix
 
 
@@ -23,7 +23,8 @@ class Problem:
     doctype: str | None = None
 
     def render(self) -> str:
-        return f"[{self.code}] {self.message}\n  fix: {self.fix}"
+        tagged = self.message if self.message.startswith(f"[{self.code}]") else f"[{self.code}] {self.message}"
+        return f"{tagged}\n  fix: {self.fix}"
 
 
 class PreflightFailed(Exception):
@@ -38,6 +39,9 @@ async def check_site(name: str, connector: Connector, doctypes: Sequence[str]) -
     """Authentication first (nothing else can be judged without it), then one row of each doctype."""
     try:
         await connector.whoami()
+    except AuthenticationFailed as exc:
+        return [Problem(name, str(exc.code), str(exc), f"The key or secret for {name} is wrong or revoked: "
+                        f"generate new keys for the sync user, then `erpsync-tui secrets set {name}`.")]
     except ConnectorError as exc:
         return [Problem(name, str(exc.code), str(exc), exc.quick_fix)]
     problems: list[Problem] = []

@@ -13,6 +13,7 @@ import asyncio
 import re
 import sys
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -397,5 +398,91 @@ def logs_command(ctx: Context, since: str | None, level: str | None, error_code:
             click.echo(secret_store.redact(f"{r.ts:%Y-%m-%d %H:%M:%S} {r.level:<7}{code} {where}: {r.message}"))
 
 
+@click.command("support-bundle")
+@click.argument("path", type=click.Path(path_type=Path))
+@pass_ctx
+def support_bundle_command(ctx: Context, path: Path) -> None:
+    """Write a zip for a maintainer: versions, config (secrets masked), doctor, status, actions, failed items,
+    recent log lines and errors. No secret goes in it."""
+    from erpsync_tui import support
+    from erpsync_tui.cli import _secret_summary
+
+    config, db = ctx.config(), ctx.database()
+    for site in config.sites:  # every secret the configuration needs is known to the redactor
+        for ref in secret_store.site_refs(site):
+            found = secret_store.lookup(ref)
+            if found.value:
+                secret_store.register_secret(found.value)
+    webhook = secret_store.lookup(secret_store.WEBHOOK_REF).value
+    if webhook:
+        secret_store.register_secret(webhook)
+
+    def effective() -> str:
+        data = config.model_dump(mode="json")
+        data["secrets"] = _secret_summary(list(config.sites))
+        data["config_file"] = str(ctx.config_file())
+        data["state_database_in_use"] = db.label
+        return support._json(data)
+
+    def doctor() -> str:
+        from erpsync_tui.engine import health
+
+        credentials = {}
+        for site in config.pair:
+            try:
+                creds = secret_store.site_credentials(site)
+                credentials[site] = (creds.api_key, creds.api_secret)
+            except secret_store.MissingSecret:
+                pass
+        results = asyncio.run(health.run_checks(config, db, None, credentials=credentials, store=False))
+        verdict = health.triage(results)
+        from dataclasses import asdict
+
+        return support._json({"checks": health.results_as_json(results), "triage": asdict(verdict)})
+
+    def status() -> str:
+        from erpsync_tui.store import queries
+        from erpsync_tui.store.control import engine_status
+
+        with db.read() as session:
+            data = {"records": queries.record_counts(session), "queue": queries.queue_depth(session).by_status,
+                    "conflicts": queries.open_conflict_count(session)}
+        engine = engine_status(db)
+        data["engine"] = {"mode": engine.mode, "holder": engine.holder, "info": engine.info}
+        return support._json(data)
+
+    def problems() -> str:
+        from erpsync_tui.store.queries import QueueFilter, queue_items
+
+        with db.read() as session:
+            items = queue_items(session, flt=QueueFilter(), limit=500)
+        return support._json([{"id": i.id, "status": i.status, "site": i.site, "doctype": i.doctype, "name": i.name,
+                               "attempts": i.attempts, "error_code": i.error_code, "last_error": i.last_error,
+                               "updated_at": i.updated_at} for i in items])
+
+    def sync_log() -> str:
+        from sqlmodel import col, select
+
+        from erpsync_tui.store.models import SyncLog
+
+        with db.read() as session:
+            rows = session.exec(select(SyncLog).order_by(col(SyncLog.id).desc()).limit(support.LOG_LINES)).all()
+        return "".join(f"{r.ts:%Y-%m-%d %H:%M:%S} {r.level} {r.error_code or ''} {r.site or ''} {r.doctype or ''} "
+                       f"{r.name or ''}: {r.message}\n" for r in reversed(rows))
+
+    parts = {
+        "versions.json": lambda: support._json(support.versions()),
+        "config.json": effective,
+        "doctor.json": doctor,
+        "status.json": status,
+        "actions.json": lambda: support._json([_row_dict(r) for r in act.recent(db, 200)]),
+        "queue-problems.json": problems,
+        "sync-log.txt": sync_log,
+        "serve.log.txt": lambda: support.tail(ctx.paths().log_dir / "serve.log"),
+    }
+    written = support.build(path, parts)
+    ctx.out.print(f"wrote {escape(str(path))}: {', '.join(written)} (secrets masked; review before sending)")
+
+
 COMMANDS = (pause_command, resume_command, retry_command, discard_command, resolve_command, queue_command,
-            actions_command, logs_command)
+            actions_command, logs_command, support_bundle_command)

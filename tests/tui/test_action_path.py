@@ -61,6 +61,11 @@ async def test_console_and_cli_retry_give_the_same_row_and_outcome(cluster, db, 
                 return len(rows) == count and all(r.status == "done" for r in rows)
 
             await wait_for(pilot, lambda: finished(1), limit=15)
+
+            def notified(text: str) -> bool:
+                return any(text in n.message for n in app._notifications)
+
+            await wait_for(pilot, lambda: notified("retry: retried 1: 1 synced"), limit=10)  # the outcome lands
             config_file = tmp_path / "config.yaml"
             sites = "".join(f"  {n}: {{url: '{s.url}'}}\n" for n, s in cluster.sites.items())
             config_file.write_text(f"sites:\n{sites}")

@@ -88,3 +88,12 @@ def test_ctrl_c_during_sync_prints_counts_and_a_resume_hint(tmp_path: Path) -> N
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "Aborted!" not in err
     assert "interrupted: this run so far: created" in err and "erpsync-tui sync` again to resume" in err
+
+
+def test_console_header_says_when_a_sites_key_is_refused() -> None:
+    from erpsync_tui.store.control import EngineStatus
+    from erpsync_tui.tui.screens.base import header_text
+
+    status = EngineStatus("running", "engine:x", info={"circuits": {"cloud": "closed", "local": "auth_refused"}})
+    text = header_text(status, mode="attached", readonly=False, screen="dashboard", width=120).plain
+    assert "local ✗KEY REFUSED" in text

@@ -23,6 +23,10 @@ from erpsync_tui.store.models import QueueKind, QueueStatus
 
 log = logging.getLogger("erpsync.actions")
 
+class PausedError(Exception):
+    """An action that writes to the sites was sent while an operator has the engine paused."""
+
+
 LATER = object()  # the handler's outcome is written to the row later, by the work it started
 RETRY_NOW_MAX = 200  # items a retry tries at once; more are queued for the engine's loop
 
@@ -179,6 +183,8 @@ class ActionRunner:
         from erpsync_tui.engine.bulk import full_sync
 
         doctypes = [action.doctype] if action.doctype else None
+        if self._is_paused():
+            raise PausedError("the engine is paused: nothing is written until `erpsync-tui resume`")
 
         async def run() -> None:
             try:
@@ -202,5 +208,7 @@ class ActionRunner:
         from erpsync_tui.engine.reconcile import apply_differences
 
         doctypes = list(action.doctypes) or list(self.engine.config.sync.doctypes)
+        if self._is_paused():
+            raise PausedError("the engine is paused: nothing is written until `erpsync-tui resume`")
         result = await apply_differences(self.engine, doctypes)
         return result.describe()

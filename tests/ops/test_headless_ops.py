@@ -122,14 +122,19 @@ def test_pause_stores_webhooks_resume_drains(ops: Ops, cluster: SimCluster) -> N
     assert cluster["local"].count("Customer") == 0
     pending = ops.json("queue", "--status", "pending")
     assert len(pending) == 3 and {r["doctype"] for r in pending} == {"Customer"}
+    refused = ops.run("reconcile", "--apply", "--yes", "--json")  # a write while paused is refused, not queued
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["result"].startswith("failed: ERP010 the engine is paused")
+    assert cluster["local"].count("Customer") == 0
     resumed = ops.run("resume", "--json")
     assert resumed.returncode == 0, resumed.stderr
     row = json.loads(resumed.stdout)
     assert row["status"] == "done" and row["result"].startswith("running")
     wait_until(lambda: cluster["local"].count("Customer") == 3)
     trail = ops.json("actions")
-    assert [r["action"] for r in trail[:2]] == ["resume", "pause"]
-    assert all(r["status"] == "done" and r["processed_by"].startswith("engine:") for r in trail[:2])
+    assert [r["action"] for r in trail[:3]] == ["resume", "reconcile_apply", "pause"]
+    assert [r["status"] for r in trail[:3]] == ["done", "failed", "done"]
+    assert all(r["processed_by"].startswith("engine:") for r in trail[:3])
 
 
 def test_queue_filters_discard_and_retry_by_filter(ops: Ops, cluster: SimCluster) -> None:

@@ -57,7 +57,7 @@ async def test_every_check_passes_and_is_stored(
     assert [r for r in results if r.status != "ok"] == []
     assert {r.check for r in results} == set(health.CHECK_STEPS)
     assert {r.step for r in results} == set(health.TRIAGE_STEPS)
-    assert len(by_key(results)) == len(results) == 5 * 2 + 15  # five per site, fifteen about store, engine, sites
+    assert len(by_key(results)) == len(results) == 6 * 2 + 15  # six per site, fifteen about store, engine, sites
     with db.read() as session:
         stored = queries.health_results(session)
     assert {(r.check, r.target, r.status, r.value) for r in stored} == {
@@ -154,7 +154,7 @@ async def test_a_crashing_check_fails_alone(
     crashed = results[("queue.dead", "queue")]
     assert (crashed.status, crashed.step) == ("fail", "data_correct")
     assert "RuntimeError: boom" in crashed.detail
-    assert len(results) == 25 and sum(r.status != "ok" for r in results.values()) == 1
+    assert len(results) == 27 and sum(r.status != "ok" for r in results.values()) == 1
 
 
 async def test_a_read_only_database_still_reports(

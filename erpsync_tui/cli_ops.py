@@ -359,11 +359,13 @@ def parse_since(text: str) -> Any:
 @click.option("--level", type=click.Choice(LEVEL_ORDER, case_sensitive=False), help="This level and above.")
 @click.option("--code", "error_code", metavar="ERPnnn", help="Only lines with this error code.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--limit", default=10_000, show_default=True, help="At most this many lines (the newest).")
 @pass_ctx
 def logs_command(ctx: Context, since: str | None, level: str | None, error_code: str | None, fmt: str,
-                 limit: int) -> None:
+                 as_json: bool, limit: int) -> None:
     """Export the sync log (the database's, as the console shows it), oldest first; secrets are redacted."""
+    fmt = "json" if as_json else fmt
     import csv
     import io
 

@@ -81,7 +81,7 @@ def test_logs_export_filters_and_formats(tmp_path: Path) -> None:
         return result.output
 
     assert "old line" in logs() and "old line" not in logs("--since", "1h")
-    errors = json.loads(logs("--level", "warning", "--format", "json"))
+    errors = json.loads(logs("--level", "warning", "--json"))
     assert [r["message"] for r in errors] == ["dead after 5 attempts", "conflict"]
     coded = list(csv.DictReader(io.StringIO(logs("--code", "ERP002", "--format", "csv"))))
     assert [(r["doctype"], r["name"], r["error_code"]) for r in coded] == [("Item", "I-1", "ERP002")]

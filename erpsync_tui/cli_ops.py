@@ -82,9 +82,9 @@ def send(ctx: Context, action: act.Action, *, no_wait: bool, timeout: float, as_
     if no_wait:
         _report(ctx, act.wait(db, action_id, 0), as_json, sent_only=True)
         return
-    if here is not None:
-        _run_here(ctx, here, action_id)
-    row = act.wait(db, action_id, timeout)
+    ran_here = here is not None and _run_here(ctx, here, action_id)
+    # Carried out here: whatever is not final now (a resolution left to retry) has no engine to finish it.
+    row = act.wait(db, action_id, 0 if ran_here else timeout)
     _report(ctx, row, as_json)
 
 
@@ -99,7 +99,7 @@ def _local_runner(ctx: Context, action: act.Action) -> Any:
     return _engine_for(ctx)
 
 
-def _run_here(ctx: Context, engine: Any, action_id: int) -> None:
+def _run_here(ctx: Context, engine: Any, action_id: int) -> bool:
     import os
     import socket
 
@@ -113,7 +113,7 @@ def _run_here(ctx: Context, engine: Any, action_id: int) -> None:
     try:
         control.acquire_lease(db, holder, ttl)
     except control.LeaseHeld:
-        return  # an engine started meanwhile: it takes the action; we wait for its outcome
+        return False  # an engine started meanwhile: it takes the action; we wait for its outcome
     engine.fence = holder
     spawned: list[asyncio.Task[Any]] = []
 
@@ -129,7 +129,12 @@ def _run_here(ctx: Context, engine: Any, action_id: int) -> None:
                               set_paused=set_paused, wake=lambda: None, spawn=spawn)
         try:
             for row in await asyncio.to_thread(control.claim_actions, db, holder, ids=[action_id]):
-                outcome = await runner.run(action_id, act.of_row(row))
+                try:
+                    typed = act.of_row(row)
+                except ValueError as exc:
+                    await asyncio.to_thread(control.finish_action, db, action_id, ok=False, result=f"failed: {exc}")
+                    continue
+                outcome = await runner.run(action_id, typed)
                 if outcome is not None:
                     await asyncio.to_thread(control.finish_action, db, action_id, ok=outcome[0], result=outcome[1])
             if spawned:
@@ -147,6 +152,7 @@ def _run_here(ctx: Context, engine: Any, action_id: int) -> None:
 
         queue.release(db, holder)
         control.release_lease(db, holder)
+    return True
 
 
 async def _renew(db: Any, holder: str, ttl: float) -> None:

@@ -32,8 +32,8 @@ def doctor(cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         config = tmp_path / "config.yaml"
         config.write_text(
             "sites:\n"
-            f"  cloud:\n    url: {cloud_url or cluster['cloud'].url}\n    timeout_seconds: 2\n"
-            f"  local:\n    url: {cluster['local'].url}\n    timeout_seconds: 2\n"
+            f"  cloud:\n    url: {cloud_url or cluster['cloud'].url}\n    timeout_seconds: 5\n"
+            f"  local:\n    url: {cluster['local'].url}\n    timeout_seconds: 5\n"
             f"sync:\n  doctypes: {doctypes}\n"
             "webhooks:\n  enabled: false\n")
         db = open_database(f"sqlite:///{db_path}")

@@ -4,6 +4,7 @@ code fails with exit 1 at the right triage step, with the right code and a fix t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -105,7 +106,8 @@ def test_clock_skew_between_the_sites(doctor, cluster: SimCluster) -> None:
     report = doctor()
     assert report["triage"]["step"] == "data_correct"
     check = failing(report)["sites.clock sites"]
-    assert check["error_code"] == "ERP009" and "local is 120 s ahead" in check["detail"]
+    assert check["error_code"] == "ERP009"
+    assert re.search(r"local is 1(19|20|21) s ahead", check["detail"])  # HTTP dates have whole seconds
     assert "cloud 20" in check["detail"] and "local 20" in check["detail"]  # each site's own time
 
 

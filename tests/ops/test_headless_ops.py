@@ -268,3 +268,20 @@ def test_serve_prints_a_start_up_line(ops: Ops) -> None:
     line = next(x for x in err.splitlines() if x.startswith("erpsync-tui serve "))
     assert str(ops.db_path) in line and f":{ops.port}" in line and "config " in line
     assert "EngineService._tracked" not in err and "Adding job tentatively" not in err
+
+
+def test_reconcile_apply_is_carried_out_by_the_running_serve(ops: Ops, cluster: SimCluster) -> None:
+    ops.start_serve()
+    assert ops.run("pause").returncode == 0  # past its catch-up at start; the next incremental sync is hourly
+    cluster["cloud"].insert("Customer", {"customer_name": "Missed Webhook", "customer_type": "Company"},
+                            fire_webhooks=False)  # a webhook Frappe gave up on: serve never heard of it
+    assert ops.run("resume").returncode == 0
+    report = ops.run("reconcile", "--json")
+    assert report.returncode == 1
+    assert json.loads(report.stdout)["differences"] == 1
+    applied = ops.run("reconcile", "--apply", "--yes", "--json")
+    row = json.loads(applied.stdout)
+    assert applied.returncode == 0, row
+    assert row["result"] == "1 differences: created 1" and row["processed_by"].startswith("engine:")
+    assert json.loads(ops.run("reconcile", "--json").stdout)["differences"] == 0
+    assert [d["customer_name"] for d in cluster["local"].all("Customer")] == ["Missed Webhook"]

@@ -253,6 +253,12 @@ def _refs_for(target: str) -> tuple[secret_store.SecretRef, ...]:
 def secrets_set(ctx: Context, target: str) -> None:
     """Store a site's API key and secret, or the webhook secret; input is prompted, never echoed."""
     _check_target(ctx, target)
+    if not secret_store.keyring_available():  # before asking anything: the answer could not be stored
+        refs = _refs_for(target)
+        click.echo(f"error: no working OS keyring here ({secret_store.keyring_name()}); export "
+                   f"{', '.join(r.env_var for r in refs)} instead (e.g. from a systemd EnvironmentFile readable "
+                   "only by the service user)", err=True)
+        sys.exit(EXIT_FAILED)
     for ref in _refs_for(target):
         value = click.prompt(f"{ref.label}", hide_input=True, confirmation_prompt=ref.field != "api_key")
         try:
@@ -486,6 +492,7 @@ def _run_async(coro: Any) -> Any:
 @handles_missing_secrets
 def test_command(ctx: Context, as_json: bool) -> None:
     """Connect to and authenticate with each site; failures show their error code and quick fix."""
+    from erpsync_tui.engine.preflight import check_doctype
     from erpsync_tui.errors import ErrorCode, quick_fix
 
     engine = _engine_for(ctx)
@@ -495,7 +502,15 @@ def test_command(ctx: Context, as_json: bool) -> None:
         for site, connector in engine.connectors.items():
             try:
                 user = await connector.whoami()
-                results.append({"site": site, "ok": True, "user": user, "url": connector.config.base_url})
+                problems = [p for p in [await check_doctype(site, connector, d) for d in engine.config.sync.doctypes]
+                            if p is not None]
+                if problems:
+                    results.append({"site": site, "ok": False, "user": user, "error_code": problems[0].code,
+                                    "error": "; ".join(p.message for p in problems), "quick_fix": problems[0].fix,
+                                    "url": connector.config.base_url})
+                else:
+                    results.append({"site": site, "ok": True, "user": user, "url": connector.config.base_url,
+                                    "doctypes": list(engine.config.sync.doctypes)})
             except Exception as exc:
                 code = str(getattr(exc, "code", ErrorCode.CONNECTION))
                 results.append({"site": site, "ok": False, "error_code": code, "error": str(exc),
@@ -509,7 +524,8 @@ def test_command(ctx: Context, as_json: bool) -> None:
     else:
         for r in results:
             if r["ok"]:
-                ctx.out.print(f"[green]ok[/]    {escape(r['site'])}: authenticated as {escape(r['user'])}")
+                ctx.out.print(f"[green]ok[/]    {escape(r['site'])}: authenticated as {escape(r['user'])}; "
+                              f"{len(r['doctypes'])} doctypes readable")
             else:
                 ctx.out.print(f"[red]FAIL[/]  {escape(r['site'])}: {escape(r['error_code'])} "
                               f"{escape(secret_store.redact(r['error']))}\n      fix: {escape(r['quick_fix'])}")
@@ -534,6 +550,7 @@ def sync_command(ctx: Context, doctype: str | None, docname: str | None, directi
 
     from erpsync_tui.engine.bulk import full_sync, sources_for
     from erpsync_tui.engine.factory import build_batch_workers
+    from erpsync_tui.engine.preflight import PreflightFailed, preflight
 
     if docname and not doctype:
         raise click.UsageError("--docname needs --doctype")
@@ -555,24 +572,57 @@ def sync_command(ctx: Context, doctype: str | None, docname: str | None, directi
                 progress.update(task, description=f"{what}: {done} documents")
 
         try:
+            # Before any work: a wrong secret or a doctype typo stops here (ERP002/ERP003), not after 400 creates.
+            problems = await preflight(engine.connectors, [doctype] if doctype else engine.config.sync.doctypes)
+            if problems:
+                raise PreflightFailed(problems)
             return await full_sync(engine, doctypes=[doctype] if doctype else None, docname=docname,
                                    direction=direction, limit=limit, progress=report)
         finally:
             await _close(engine)
 
-    if as_json:
-        summary = _run_async(run(None))
-        emit_json(summary.as_dict())
-    else:
-        columns = (SpinnerColumn(), TextColumn("{task.description}"))
-        with Progress(*columns, console=ctx.err, transient=True) as progress:
-            summary = _run_async(run(progress))
+    from erpsync_tui.store.models import utcnow
+
+    started_at = utcnow()
+    try:
+        if as_json:
+            summary = _run_async(run(None))
+            emit_json(summary.as_dict())
+        else:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"))
+            with Progress(*columns, console=ctx.err, transient=True) as progress:
+                summary = _run_async(run(progress))
+    except PreflightFailed as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {secret_store.redact(problem.render())}", err=True)
+        click.echo("nothing was synced", err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        _interrupted(ctx, engine.db, started_at)
+    if not as_json:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "nothing"
         ctx.out.print(f"{summary.processed} documents in {summary.seconds:.1f}s: {escape(outcomes)}; "
                       f"{summary.writes} writes, {summary.failed} failed")
         if summary.failed:
             ctx.out.print("failed documents are on the queue: `erpsync-tui status`, `erpsync-tui retry --failed`")
     sys.exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+def _interrupted(ctx: Context, db: Any, since: Any) -> NoReturn:
+    """Ctrl-C during a sync: what this run did (from the log, which is committed per batch) and how to go on."""
+    from sqlalchemy import func
+    from sqlmodel import col, select
+
+    from erpsync_tui.store.models import SyncLog
+
+    with db.read() as session:
+        rows = session.exec(select(SyncLog.outcome, func.count()).where(col(SyncLog.ts) >= since,
+                                                                        col(SyncLog.outcome).is_not(None))
+                            .group_by(SyncLog.outcome)).all()
+    counts = ", ".join(f"{outcome} {n}" for outcome, n in sorted(rows)) or "nothing recorded yet"
+    ctx.err.print(f"interrupted: this run so far: {escape(counts)}. Everything recorded is kept; run "
+                  "`erpsync-tui sync` again to resume from the last checkpoint.", soft_wrap=True)
+    sys.exit(130)
 
 
 @cli.command("status")
@@ -597,7 +647,8 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
         "ambiguous": counts.get("ambiguous", 0),  # neither paired nor created: `erpsync-tui match` lists them
         "queue": depth.by_status,
         "oldest_pending_seconds": depth.oldest_pending_age.total_seconds() if depth.oldest_pending_age else None,
-        "engine": {"mode": engine.mode, "holder": engine.holder, "circuits": engine.circuits},
+        "engine": {"mode": engine.mode, "holder": engine.holder, "circuits": engine.circuits,
+                   "echoes_skipped": engine.info.get("echoes_skipped")},
         "recent": [{"ts": r.ts, "level": r.level, "doctype": r.doctype, "name": r.name, "outcome": r.outcome,
                     "error_code": r.error_code, "message": r.message} for r in logs],
     }
@@ -605,6 +656,12 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
         emit_json(data)
         return
     ctx.out.print(f"engine: {engine.mode}" + (f" ({escape(engine.holder or '')})" if engine.holder else ""))
+    for site, state in engine.circuits.items():
+        if state != "closed":  # said loudly: a site the engine has stopped asking
+            why = "answers 401 to everything: the API key was revoked or changed" if state == "auth_refused" \
+                else "failed repeatedly; requests are held until it answers again"
+            ctx.out.print(f"[bold red]site {escape(site)}: {state.upper()}[/] — {why} (queued items keep their "
+                          "attempts)")
     ctx.out.print(f"tracked {data['tracked']} · synced {data['synced']} · errors {data['errors']} · "
                   f"conflicts {conflicts}" + (f" · ambiguous {data['ambiguous']} (see `erpsync-tui match`)"
                                               if data["ambiguous"] else ""))
@@ -635,119 +692,87 @@ def conflicts_command(ctx: Context, as_json: bool) -> None:
         ctx.out.print(f"#{c['id']} {escape(c['doctype'])} {escape(names)}: {escape(', '.join(c['fields']))}")
 
 
-@cli.command("resolve")
-@click.argument("conflict_id", type=int)
-@click.option("--take", required=True, metavar="SITE|merged",
-              help="Take one site's whole document, or 'merged' (agreeing fields plus --field choices).")
-@click.option("--field", "fields", multiple=True, metavar="F=SITE", help="Per-field choice (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
-@handles_missing_secrets
-def resolve_command(ctx: Context, conflict_id: int, take: str, fields: tuple[str, ...], as_json: bool) -> None:
-    """Resolve a conflict: write the chosen values to both sites (audited)."""
-    from erpsync_tui.store import control
-    from erpsync_tui.store.models import Conflict, ConflictStatus
-
-    config, db = ctx.config(), ctx.database()
-    choices = dict(_parse_field_choice(f, config.pair) for f in fields)
-    if take != "merged" and take not in config.pair:
-        raise click.UsageError(f"--take must be one of {', '.join(config.pair)} or merged")
-    with db.read() as session:
-        conflict = session.get(Conflict, conflict_id)
-    if conflict is None or conflict.status != ConflictStatus.OPEN:
-        click.echo(f"error: conflict #{conflict_id} is not open", err=True)
-        sys.exit(EXIT_FAILED)
-    actor, host = operator_identity()
-    params = {"conflict_id": conflict_id, "take": None if take == "merged" else take, "choices": choices}
-    action_id = control.submit_action(db, "resolve", actor=actor, host=host, target=f"conflict:{conflict_id}",
-                                      params=params)
-    if control.engine_status(db).mode == "stopped":
-        engine = _engine_for(ctx)
-
-        async def run() -> Any:
-            try:
-                return await engine.resolve(int(conflict.record_id or 0), choices, actor=f"{actor}@{host}",
-                                            take=params["take"])
-            finally:
-                await _close(engine)
-
-        try:
-            result = _run_async(run())
-        except Exception as exc:
-            control.finish_action(db, action_id, ok=False, result=str(exc))
-            click.echo(f"error: {secret_store.redact(str(exc))}", err=True)
-            sys.exit(EXIT_FAILED)
-        control.finish_action(db, action_id, ok=True, result=f"{result.writes} writes")
-        message = f"conflict #{conflict_id} resolved: {result.writes} writes"
-    else:
-        message = f"conflict #{conflict_id}: resolution sent to the running engine (action {action_id})"
-    if as_json:
-        emit_json({"conflict_id": conflict_id, "action_id": action_id, "message": message})
-    else:
-        ctx.out.print(escape(message))
-
-
-def _parse_field_choice(text: str, pair: tuple[str, str]) -> tuple[str, str]:
-    field_name, sep, site = text.partition("=")
-    if not sep or site not in pair:
-        raise click.UsageError(f"--field takes FIELD=SITE with SITE one of {', '.join(pair)}, not {text!r}")
-    return field_name, site
-
-
-@cli.command("retry")
-@click.argument("item_id", type=int, required=False)
-@click.option("--failed", "failed_", is_flag=True, help="Every failed item.")
-@click.option("--dead", is_flag=True, help="Every dead item.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
-def retry_command(ctx: Context, item_id: int | None, failed_: bool, dead: bool, as_json: bool) -> None:
-    """Queue failed or dead items again (one by id, or all failed / all dead)."""
-    from erpsync_tui.store import control, queue
-
-    if item_id is None and not (failed_ or dead):
-        raise click.UsageError("give an item id, --failed or --dead")
-    statuses = [s for s, on in (("failed", failed_), ("dead", dead)) if on] or ["failed", "dead"]
-    db = ctx.database()
-    actor, host = operator_identity()
-    count = queue.retry(db, [item_id] if item_id is not None else None, statuses=statuses)
-    action_id = control.submit_action(db, "retry", actor=actor, host=host,
-                                      params={"ids": [item_id] if item_id else [], "statuses": statuses})
-    control.finish_action(db, action_id, ok=True, result=f"{count} items queued again by the CLI")
-    running = control.engine_status(db).mode != "stopped"
-    note = "" if running else " (no engine is running: start `erpsync-tui serve` to process them)"
-    if as_json:
-        emit_json({"requeued": count, "engine_running": running})
-    else:
-        ctx.out.print(f"{count} items queued again{note}")
-    sys.exit(EXIT_OK if count else EXIT_FAILED)
-
-
 @cli.command("reconcile")
-@click.option("--doctype", required=True, help="The doctype to compare across both sites.")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("--doctype", "doctypes", multiple=True, help="Only this doctype (repeatable; default: every configured "
+              "doctype).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (same as --format json).")
+@click.option("--apply", "apply_", is_flag=True, help="Sync every difference through the engine, under each "
+              "doctype's policy (after a dry-run summary and a confirmation).")
+@click.option("--yes", is_flag=True, help="With --apply: do not ask (scripts).")
 @pass_ctx
 @handles_missing_secrets
-def reconcile_command(ctx: Context, doctype: str, fmt: str) -> None:
-    """Compare a doctype across both sites; report missing documents and differing fields (writes nothing)."""
-    from erpsync_tui.engine.bulk import reconcile
+def reconcile_command(ctx: Context, doctypes: tuple[str, ...], fmt: str, as_json: bool, apply_: bool,
+                      yes: bool) -> None:
+    """Compare doctypes across both sites: missing documents and differing fields with their values (secret-like
+    fields masked). Writes nothing unless --apply."""
+    from erpsync_tui.engine.reconcile import reconcile
 
+    fmt = "json" if as_json else fmt
+    config = ctx.config()
+    unknown = [d for d in doctypes if d not in config.sync.doctypes]
+    if unknown:
+        raise click.UsageError(f"not a configured doctype: {', '.join(unknown)} (sync.doctypes: "
+                               f"{', '.join(config.sync.doctypes)})")
+    wanted = list(doctypes) or list(config.sync.doctypes)
     engine = _engine_for(ctx)
 
     async def run() -> Any:
         try:
-            return await reconcile(engine, doctype)
+            return [await reconcile(engine, doctype) for doctype in wanted]
         finally:
             await _close(engine)
 
     try:
-        report = _run_async(run())
+        reports = _run_async(run())
     except ConnectorError as exc:
         _fail_with_code(exc)
+    total = sum(len(r.differences) for r in reports)
+    from erpsync_tui.engine.health import record_reconcile
+
+    record_reconcile(engine.db, {r.doctype: len(r.differences) for r in reports}, source="cli")
+    _print_reconcile(ctx, reports, fmt, dry_run=apply_)
+    if apply_ and total:
+        _apply_reconcile(ctx, wanted, total, yes=yes, as_json=fmt == "json")
+    sys.exit(EXIT_FAILED if total and not apply_ else EXIT_OK)
+
+
+def _print_reconcile(ctx: Context, reports: list[Any], fmt: str, *, dry_run: bool) -> None:
+    if fmt == "json":
+        if not dry_run:
+            emit_json({"doctypes": [r.as_dict() for r in reports],
+                       "differences": sum(len(r.differences) for r in reports)})
+        return
     if fmt == "csv":
-        click.echo(secret_store.redact(report.as_csv()), nl=False)
-    else:
-        emit_json(report.as_dict())
-    sys.exit(EXIT_FAILED if report.differences else EXIT_OK)
+        for index, report in enumerate(reports):
+            click.echo(secret_store.redact(report.as_csv(header=index == 0)), nl=False)
+        return
+    for report in reports:
+        counts = ", ".join(f"{site} {n}" for site, n in report.counts.items())
+        ctx.out.print(f"[bold]{escape(report.doctype)}[/]: {counts}; {len(report.differences)} differences")
+        for diff in report.differences[:200]:
+            names = ", ".join(f"{site}={name}" for site, name in diff.names.items())
+            ctx.out.print(f"  {escape(diff.kind)} {escape(names)}")
+            for name in diff.fields:
+                sides = " · ".join(f"{site}: {secret_store.redact(repr(value))}"
+                                   for site, value in diff.values.get(name, {}).items())
+                ctx.out.print(f"      {escape(name)}: {escape(sides)}")
+        if len(report.differences) > 200:
+            ctx.out.print(f"  … {len(report.differences) - 200} more (--format json or csv lists all)")
+
+
+def _apply_reconcile(ctx: Context, doctypes: list[str], total: int, *, yes: bool, as_json: bool) -> None:
+    """Sent as a reconcile_apply operator action: the engine that holds the lease applies it (or this process
+    when none runs), and its outcome is written to the action's row."""
+    from erpsync_tui.cli_ops import send
+    from erpsync_tui.store.actions import ReconcileApply
+
+    if not yes:
+        if as_json:
+            raise click.UsageError("--apply with --json needs --yes (there is no one to confirm)")
+        click.confirm(f"apply {total} differences in {', '.join(doctypes)} (each synced through the engine under "
+                      "its doctype's policy)?", abort=True)
+    send(ctx, ReconcileApply(tuple(doctypes)), no_wait=False, timeout=3600, as_json=as_json)
 
 
 # =============================================================================================== daemon
@@ -782,8 +807,14 @@ def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -
     receiver = None if no_receiver or not config.webhooks.enabled else receiver_starter(log_level, log_file)
     service = EngineService(config, db, build_connectors(config), config_file=ctx.config_file(),
                             start_receiver=receiver, lease_ttl=config.scheduler.lease_ttl_seconds)
+    def started() -> None:
+        receiver_url = getattr(service.receiver, "url", None) or "off"
+        click.echo(f"erpsync-tui serve {__version__}: config {ctx.config_file() or '(defaults)'}, database "
+                   f"{db.label}, receiver {receiver_url}, log {log_file}; engine {service.state} as {service.owner} "
+                   "(SIGTERM stops it)", err=True)
+
     try:
-        code = _run_async(_serve(service, wait))
+        code = _run_async(_serve(service, wait, on_started=started))
     except LeaseHeld as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
@@ -795,7 +826,7 @@ def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -
     sys.exit(code)
 
 
-async def _serve(service: Any, wait: bool) -> int:
+async def _serve(service: Any, wait: bool, on_started: Callable[[], None] | None = None) -> int:
     import asyncio
     import signal
 
@@ -803,7 +834,23 @@ async def _serve(service: Any, wait: bool) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    await service.start(wait_for_lease=wait)
+    # A standby (`--wait`) stops at once on a signal while it waits for the lease (systemctl stop must not hang).
+    starting = asyncio.ensure_future(service.start(wait_for_lease=wait))
+    signalled_early = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, signalled_early}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        from erpsync_tui.store import control
+
+        # In case the cancelled attempt took the lease in its thread just then: give it back.
+        await asyncio.to_thread(control.release_lease, service.db, service.owner)
+        click.echo("stopped while waiting for the engine lease", err=True)
+        return EXIT_OK
+    signalled_early.cancel()
+    starting.result()  # LeaseHeld (without --wait) or a start error goes up from here
+    if on_started is not None:
+        on_started()
     stopped_itself = asyncio.ensure_future(service.run_until_stopped())
     signalled = asyncio.ensure_future(stop.wait())
     await asyncio.wait({stopped_itself, signalled}, return_when=asyncio.FIRST_COMPLETED)
@@ -928,9 +975,12 @@ def demo_command(seed_docs: int, traffic: float, theme: str | None, headless: bo
 
 def _register_layer_commands() -> None:
     """Commands defined beside their own layer register here, so cli.py stays the one index of commands."""
+    from erpsync_tui.cli_ops import COMMANDS
     from erpsync_tui.sim.cli import sim_command
 
     cli.add_command(sim_command, "sim")
+    for command in COMMANDS:  # pause, resume, retry, discard, resolve, queue, actions (typed operator actions)
+        cli.add_command(command)
 
 
 _register_layer_commands()

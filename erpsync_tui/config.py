@@ -28,6 +28,7 @@ from ruamel.yaml.error import MarkedYAMLError
 APP_NAME = "erpsync-tui"
 CONFIG_ENV = "ERPSYNC_CONFIG"
 FIXED_POLICIES = ("latest_timestamp", "manual")
+DEFAULT_DOCTYPES = ("Customer", "Item", "Sales Order")
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -87,7 +88,7 @@ class DoctypeOverride(_Strict):
 class SyncConfig(_Strict):
     # Two sites are synced with each other; defaults to the first two under `sites`.
     between: tuple[str, str] | None = None
-    doctypes: list[str] = Field(default_factory=lambda: ["Customer", "Item", "Sales Order"], min_length=1)
+    doctypes: list[str] = Field(default_factory=lambda: list(DEFAULT_DOCTYPES), min_length=1)
     exclude_fields: list[str] = Field(default_factory=list)
     conflict_resolution: str = "latest_timestamp"
     field_level_merge: bool = True
@@ -125,6 +126,9 @@ class SchedulerConfig(_Strict):
     retention_days: PositiveInt = 14
     # How long the engine lease lasts without renewal: a crashed engine's successor waits at most this long.
     lease_ttl_seconds: Annotated[float, Field(ge=1, le=600)] = 15.0
+    # An operator action no engine took within this long expires instead of running late (a pause sent
+    # yesterday must not pause today's engine).
+    action_max_age_seconds: PositiveFloat = 600.0
 
 
 class AlertConfig(_Strict):
@@ -168,42 +172,11 @@ class AppConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AppConfig:
-        problems = [*self._pair_problems(), *self._policy_problems(), *self._match_problems()]
+        problems = cross_problems(self.model_dump(mode="python"))
         if problems:
             # One "key.path: message" per line; _problems_from splits them back into separate problems.
             raise ValueError("\n".join(problems))
         return self
-
-    def _pair_problems(self) -> list[str]:
-        pair = self.sync.between or tuple(list(self.sites)[:2])
-        problems = [f"sync.between: names unknown site {s!r}" for s in pair if s not in self.sites]
-        if len(set(pair)) != 2:
-            problems.append("sync.between: must name two different sites")
-        return problems
-
-    def _policy_problems(self) -> list[str]:
-        allowed = set(FIXED_POLICIES) | {f"{s}_wins" for s in self.pair}
-        policies = {"sync.conflict_resolution": self.sync.conflict_resolution}
-        for doctype, override in self.sync.overrides.items():
-            if override.conflict_resolution is not None:
-                policies[f"sync.overrides.{doctype}.conflict_resolution"] = override.conflict_resolution
-        return [
-            f"{where}: {policy!r} is not one of {', '.join(sorted(allowed))}"
-            for where, policy in policies.items()
-            if policy not in allowed
-        ]
-
-    def _match_problems(self) -> list[str]:
-        problems = []
-        for doctype, rules in self.sync.match.items():
-            where = f"sync.match.{doctype}"
-            if doctype not in self.sync.doctypes:
-                problems.append(f"{where}: {doctype!r} is not one of sync.doctypes")
-            try:
-                match_rules(rules)
-            except ValueError as exc:
-                problems.append(f"{where}: {exc}")
-        return problems
 
     @property
     def pair(self) -> tuple[str, str]:
@@ -244,6 +217,78 @@ def match_rules(value: list[Any]) -> tuple[tuple[str, ...], ...]:
         if len(set(rule)) != len(rule):
             raise ValueError(f"{rule} names a field twice")
     return tuple(tuple(rule) for rule in rules)
+
+
+def cross_problems(data: dict[str, Any]) -> list[str]:
+    """Checks across keys, on plain data: run on a valid model and, when some fields are invalid, on the raw
+    file too — so every problem comes out in one pass."""
+    sites = data.get("sites") if isinstance(data.get("sites"), dict) else {}
+    sync = data.get("sync") if isinstance(data.get("sync"), dict) else {}
+    return [*_pair_problems(sites, sync), *_policy_problems(sites, sync), *_doctype_name_problems(sync),
+            *_match_problems(sync)]
+
+
+def _pair_of(sites: dict[str, Any], sync: dict[str, Any]) -> tuple[str, ...]:
+    between = sync.get("between")
+    return tuple(between) if isinstance(between, list | tuple) else tuple(list(sites)[:2])
+
+
+def _pair_problems(sites: dict[str, Any], sync: dict[str, Any]) -> list[str]:
+    if sync.get("between") is None:
+        return []
+    pair = _pair_of(sites, sync)
+    problems = [f"sync.between: names unknown site {s!r}" for s in pair if s not in sites]
+    if len(set(pair)) != 2:
+        problems.append("sync.between: must name two different sites")
+    return problems
+
+
+def _policy_problems(sites: dict[str, Any], sync: dict[str, Any]) -> list[str]:
+    allowed = set(FIXED_POLICIES) | {f"{s}_wins" for s in _pair_of(sites, sync)}
+    policies = {"sync.conflict_resolution": sync.get("conflict_resolution", "latest_timestamp")}
+    for doctype, override in (sync.get("overrides") or {}).items():
+        if isinstance(override, dict) and override.get("conflict_resolution") is not None:
+            policies[f"sync.overrides.{doctype}.conflict_resolution"] = override["conflict_resolution"]
+    return [
+        f"{where}: {policy!r} is not one of {', '.join(sorted(allowed))}"
+        for where, policy in policies.items()
+        if isinstance(policy, str) and policy not in allowed
+    ]
+
+
+def _doctype_name_problems(sync: dict[str, Any]) -> list[str]:
+    """An override or a link naming a doctype that is not synced is a typo until shown otherwise: a silently
+    ignored `overrides: {Sales Ordr: {conflict_resolution: manual}}` would drop the intended policy."""
+    doctypes = sync.get("doctypes")
+    configured = set(doctypes) if isinstance(doctypes, list) else set(DEFAULT_DOCTYPES)
+    listed = ", ".join(sorted(configured))
+    problems = []
+    for doctype, override in (sync.get("overrides") or {}).items():
+        if doctype not in configured:
+            problems.append(f"sync.overrides.{doctype}: {doctype!r} is not in sync.doctypes ({listed})")
+            continue
+        links = override.get("links") if isinstance(override, dict) else None
+        for path, target in (links or {}).items():
+            if isinstance(target, str) and target not in configured:
+                problems.append(f"sync.overrides.{doctype}.links.{path}: links to {target!r}, which is not in "
+                                f"sync.doctypes ({listed}): its names could never be translated")
+    return problems
+
+
+def _match_problems(sync: dict[str, Any]) -> list[str]:
+    """`sync.match.<Doctype>` names a synced doctype and holds valid rules (see match_rules)."""
+    doctypes = sync.get("doctypes")
+    configured = set(doctypes) if isinstance(doctypes, list) else set(DEFAULT_DOCTYPES)
+    problems = []
+    for doctype, rules in (sync.get("match") or {}).items():
+        where = f"sync.match.{doctype}"
+        if doctype not in configured:
+            problems.append(f"{where}: {doctype!r} is not one of sync.doctypes")
+        try:
+            match_rules(rules)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+    return problems
 
 
 def _first(value: bool | None, default: bool) -> bool:
@@ -393,11 +438,26 @@ def parse_config(text: str, file: Path | None = None) -> AppConfig:
         raise ConfigError(file, [ConfigProblem("", 1, "the file is empty; `erpsync-tui init` writes a starter")])
     if not isinstance(tree, dict):
         raise ConfigError(file, [ConfigProblem("", 1, "the top level must be a mapping of sections")])
+    data = _plain(tree)
     try:
-        return AppConfig.model_validate(_plain(tree))
+        return AppConfig.model_validate(data)
     except ValidationError as exc:
         problems = [p for err in exc.errors() for p in _problems_from(err, tree)]
-        raise ConfigError(file, problems) from None
+        if not any(not err["loc"] for err in exc.errors()):  # the cross checks did not run: run them on the raw data
+            problems += [_problem_at(line.split(": ", 1), tree) for line in _safe_cross_problems(data)]
+        raise ConfigError(file, _in_line_order(problems)) from None
+
+
+def _safe_cross_problems(data: dict[str, Any]) -> list[str]:
+    try:
+        return cross_problems(data)
+    except (TypeError, AttributeError, ValueError):  # data too broken for them; its field errors say why
+        return []
+
+
+def _in_line_order(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.line is None, p.line or 0))
 
 
 def _plain(node: Any) -> Any:

@@ -36,17 +36,22 @@ ERROR_TABLE: dict[ErrorCode, ErrorInfo] = {
         ErrorInfo(
             ErrorCode.CONNECTION,
             "Cannot reach the site",
-            "Check the site URL, DNS and firewall; `curl -I <url>/api/method/ping` from this host.",
+            "Check sites.<site>.url, DNS and the firewall from this host (`erpsync-tui test` names the site and "
+            "its URL); an HTTP 5xx means the site is up but failing: read its error log.",
         ),
         ErrorInfo(
             ErrorCode.AUTHENTICATION,
             "Authentication failed",
-            "Regenerate the API key/secret for the sync user and run `erpsync-tui secrets set <site>`.",
+            "401: the key or secret is wrong or revoked — generate new keys for the sync user and run "
+            "`erpsync-tui secrets set <site>`. 403: the key works but the user's role lacks a permission on the "
+            "doctype — grant it (Role Permission Manager). Then `erpsync-tui retry --code ERP002`.",
         ),
         ErrorInfo(
             ErrorCode.FIELD_MAPPING,
-            "A field does not exist on the target",
-            "Add the field on the target site or list it under sync.exclude_fields in config.yaml.",
+            "A field or a linked document is missing on the target",
+            "A missing field: add it on the target or list it under sync.exclude_fields. A missing linked "
+            "document: sync its doctype first (it must be in sync.doctypes, before this one). Then "
+            "`erpsync-tui retry --code ERP003`.",
         ),
         ErrorInfo(
             ErrorCode.TRANSFORMATION,
@@ -61,7 +66,8 @@ ERROR_TABLE: dict[ErrorCode, ErrorInfo] = {
         ErrorInfo(
             ErrorCode.WEBHOOK,
             "Webhook rejected or malformed",
-            "Check the Webhook doctype's secret matches `erpsync-tui secrets get webhook` and its JSON body.",
+            "Make each site's Webhook secret match `erpsync-tui secrets get webhook --show` (serve needs one: "
+            "`erpsync-tui secrets set webhook` or ERPSYNC_WEBHOOK_SECRET) and check its JSON body.",
         ),
         ErrorInfo(
             ErrorCode.TIMEOUT,
@@ -76,12 +82,14 @@ ERROR_TABLE: dict[ErrorCode, ErrorInfo] = {
         ErrorInfo(
             ErrorCode.RECONCILIATION,
             "The sites disagree",
-            "Run `erpsync-tui reconcile --doctype <D>` and resolve the listed differences.",
+            "Run `erpsync-tui reconcile` to see each difference with its values, then `erpsync-tui reconcile "
+            "--apply`; open conflicts: `erpsync-tui conflicts` / `erpsync-tui resolve`.",
         ),
         ErrorInfo(
             ErrorCode.QUEUE,
             "The work queue is unhealthy",
-            "Look at failed/dead items in the console's Queue screen; retry after fixing their cause.",
+            "`erpsync-tui queue` lists failed and dead items with their errors; fix the cause, then "
+            "`erpsync-tui retry --failed` (or `--dead`, `--code ERPnnn`).",
         ),
     )
 }
@@ -111,11 +119,13 @@ class ErpSyncError(Exception):
 
     code: ErrorCode = ErrorCode.QUEUE
 
-    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None, fix: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self._fix = fix
 
     @property
     def quick_fix(self) -> str:
-        return quick_fix(self.code)
+        """The sharper fix this failure knows (a missing link names its doctype), else its code's."""
+        return getattr(self, "_fix", None) or quick_fix(self.code)

@@ -91,21 +91,33 @@ def test_conflicts_and_resolve(run, cluster: SimCluster) -> None:
     assert len(listed) == 1 and listed[0]["fields"] == ["territory"]
     resolved = run("resolve", str(listed[0]["id"]), "--take", "merged", "--field", "territory=local")
     assert resolved.exit_code == 0, resolved.output
+    # The outcome, not "queued": the merged value went to the site that differed (local already had Greece).
+    assert "resolution written to one site" in resolved.output or "written to cloud and local" in resolved.output
     assert cluster["cloud"].get("Customer", doc["name"])["territory"] == "Greece"
     assert json.loads(run("conflicts", "--json").output) == []
     assert run("resolve", str(listed[0]["id"]), "--take", "cloud").exit_code == 1  # no longer open
 
 
-def test_retry_and_reconcile(run, cluster: SimCluster) -> None:
-    cluster["cloud"].insert("Customer", {"customer_name": "Retry", "customer_type": "Company"}, fire_webhooks=False)
+def test_retry_and_reconcile(run, cluster: SimCluster, tmp_path: Path) -> None:
+    doc = cluster["cloud"].insert("Customer", {"customer_name": "Retry", "customer_type": "Company"},
+                                  fire_webhooks=False)
     cluster["local"].set_faults(error_rate=1.0)
-    failed = run("sync", "--doctype", "Customer")
-    assert failed.exit_code == 1
+    failed = run("sync", "--doctype", "Customer")  # stops before any work: local answers 500 to everything
+    assert failed.exit_code == 1 and "nothing was synced" in failed.output
     cluster["local"].clear_faults()
+    from erpsync_tui.store import open_database, queue
+
+    db = open_database(f"sqlite:///{tmp_path / 'state.db'}")
+    with db.write() as s:  # a document whose sync failed earlier, waiting for its next attempt
+        item = queue.enqueue(s, site="cloud", doctype="Customer", name=doc["name"])
+        item.status, item.error_code = "failed", "ERP001"
     report = run("reconcile", "--doctype", "Customer", "--format", "csv")
     assert report.exit_code == 1 and "missing_on:local" in report.output
-    retried = run("retry", "--failed", "--json")
-    assert json.loads(retried.output)["requeued"] >= 1
+    retried = run("retry", "--failed", "--json")  # no engine runs: the CLI carries the action out itself
+    row = json.loads(retried.output)
+    assert retried.exit_code == 0, retried.output
+    assert row["action"] == "retry_matching" and row["status"] == "done"
+    assert row["result"] == "retried 1: 1 synced", row
     assert run("retry").exit_code == 2
 
 

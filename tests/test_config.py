@@ -79,9 +79,21 @@ def test_missing_required_key() -> None:
 def test_every_problem_reported_once_per_line() -> None:
     text = MINIMAL + "sync:\n  conflict_resolution: newest\n  concurrency: -1\nwebhooks:\n  port: 99999\n"
     lines = problems(text)
-    assert len(lines) == 2  # field errors first; policy cross-checks run once fields are valid
-    assert any(line.startswith("line 8: sync.concurrency:") for line in lines)
-    assert any(line.startswith("line 10: webhooks.port:") for line in lines)
+    assert len(lines) == 3  # field errors and cross-checks together, in one pass, in line order
+    assert lines[0].startswith("line 7: sync.conflict_resolution: 'newest' is not one of")
+    assert lines[1].startswith("line 8: sync.concurrency:")
+    assert lines[2].startswith("line 10: webhooks.port:")
+
+
+def test_override_and_link_names_must_be_configured_doctypes() -> None:
+    text = MINIMAL + ("sync:\n  doctypes: [Customer, Sales Order]\n  overrides:\n    Sales Ordr:\n"
+                      "      conflict_resolution: manual\n    Sales Order:\n      links: {customer: Customer, "
+                      "items.item_code: Item}\n  concurrency: -1\n")
+    lines = problems(text)
+    assert [line.split(":")[0] for line in lines] == ["line 9", "line 12", "line 13"]  # one pass, in line order
+    assert "sync.overrides.Sales Ordr: 'Sales Ordr' is not in sync.doctypes" in lines[0]
+    assert "sync.overrides.Sales Order.links.items.item_code: links to 'Item'" in lines[1]
+    assert "sync.concurrency" in lines[2]
 
 
 def test_cross_field_policy_names_the_key() -> None:

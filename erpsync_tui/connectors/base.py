@@ -112,6 +112,12 @@ class ServerError(ConnectorError):
     code = ErrorCode.CONNECTION
     default_retryable = True
 
+    @property
+    def quick_fix(self) -> str:
+        # It answered: DNS and the network are fine; the site itself fails.
+        return (f"{self.site} answered HTTP {self.status}: it is reachable but failing — read its Error Log "
+                "(/app/error-log) and its web server's log; the queue retries meanwhile.")
+
 
 class CircuitOpen(ConnectorError):
     """Refused without sending: the site failed repeatedly and is being left alone until `retry_at`."""
@@ -129,9 +135,27 @@ class AuthenticationFailed(ConnectorError):
 
 
 class PermissionDenied(ConnectorError):
-    """403: authenticated, but the user's roles may not do this to this doctype."""
+    """403: authenticated, but the user's roles may not do this to this doctype (the key itself works)."""
 
     code = ErrorCode.AUTHENTICATION
+
+    def __init__(self, message: str, *, permission: str | None = None, doctype: str | None = None,
+                 **kwargs: Any) -> None:
+        self.permission = permission
+        self.doctype = doctype
+        super().__init__(message, **kwargs)
+
+    @property
+    def quick_fix(self) -> str:
+        return permission_fix(self.site, self.doctype, self.permission)
+
+
+def permission_fix(site: str, doctype: str | None, permission: str | None) -> str:
+    """A 403 means a role is missing, not that the key is wrong: say which permission on which doctype."""
+    what = f"the '{permission}' permission" if permission else "permission"
+    on = f" on {doctype}" if doctype else ""
+    return (f"Give the sync user's role {what}{on} on {site} (Role Permission Manager), then "
+            "`erpsync-tui retry --code ERP002`; the API key itself works.")
 
 
 class RateLimited(ConnectorError):

@@ -60,6 +60,7 @@ class CircuitBreaker:
         self.rejected = 0
         self.successes = 0
         self.failures = 0
+        self.reason = "outage"  # why the last failure counted: "outage" (down) or "auth" (401 to everything)
 
     @property
     def retry_at(self) -> float | None:
@@ -90,7 +91,8 @@ class CircuitBreaker:
         self._trial_in_flight = False
         self.opened_at = None
 
-    def record_failure(self) -> None:
+    def record_failure(self, reason: str = "outage") -> None:
+        self.reason = reason
         self.failures += 1
         self.consecutive_failures += 1
         was_trial = self._trial_in_flight

@@ -252,7 +252,8 @@ def classify_error(
     if exc_type in _AUTH_TYPES or status == 401:
         return AuthenticationFailed(message, **common)
     if exc_type == "PermissionError" or status == 403:
-        return PermissionDenied(message, **common)
+        return PermissionDenied(_permission_message(message, where), permission=_permission_for(where),
+                                doctype=_doctype_in(where), **common)
     if exc_type == "DoesNotExistError" or status == 404:
         return NotFound(message, **common)
     if exc_type == "TimestampMismatchError":
@@ -275,6 +276,32 @@ def classify_error(
     if 400 <= status < 500:
         return ValidationFailed(message, **validation)
     return ConnectorError(message, **common)
+
+
+_PERMISSION_BY_METHOD = {"GET": "read", "POST": "create", "PUT": "write", "DELETE": "delete"}
+
+
+def _permission_for(where: str) -> str | None:
+    """The Frappe permission a request needs: GET read, POST create, PUT write, DELETE delete."""
+    return _PERMISSION_BY_METHOD.get(where.split(" ", 1)[0].upper()) if where else None
+
+
+def _doctype_in(where: str) -> str | None:
+    """The doctype of a /api/resource/<Doctype>[/<name>] request, or None."""
+    path = where.split(" ", 1)[1] if " " in where else ""
+    parts = path.split("?", 1)[0].split("/")
+    if len(parts) >= 4 and parts[1:3] == ["api", "resource"]:
+        from urllib.parse import unquote
+
+        return unquote(parts[3])
+    return None
+
+
+def _permission_message(message: str, where: str) -> str:
+    permission, doctype = _permission_for(where), _doctype_in(where)
+    if permission and doctype:
+        return _clip(f"the API user lacks the '{permission}' permission on {doctype}: {message}")
+    return message
 
 
 def _reason(status: int) -> str:
@@ -405,7 +432,12 @@ class FrappeConnector:
 
     @property
     def circuit_state(self) -> str:
-        return self.circuit.state
+        """closed, half_open, open — or auth_refused: the circuit opened because the site answered 401 to
+        everything (a revoked or changed key), an outage of this site like any other, but one a person must fix."""
+        state = self.circuit.state
+        if state != "closed" and self.circuit.reason == "auth":
+            return "auth_refused"
+        return state
 
     @property
     def timezone(self) -> str:
@@ -776,7 +808,11 @@ class FrappeConnector:
     def _record_failure(self, exc: ConnectorError) -> None:
         self.stats.failures += 1
         self.stats.last_error_code = str(exc.code)
-        if is_outage(exc):
+        if isinstance(exc, AuthenticationFailed):
+            # 401 answers every request alike: the site refuses us as a whole, so the breaker stops asking
+            # (and queued items keep their attempts) until a trial request gets through again.
+            self.circuit.record_failure("auth")
+        elif is_outage(exc):
             self.circuit.record_failure()
         else:
             self.circuit.record_success()  # it answered: the site is up, whatever it thought of the request

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import csv
-import io
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -19,6 +17,7 @@ from erpsync_tui.connectors.base import CircuitOpen, ConnectorError
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.matching import MatchingFailed, pair_before_sync
+from erpsync_tui.engine.reconcile import Difference, ReconcileReport, reconcile  # noqa: F401  (moved; old imports)
 from erpsync_tui.engine.state import RecordView, Side
 from erpsync_tui.engine.sync import DocResult, Fetched, Outcome, SyncEngine, SyncFailed, failure_code
 from erpsync_tui.errors import ErrorCode
@@ -710,60 +709,3 @@ def _certainly_not_applied(exc: ConnectorError) -> bool:
     if exc.exc_type is not None:
         return True
     return exc.status is not None and 400 <= exc.status < 500
-
-
-# ============================================================================================ reconcile
-
-
-@dataclass
-class Difference:
-    doctype: str
-    kind: str  # missing_on:<site> | fields_differ
-    names: dict[str, str]
-    fields: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ReconcileReport:
-    doctype: str
-    counts: dict[str, int]
-    differences: list[Difference]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"doctype": self.doctype, "counts": self.counts, "differences": [asdict(d) for d in self.differences]}
-
-    def as_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["doctype", "kind", *(f"name_{s}" for s in self.counts), "fields"])
-        for diff in self.differences:
-            writer.writerow([diff.doctype, diff.kind, *(diff.names.get(s, "") for s in self.counts),
-                             " ".join(diff.fields)])
-        return out.getvalue()
-
-
-async def reconcile(engine: SyncEngine, doctype: str) -> ReconcileReport:
-    """Compare a doctype across both sites, field by field, and report; writes nothing anywhere."""
-    policy = engine.config.policy_for(doctype)
-    listed: dict[str, list[str]] = {}
-    for site in engine.pair:
-        listed[site] = [row["name"] async for row in engine.connectors[site].list_documents(doctype, fields=("name",))]
-    a, b = engine.pair
-    differences: list[Difference] = []
-    matched_b: set[str] = set()
-    for name in listed[a]:
-        counterpart = await asyncio.to_thread(engine.state.translate_name, doctype, a, name, b)
-        if counterpart is None or counterpart not in set(listed[b]):
-            differences.append(Difference(doctype, f"missing_on:{b}", {a: name}))
-            continue
-        matched_b.add(counterpart)
-        fa, fb = await asyncio.gather(engine._fetch(policy, a, name), engine._fetch(policy, b, counterpart))
-        if fa.content_hash != fb.content_hash:
-            fields = sorted(k for k in fa.canonical.keys() | fb.canonical.keys()
-                            if fa.canonical.get(k) != fb.canonical.get(k))
-            differences.append(Difference(doctype, "fields_differ", {a: name, b: counterpart}, fields))
-    for name in listed[b]:
-        if name not in matched_b:
-            differences.append(Difference(doctype, f"missing_on:{a}", {b: name}))
-    counts = {site: len(names) for site, names in listed.items()}
-    return ReconcileReport(doctype, counts, differences)

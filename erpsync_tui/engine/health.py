@@ -39,7 +39,13 @@ from sqlalchemy import func, text
 from sqlmodel import col, select
 
 from erpsync_tui.config import AppConfig, SiteConfig
-from erpsync_tui.connectors.base import AuthenticationFailed, Connector, ConnectorError
+from erpsync_tui.connectors.base import (
+    AuthenticationFailed,
+    Connector,
+    ConnectorError,
+    PermissionDenied,
+    RateLimited,
+)
 from erpsync_tui.errors import ErrorCode, quick_fix
 from erpsync_tui.store import control, queries, sqlite
 from erpsync_tui.store.db import Database
@@ -63,15 +69,21 @@ CHECK_STEPS: dict[str, str] = {
     "site.tls_verify": "connection",
     "site.circuit": "connection",
     "site.authenticated": "authentication",
+    "site.doctypes": "authentication",
     "database.writable": "sync_running",
     "database.integrity": "sync_running",
     "database.disk_free": "sync_running",
     "engine.running": "sync_running",
     "receiver.listening": "sync_running",
+    "receiver.secret": "sync_running",
+    "receiver.rejected": "sync_running",
     "queue.stuck": "sync_running",
     "sync.error_rate": "sync_running",
     "queue.dead": "data_correct",
+    "queue.failed": "data_correct",
     "conflicts.open": "data_correct",
+    "sync.reconcile": "data_correct",
+    "sites.clock": "data_correct",
     "queue.backlog": "performance",
 }
 
@@ -175,17 +187,24 @@ async def check_reachable(name: str, site: SiteConfig) -> CheckResult:
             response = await client.get(f"{site.base_url}/api/method/ping")
     except httpx.ConnectTimeout:
         return _result(check, name, "fail", "no connection", f"connecting to {site.base_url} took over {timeout:g} s",
-                       ErrorCode.CONNECTION)
+                       ErrorCode.CONNECTION, unreachable_fix(name, site))
     except httpx.TimeoutException as exc:
         return _result(check, name, "fail", "no answer", f"{site.base_url} accepted the connection but did not answer "
                        f"within {timeout:g} s ({type(exc).__name__})", ErrorCode.TIMEOUT)
     except (httpx.HTTPError, OSError) as exc:
         return _unreachable(name, site, exc)
     latency = f"{(time.perf_counter() - started) * 1000:.0f} ms"
+    if response.status_code == 429:
+        return _result(check, name, "fail", "rate limited", f"{site.base_url} answers but refuses us: HTTP 429 "
+                       f"(Retry-After {response.headers.get('Retry-After', '?')})", ErrorCode.RATE_LIMIT,
+                       f"Lower sites.{name}.requests_per_second, or raise the site's rate_limit in its "
+                       "site_config.json; the queue waits for it meanwhile.")
     if response.status_code >= 500:
         return _result(check, name, "fail", f"HTTP {response.status_code}",
-                       f"{site.base_url} answered HTTP {response.status_code} in {latency} (the site or its proxy "
-                       "is down)", ErrorCode.CONNECTION)
+                       f"{site.base_url} answered HTTP {response.status_code} in {latency}: reachable, but the "
+                       "site or its proxy fails", ErrorCode.CONNECTION,
+                       f"{site.base_url} is reachable (DNS and network are fine) but answers "
+                       f"{response.status_code}: read the site's Error Log and its web server's log.")
     if not response.is_success:
         return _result(check, name, "warn", latency, f"{site.base_url} answers, but /api/method/ping gave HTTP "
                        f"{response.status_code}; is this a Frappe site?", ErrorCode.CONNECTION)
@@ -199,7 +218,13 @@ def _unreachable(name: str, site: SiteConfig, exc: BaseException) -> CheckResult
                        f"Renew the site's certificate, or set sites.{name}.ca_bundle to the CA that signed it.")
     reason = str(exc) or type(exc).__name__
     return _result("site.reachable", name, "fail", "unreachable", f"{site.base_url}: {type(exc).__name__}: {reason}",
-                   ErrorCode.CONNECTION)
+                   ErrorCode.CONNECTION, unreachable_fix(name, site))
+
+
+def unreachable_fix(name: str, site: SiteConfig) -> str:
+    """ERP001 with the site's own URL (never a literal placeholder)."""
+    return (f"Check sites.{name}.url ({site.base_url}), DNS and the firewall from this host: "
+            f"`curl -I {site.base_url}/api/method/ping`.")
 
 
 async def check_authenticated(name: str, connector: Connector | None, limit_s: float) -> CheckResult:
@@ -210,7 +235,13 @@ async def check_authenticated(name: str, connector: Connector | None, limit_s: f
     try:
         user = await asyncio.wait_for(connector.whoami(), limit_s)
     except AuthenticationFailed as exc:
-        return _result(check, name, "fail", "rejected", str(exc), ErrorCode.AUTHENTICATION)
+        return _result(check, name, "fail", "rejected", str(exc), ErrorCode.AUTHENTICATION,
+                       f"The key or secret for {name} is wrong or revoked: generate new keys for the sync user, "
+                       f"then `erpsync-tui secrets set {name}` (and restart serve).")
+    except PermissionDenied as exc:
+        return _result(check, name, "fail", "permission missing", str(exc), ErrorCode.AUTHENTICATION, exc.quick_fix)
+    except RateLimited as exc:  # the site refuses everyone for now: not a verdict on the credentials
+        return _result(check, name, "warn", "not tested", f"rate limited: {exc}", ErrorCode.RATE_LIMIT)
     except ConnectorError as exc:
         # PermissionDenied carries ERP002 too; connection errors carry their own code (the connection step
         # will already have failed for the same reason).
@@ -220,6 +251,31 @@ async def check_authenticated(name: str, connector: Connector | None, limit_s: f
         return _result(check, name, "fail", "no answer", f"whoami did not answer within {limit_s:g} s",
                        ErrorCode.TIMEOUT)
     return _result(check, name, "ok", user, f"authenticated as {user}")
+
+
+async def check_doctypes(name: str, connector: Connector | None, doctypes: Iterable[str], limit_s: float
+                         ) -> CheckResult:
+    """Each configured doctype exists on the site and the sync user may read it (one row of each)."""
+    from erpsync_tui.engine.preflight import check_doctype
+
+    check = "site.doctypes"
+    wanted = list(doctypes)
+    if connector is None:
+        return _result(check, name, "ok", "not tested", "no credentials: see site.authenticated")
+    try:
+        found = await asyncio.wait_for(asyncio.gather(*(check_doctype(name, connector, d) for d in wanted)),
+                                       limit_s * 2)
+    except TimeoutError:
+        return _result(check, name, "fail", "no answer",
+                       f"listing the doctypes did not answer within {limit_s * 2:g} s", ErrorCode.TIMEOUT)
+    problems = [p for p in found if p is not None]
+    if any(p.code == str(ErrorCode.AUTHENTICATION) and "HTTP 401" in p.message for p in problems):
+        return _result(check, name, "ok", "not tested", "the credentials are refused: see site.authenticated")
+    if problems:
+        first = problems[0]
+        return _result(check, name, "fail", f"{len(problems)} of {len(wanted)} doctypes",
+                       "; ".join(p.message for p in problems), ErrorCode(first.code), first.fix)
+    return _result(check, name, "ok", f"{len(wanted)} doctypes", f"readable on {name}: {', '.join(wanted)}")
 
 
 def check_tls_verify(name: str, site: SiteConfig) -> CheckResult:
@@ -469,7 +525,10 @@ def check_engine_running(db: Database) -> CheckResult:
     heartbeat = f"{status.heartbeat_at:%H:%M:%S} UTC" if status.heartbeat_at else "?"
     detail = f"held by {status.holder} on {status.hostname} (pid {status.pid}), last heartbeat {heartbeat}"
     if status.mode == "paused":
-        detail += "; paused by an operator, resume it from the console"
+        return _result(check, "engine", "fail", "paused", detail + "; paused by an operator: webhooks are stored "
+                       "but nothing syncs", ErrorCode.QUEUE,
+                       "Resume it when the reason for the pause is gone: `erpsync-tui resume` (`erpsync-tui actions` "
+                       "shows who paused it and when).")
     return _result(check, "engine", "ok", status.mode, detail)
 
 
@@ -507,6 +566,144 @@ def check_stuck(db: Database, stuck_minutes: float) -> CheckResult:
                        ErrorCode.QUEUE, "A worker hung or died holding them: requeue them from the console's Queue "
                        "screen (requeue stuck) and check the engine's log.")
     return _result(check, "queue", "ok", "0 items", f"nothing in progress for over {stuck_minutes:g} min")
+
+
+def check_failed(db: Database) -> CheckResult:
+    """Failed items wait for their next attempt: documents not in sync now, whatever the reason."""
+    check = "queue.failed"
+    try:
+        failed = _count(db, QueueItem.status == QueueStatus.FAILED)
+        top = _top_code(db, QueueStatus.FAILED) if failed else None
+    except Exception as exc:
+        return _result(check, "queue", "fail", "unknown", f"cannot read the queue: {_reason(exc)}", ErrorCode.QUEUE)
+    if failed:
+        code = _error_code(top)
+        return _result(check, "queue", "fail", _items(failed),
+                       f"{_items(failed)} failed and wait for their next attempt (most common code {top or '?'})",
+                       code, f"`erpsync-tui queue --status failed` shows why; {quick_fix(code)}")
+    return _result(check, "queue", "ok", "0 items", "no failed item waiting")
+
+
+def _top_code(db: Database, status: str) -> str | None:
+    with db.read() as session:
+        row = session.exec(
+            select(QueueItem.error_code, func.count().label("n"))
+            .where(QueueItem.status == status, col(QueueItem.error_code).is_not(None))
+            .group_by(QueueItem.error_code).order_by(func.count().desc()).limit(1)
+        ).first()
+    return str(row[0]) if row else None
+
+
+RECONCILE_KEY = "reconcile_result"  # the meta row: the last reconcile's differences by doctype (JSON)
+
+
+def record_reconcile(db: Database, differences: dict[str, int], *, source: str) -> None:
+    """Keep what the last reconcile found (the scheduled job or the CLI), for doctor and the console."""
+    import json
+
+    value = json.dumps({"at": utcnow().isoformat(), "source": source, "differences": differences})
+    with db.write() as session:
+        row = session.get(Meta, RECONCILE_KEY) or Meta(key=RECONCILE_KEY, value="")
+        row.value = value
+        session.add(row)
+
+
+def check_reconcile(db: Database) -> CheckResult:
+    import json
+
+    check = "sync.reconcile"
+    with db.read() as session:
+        row = session.get(Meta, RECONCILE_KEY)
+    if row is None:
+        return _result(check, "sync", "ok", "not run", "no reconcile has run yet "
+                       "(scheduler.reconcile_interval_seconds, `erpsync-tui reconcile`)")
+    data = json.loads(row.value)
+    found = {d: n for d, n in data.get("differences", {}).items() if n}
+    if found:
+        listed = ", ".join(f"{d} {n}" for d, n in found.items())
+        return _result(check, "sync", "fail", f"{sum(found.values())} differences",
+                       f"the reconcile of {data.get('at', '?')[:19]} UTC ({data.get('source')}) found differences: "
+                       f"{listed}", ErrorCode.RECONCILIATION)
+    return _result(check, "sync", "ok", "0 differences", f"the reconcile of {data.get('at', '?')[:19]} UTC found the "
+                   "sites in agreement")
+
+
+def check_receiver_secret(db: Database) -> CheckResult:
+    """The running engine's receiver has a webhook secret (as the engine reports it: its environment, not ours)."""
+    check = "receiver.secret"
+    status = control.engine_status(db)
+    has = status.info.get("webhook_secret")
+    if status.mode == "stopped" or has is None:
+        return _result(check, "webhooks", "ok", "no receiver", "no running engine reports a receiver")
+    if not has:
+        return _result(check, "webhooks", "fail", "no secret",
+                       f"the receiver of the running engine ({status.holder}) has no webhook secret: it refuses "
+                       "every webhook (HTTP 503)", ErrorCode.WEBHOOK,
+                       "Give serve the secret — `erpsync-tui secrets set webhook` as its user, or "
+                       "ERPSYNC_WEBHOOK_SECRET in its EnvironmentFile — then restart it.")
+    return _result(check, "webhooks", "ok", "configured", "the running engine's receiver verifies signatures")
+
+
+REJECTION_WINDOW_MINUTES = 15
+AUTH_REJECTIONS = ("bad_signature", "missing_signature", "no_secret")
+
+
+def check_receiver_rejected(db: Database) -> CheckResult:
+    """Webhooks the running receiver refused recently (a wrong secret on a site shows up only here)."""
+    check = "receiver.rejected"
+    status = control.engine_status(db)
+    recent: dict[str, int] = dict(status.info.get("webhooks_rejected_recent") or {})
+    refused = {reason: n for reason, n in recent.items() if n}
+    if not refused:
+        return _result(check, "webhooks", "ok", "0", f"no webhook refused in the last {REJECTION_WINDOW_MINUTES} min")
+    listed = ", ".join(f"{reason} {n}" for reason, n in sorted(refused.items()))
+    total = sum(refused.values())
+    code = ErrorCode.WEBHOOK
+    if any(reason in AUTH_REJECTIONS for reason in refused):
+        fix = ("A site signs with another secret: set each site's Webhook secret to `erpsync-tui secrets get webhook "
+               "--show` (events it sent meanwhile arrive with the incremental sync).")
+    else:
+        fix = quick_fix(code)
+    return _result(check, "webhooks", "fail", f"{total} refused",
+                   f"the receiver refused {total} webhooks in the last {REJECTION_WINDOW_MINUTES} min: {listed}",
+                   code, fix)
+
+
+CLOCK_SKEW_MAX_SECONDS = 5.0  # latest_timestamp compares the two sites' clocks: a larger skew picks wrong winners
+
+
+async def check_clock_skew(config: AppConfig) -> CheckResult:
+    """Each site's server time (its HTTP Date header) against the other's and ours."""
+    from email.utils import parsedate_to_datetime
+
+    check = "sites.clock"
+    times: dict[str, datetime] = {}
+    for name in config.pair:
+        site = config.sites[name]
+        try:
+            context = await asyncio.to_thread(_client_context, site.verify_tls, site.ca_bundle)
+            async with httpx.AsyncClient(verify=context, timeout=_probe_timeout(site)) as client:
+                response = await client.get(f"{site.base_url}/api/method/ping")
+            dates = response.headers.get_list("date")
+            if dates:
+                times[name] = parsedate_to_datetime(dates[-1]).astimezone(UTC)
+        except (httpx.HTTPError, OSError, ValueError, TypeError):
+            continue
+    if len(times) < 2:
+        return _result(check, "sites", "ok", "unknown", "a site did not tell its time (no Date header, or "
+                       "unreachable: see site.reachable)")
+    now = utcnow()
+    (a, ta), (b, tb) = times.items()
+    skew = (tb - ta).total_seconds()
+    told = "; ".join(f"{n} {t:%Y-%m-%d %H:%M:%S} UTC" for n, t in times.items()) + f"; this host {now:%H:%M:%S} UTC"
+    value = f"{abs(skew):.0f} s"
+    if abs(skew) > CLOCK_SKEW_MAX_SECONDS:
+        ahead = b if skew > 0 else a
+        return _result(check, "sites", "fail", value, f"{ahead} is {abs(skew):.0f} s ahead of the other: {told}",
+                       ErrorCode.RECONCILIATION,
+                       "Synchronise both sites' clocks (NTP: `timedatectl set-ntp true`); conflict_resolution "
+                       "latest_timestamp compares their `modified` stamps.")
+    return _result(check, "sites", "ok", value, told)
 
 
 def check_dead(db: Database) -> CheckResult:
@@ -646,6 +843,7 @@ def _site_plan(config: AppConfig, name: str, connector: Connector | None, circui
         _Planned("site.tls_verify", name, _inline(check_tls_verify, name, site)),
         _Planned("site.circuit", name, circuits),
         _Planned("site.authenticated", name, lambda: check_authenticated(name, connector, auth_timeout)),
+        _Planned("site.doctypes", name, lambda: check_doctypes(name, connector, config.sync.doctypes, auth_timeout)),
     ]
 
 
@@ -683,8 +881,13 @@ def _plan(config: AppConfig, db: Database, connectors: Mapping[str, Connector], 
         _Planned("queue.stuck", "queue", _in_thread(check_stuck, db, alerts.stuck_item_minutes)),
         _Planned("sync.error_rate", "sync",
                  _in_thread(check_error_rate, db, alerts.error_rate_percent, alerts.error_rate_window_minutes)),
+        _Planned("receiver.secret", "webhooks", _in_thread(check_receiver_secret, db)),
+        _Planned("receiver.rejected", "webhooks", _in_thread(check_receiver_rejected, db)),
         _Planned("queue.dead", "queue", _in_thread(check_dead, db)),
+        _Planned("queue.failed", "queue", _in_thread(check_failed, db)),
         _Planned("conflicts.open", "conflicts", _in_thread(check_open_conflicts, db)),
+        _Planned("sync.reconcile", "sync", _in_thread(check_reconcile, db)),
+        _Planned("sites.clock", "sites", lambda: check_clock_skew(config)),
         _Planned("queue.backlog", "queue", _in_thread(check_backlog, db, alerts.backlog_max)),
     ]
     return plan

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # The numbers a dashboard plots for the connector circuit breaker (connectors/circuit.py's states).
-CIRCUIT_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
+# auth_refused: open because the site answered 401 to everything (a revoked key), an outage a person must fix.
+CIRCUIT_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2, "auth_refused": 3}
 
 # One sync reads and writes a document over the network: milliseconds to tens of seconds.
 SYNC_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -37,8 +38,13 @@ class Metrics:
         self.sync_latency = Histogram(
             "erpsync_sync_latency_seconds", "Time to process one queue item", buckets=SYNC_LATENCY_BUCKETS, registry=r
         )
+        self.echoes_skipped = Gauge(
+            "erpsync_webhook_echoes_skipped", "Webhooks that were the echo of our own write (since start)",
+            registry=r
+        )
         self.circuit_state = Gauge(
-            "erpsync_circuit_state", "Circuit breaker per site: 0 closed, 1 half_open, 2 open", ["site"], registry=r
+            "erpsync_circuit_state", "Circuit breaker per site: 0 closed, 1 half_open, 2 open, 3 auth_refused (401s)",
+            ["site"], registry=r
         )
 
     # ------------------------------------------------------------------------------ receiver
@@ -48,6 +54,19 @@ class Metrics:
 
     def rejected(self, reason: str) -> None:
         self.webhooks_rejected.labels(reason=reason).inc()
+
+    def set_echoes(self, total: int) -> None:
+        """Webhooks that were the echo of our own write, settled without a request (not log rows: counted)."""
+        self.echoes_skipped.set(total)
+
+    def rejected_totals(self) -> dict[str, int]:
+        """Webhooks refused so far, by reason."""
+        totals: dict[str, int] = {}
+        for metric in self.webhooks_rejected.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    totals[sample.labels["reason"]] = int(sample.value)
+        return totals
 
     def set_queue_depth(self, by_status: Mapping[str, int]) -> None:
         for status, count in by_status.items():

@@ -8,9 +8,11 @@ Everything it knows is in the database; stopping it gives back its queue items a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,15 +24,15 @@ from apscheduler.util import undefined
 from erpsync_tui import __version__
 from erpsync_tui.config import AppConfig, ConfigError, load_config
 from erpsync_tui.connectors.base import Connector
-from erpsync_tui.engine.bulk import full_sync, incremental_sync
+from erpsync_tui.engine.bulk import incremental_sync
 from erpsync_tui.engine.metrics import Metrics
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.engine.worker import QueueWorker, worker_id
-from erpsync_tui.store import control, queue, retention
+from erpsync_tui.store import actions, control, queue, retention
 from erpsync_tui.store.control import EngineStatus, LeaseHeld, engine_status, submit_action
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log
-from erpsync_tui.store.models import Conflict, ConflictStatus, OperatorAction, QueueItem, QueueKind, QueueStatus
+from erpsync_tui.store.models import OperatorAction
 
 __all__ = ["EngineService", "EngineStatus", "EngineThread", "LeaseHeld", "engine_status", "submit_action"]
 
@@ -38,6 +40,7 @@ log = logging.getLogger("erpsync.service")
 
 LEASE_TTL = 15.0  # seconds; renewed every LEASE_TTL / 3, so a dead holder's lease lapses within 15 s
 VACUUM_EVERY = 24  # retention runs between two VACUUMs
+REJECTION_WINDOW_SECONDS = 15 * 60  # health.REJECTION_WINDOW_MINUTES: refused webhooks reported over this window
 ReceiverStarter = Callable[["EngineService"], Awaitable[Any]]
 
 
@@ -72,6 +75,11 @@ class EngineService:
         self._scheduler: AsyncIOScheduler | None = None
         self._retention_runs = 0
         self._background: set[asyncio.Task[Any]] = set()
+        self._rejection_history: collections.deque[tuple[float, dict[str, int]]] = collections.deque()
+        from erpsync_tui.engine.actions import ActionRunner
+
+        self.action_runner = ActionRunner(self.engine, self.worker, is_paused=lambda: self.paused,
+                                          set_paused=self.set_paused, wake=self.wake, spawn=self._spawn)
 
     # ==================================================================================== lifecycle
 
@@ -85,11 +93,16 @@ class EngineService:
                 if not wait_for_lease:
                     raise
                 await asyncio.sleep(self.lease_ttl / 3)
-        self.state = "running"
+        # An operator's pause outlives the engine that received it: a (re)started engine stays paused.
+        paused = await asyncio.to_thread(control.wants_paused, self.db)
+        self.state = "paused" if paused else "running"
+        if paused:
+            await asyncio.to_thread(control.set_engine_state, self.db, self.owner, "paused")
         # Only the lease holder claims queue items, so anything still in progress belongs to a predecessor
         # that died: it comes back now rather than when its item lease would have run out.
         await asyncio.to_thread(queue.requeue_expired, self.db, stuck_after=timedelta(0))
-        await self._log("engine started", outcome="started")
+        await self._log("engine started" + (" paused (an operator paused it; `erpsync-tui resume`)" if paused else ""),
+                        outcome="started")
         if self._start_receiver is not None:
             self.receiver = await self._start_receiver(self)
             self._adopt_receiver_port(getattr(self.receiver, "port", None))
@@ -164,7 +177,12 @@ class EngineService:
             circuits = {site: c.circuit_state for site, c in self.connectors.items()}
             for site, state in circuits.items():
                 self.metrics.set_circuit(site, state)
-            info = {"circuits": circuits, "version": __version__, "receiver": getattr(self.receiver, "url", None)}
+            info = {"circuits": circuits, "version": __version__, "receiver": getattr(self.receiver, "url", None),
+                    # What doctor reads of this engine (its environment may differ from the operator's shell).
+                    "webhook_secret": self._webhook_secret_configured(),
+                    "webhooks_rejected_recent": self._recent_rejections(),
+                    "echoes_skipped": self.engine.echoes_skipped}
+            self.metrics.set_echoes(self.engine.echoes_skipped)
             try:
                 if not await asyncio.to_thread(control.renew_lease, self.db, self.owner, self.lease_ttl, info):
                     log.error("lost the engine lease code=ERP010; stopping so two engines never run at once")
@@ -174,14 +192,32 @@ class EngineService:
                 log.exception("lease renewal failed code=ERP010")
             await asyncio.sleep(self.lease_ttl / 3)
 
+    def _webhook_secret_configured(self) -> bool | None:
+        """None without a receiver; else whether this process has the secret its receiver verifies with."""
+        if self.receiver is None:
+            return None
+        from erpsync_tui import secrets as secret_store
+
+        return secret_store.lookup(secret_store.WEBHOOK_REF).value is not None
+
+    def _recent_rejections(self) -> dict[str, int]:
+        """Webhooks refused per reason over the last REJECTION_WINDOW (counter deltas kept at each heartbeat)."""
+        now = time.monotonic()
+        totals = self.metrics.rejected_totals()
+        self._rejection_history.append((now, totals))
+        while self._rejection_history and now - self._rejection_history[0][0] > REJECTION_WINDOW_SECONDS:
+            self._rejection_history.popleft()
+        oldest = self._rejection_history[0][1]
+        return {reason: n - oldest.get(reason, 0) for reason, n in totals.items() if n - oldest.get(reason, 0)}
+
     def _make_scheduler(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler()
         for job_id, func, seconds in self._jobs():
             if seconds > 0:
                 # Catch up at once on start (whatever changed while no engine ran), then keep the interval.
                 first = datetime.now(UTC) if job_id in ("incremental_sync", "health") else undefined
-                scheduler.add_job(func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True,
-                                  next_run_time=first)
+                scheduler.add_job(func, "interval", seconds=seconds, id=job_id, name=job_id, max_instances=1,
+                                  coalesce=True, next_run_time=first)
         return scheduler
 
     def _tracked(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -224,7 +260,8 @@ class EngineService:
                 if job is not None:
                     job.remove()
             elif job is None:
-                self._scheduler.add_job(func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)
+                self._scheduler.add_job(func, "interval", seconds=seconds, id=job_id, name=job_id, max_instances=1,
+                                        coalesce=True)
             else:
                 job.reschedule("interval", seconds=seconds)
 
@@ -259,12 +296,17 @@ class EngineService:
 
     async def _reconcile_job(self) -> None:
         from erpsync_tui.engine.bulk import reconcile
+        from erpsync_tui.engine.health import record_reconcile
 
+        found: dict[str, int] = {}
         for doctype in self.config.sync.doctypes:
             report = await reconcile(self.engine, doctype)
+            found[doctype] = len(report.differences)
             if report.differences:
-                await self._log(f"reconcile {doctype}: {len(report.differences)} differences", level="WARNING",
-                                outcome="reconcile", code="ERP009")
+                await self._log(f"reconcile {doctype}: {len(report.differences)} differences (`erpsync-tui "
+                                "reconcile` lists them with values)", level="WARNING", outcome="reconcile",
+                                code="ERP009")
+        await asyncio.to_thread(record_reconcile, self.db, found, source="scheduled")
 
     async def _requeue_job(self) -> None:
         stuck = timedelta(minutes=self.config.alerts.stuck_item_minutes)
@@ -276,98 +318,29 @@ class EngineService:
     # ==================================================================================== operator actions
 
     async def _process_actions(self) -> None:
-        for action in await asyncio.to_thread(control.claim_actions, self.db, self.owner):
-            try:
-                result = await self._carry_out(action)
-                ok = True
-            except Exception as exc:  # an operator's bad request must not stop the engine
-                result, ok = f"{type(exc).__name__}: {exc}", False
-            await asyncio.to_thread(control.finish_action, self.db, int(action.id or 0), ok=ok, result=result)
-            await self._log(f"operator {action.actor}@{action.host}: {action.action} → {result}",
-                            level="INFO" if ok else "ERROR", outcome=f"action_{action.action}")
+        """Expire stale actions, then carry out the pending ones (engine/actions.py); outcomes go to the rows."""
+        await asyncio.to_thread(actions.expire_old, self.db, self.config.scheduler.action_max_age_seconds)
+        for row in await asyncio.to_thread(control.claim_actions, self.db, self.owner):
+            await self.carry_out(row)
 
-    async def _carry_out(self, action: OperatorAction) -> str:
-        params = action.params or {}
-        handlers: dict[str, Callable[[dict[str, Any], OperatorAction], Awaitable[str]]] = {
-            "pause": self._pause, "resume": self._resume, "retry": self._retry, "retry_all": self._retry_all,
-            "discard": self._discard, "requeue_stuck": self._requeue_stuck, "resolve": self._resolve,
-            "sync_now": self._sync_now,
-        }
-        return await handlers[action.action](params, action)
+    async def carry_out(self, row: OperatorAction) -> None:
+        action_id = int(row.id or 0)
+        try:
+            typed = actions.of_row(row)
+        except ValueError as exc:
+            await asyncio.to_thread(control.finish_action, self.db, action_id, ok=False, result=f"failed: {exc}")
+            return
+        outcome = await self.action_runner.run(action_id, typed)
+        if outcome is not None:
+            ok, result = outcome
+            await asyncio.to_thread(control.finish_action, self.db, action_id, ok=ok, result=result)
+        shown = outcome[1] if outcome is not None else "started; its outcome is written when it lands"
+        await self._log(f"operator {row.actor}@{row.host}: {typed.kind} → {shown} ({typed.target})",
+                        level="INFO" if outcome is None or outcome[0] else "ERROR", outcome=f"action_{typed.kind}")
 
-    async def _pause(self, _params: dict[str, Any], _action: OperatorAction) -> str:
-        self.state = "paused"
-        await asyncio.to_thread(control.set_engine_state, self.db, self.owner, "paused")
-        return "paused (webhooks are still accepted and stored)"
-
-    async def _resume(self, _params: dict[str, Any], _action: OperatorAction) -> str:
-        self.state = "running"
-        await asyncio.to_thread(control.set_engine_state, self.db, self.owner, "running")
-        self.wake()
-        return "running"
-
-    async def _retry(self, params: dict[str, Any], _action: OperatorAction) -> str:
-        count = await asyncio.to_thread(queue.retry, self.db, [int(i) for i in params.get("ids", [])])
-        self.wake()
-        return f"{count} items queued again"
-
-    async def _retry_all(self, params: dict[str, Any], _action: OperatorAction) -> str:
-        ids = await asyncio.to_thread(self._matching_items, params)
-        count = await asyncio.to_thread(queue.retry, self.db, ids)
-        self.wake()
-        return f"{count} items queued again"
-
-    def _matching_items(self, params: dict[str, Any]) -> list[int]:
-        from sqlmodel import col, select
-
-        statuses = params.get("statuses") or [QueueStatus.FAILED, QueueStatus.DEAD]
-        query = select(QueueItem.id).where(col(QueueItem.status).in_(statuses))
-        for key, column in (("doctype", QueueItem.doctype), ("site", QueueItem.site),
-                            ("error_code", QueueItem.error_code)):
-            if params.get(key):
-                query = query.where(column == params[key])
-        with self.db.read() as session:
-            return [int(i) for i in session.exec(query).all()]
-
-    async def _discard(self, params: dict[str, Any], _action: OperatorAction) -> str:
-        count = await asyncio.to_thread(queue.discard, self.db, [int(i) for i in params.get("ids", [])])
-        return f"{count} items discarded"
-
-    async def _requeue_stuck(self, _params: dict[str, Any], _action: OperatorAction) -> str:
-        stuck = timedelta(minutes=self.config.alerts.stuck_item_minutes)
-        count = await asyncio.to_thread(queue.requeue_expired, self.db, stuck_after=stuck)
-        self.wake()
-        return f"{count} stuck items requeued"
-
-    async def _resolve(self, params: dict[str, Any], action: OperatorAction) -> str:
-        """Queue the resolution (durable, retried like any write) and mark the conflict as being resolved."""
-        conflict_id = int(params["conflict_id"])
-        record_id = await asyncio.to_thread(self._start_resolving, conflict_id)
-        payload = {"record_id": record_id, "take": params.get("take"), "choices": params.get("choices") or {},
-                   "actor": f"{action.actor}@{action.host}", "conflict_id": conflict_id}
-        item_id = await asyncio.to_thread(self._enqueue_resolution, payload)
-        self.wake()
-        return f"conflict #{conflict_id}: resolution queued as item {item_id}"
-
-    def _enqueue_resolution(self, payload: dict[str, Any]) -> int:
-        with self.db.write() as session:
-            item = queue.enqueue(session, kind=QueueKind.RESOLVE, payload=payload, coalesce=False,
-                                 max_attempts=self.config.sync.retry.max_attempts)
-            return int(item.id or 0)
-
-    def _start_resolving(self, conflict_id: int) -> int:
-        with self.db.write() as session:
-            conflict = session.get(Conflict, conflict_id)
-            if conflict is None or conflict.status not in (ConflictStatus.OPEN, ConflictStatus.RESOLVING):
-                raise ValueError(f"conflict #{conflict_id} is not open")
-            conflict.status = ConflictStatus.RESOLVING
-            session.add(conflict)
-            return int(conflict.record_id or 0)
-
-    async def _sync_now(self, params: dict[str, Any], _action: OperatorAction) -> str:
-        doctypes = [params["doctype"]] if params.get("doctype") else None
-        self._spawn(full_sync(self.engine, doctypes=doctypes))
-        return f"sync started for {', '.join(doctypes or self.config.sync.doctypes)}"
+    async def set_paused(self, paused: bool) -> None:
+        self.state = "paused" if paused else "running"
+        await asyncio.to_thread(control.set_paused, self.db, paused, holder=self.owner)
 
     # ==================================================================================== config reload
 

@@ -22,11 +22,13 @@ from sqlalchemy.exc import IntegrityError
 
 from erpsync_tui.config import AppConfig, DoctypePolicy
 from erpsync_tui.connectors.base import (
+    AuthenticationFailed,
     CircuitOpen,
     Connector,
     ConnectorError,
     DuplicateEntry,
     LinkValidationFailed,
+    PermissionDenied,
     RateLimited,
     TimestampMismatch,
 )
@@ -82,8 +84,9 @@ class DocResult:
 class SyncFailed(ErpSyncError):
     """A document could not be synced now; the queue will retry it."""
 
-    def __init__(self, message: str, *, code: ErrorCode, retry_after: float | None = None) -> None:
-        super().__init__(message, code=code)
+    def __init__(self, message: str, *, code: ErrorCode, retry_after: float | None = None,
+                 fix: str | None = None) -> None:
+        super().__init__(message, code=code, fix=fix)
         self.retry_after = retry_after
 
 
@@ -121,6 +124,7 @@ class SyncEngine:
         self.actor = actor
         self.fence = fence  # the engine lease holder we run under: no create is sent once it is lost
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self.echoes_skipped = 0  # webhooks that were the echo of our own write (settled without a request)
         self.batch_workers: BatchWorkers | None = None  # full-sync batches in worker processes (sync.workers)
         self._users: dict[str, str] = {}  # site → the user our credentials log in as
 
@@ -157,8 +161,13 @@ class SyncEngine:
         known = await self._run(self.state.known_modified, site, doctype, [name])
         if known.get(name) != modified:
             return None
-        return await self._done(DocResult(doctype, site, name, Outcome.SKIPPED,
-                                          detail="the webhook names the version last synced (our own write's echo)"))
+        # Half of all webhook traffic: counted (status, /metrics, the lease the console reads), logged at DEBUG
+        # only and not stored as a log row — it would bury every line an operator needs.
+        self.echoes_skipped += 1
+        log.debug("skipped %s %s on %s: the webhook names the version last synced (our own write's echo)",
+                  doctype, name, site)
+        return DocResult(doctype, site, name, Outcome.SKIPPED,
+                         detail="the webhook names the version last synced (our own write's echo)")
 
     def other(self, site: str) -> str:
         return self.pair[1] if site == self.pair[0] else self.pair[0]
@@ -760,7 +769,7 @@ class SyncEngine:
         body, missing = await self._run(translate, canonical, fields, self._name_mapper(self.pair[0], target_site))
         if missing:
             raise SyncFailed(f"{policy.doctype}: linked documents missing on {target_site}: {missing}",
-                             code=ErrorCode.FIELD_MAPPING)
+                             code=ErrorCode.FIELD_MAPPING, fix=missing_link_fix(missing, target_site))
         return body
 
     def _name_mapper(self, from_site: str, to_site: str) -> Callable[[str, str], str | None]:
@@ -891,9 +900,17 @@ class SyncEngine:
         return await asyncio.to_thread(func, *args, **kwargs)
 
 
+def missing_link_fix(missing: Any, target_site: str) -> str:
+    """ERP003 for a link: the cause is a linked document not yet synced, not a field mapping."""
+    return (f"A linked document ({missing}) is not on {target_site} yet: sync its doctype first (it must be in "
+            "sync.doctypes, listed before this one, e.g. `erpsync-tui sync --doctype <that doctype>`), then "
+            "`erpsync-tui retry --code ERP003`.")
+
+
 def is_site_outage(exc: BaseException) -> bool:
-    """The site refused us as a whole (circuit open, rate limited): not this document's fault."""
-    return isinstance(exc, CircuitOpen | RateLimited)
+    """The site refused us, not this document (circuit open, rate limited, key refused — 401 — or a role
+    missing on the doctype — 403): the item waits with its attempts kept; dead-lettering it would not help."""
+    return isinstance(exc, CircuitOpen | RateLimited | AuthenticationFailed | PermissionDenied)
 
 
 def _hash_of(record: RecordView, site: str) -> str | None:

@@ -10,9 +10,12 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from erpsync_tui.connectors.base import AuthenticationFailed, PermissionDenied
 from erpsync_tui.engine.metrics import Metrics
 from erpsync_tui.engine.sync import SyncEngine, failure_code, is_site_outage
 from erpsync_tui.store import queue
+from erpsync_tui.store.actions import note
+from erpsync_tui.store.control import finish_action
 from erpsync_tui.store.logs import add_log
 from erpsync_tui.store.models import QueueItem, QueueKind, QueueStatus
 
@@ -32,6 +35,13 @@ class DrainResult:
     @property
     def handled(self) -> int:
         return self.done + self.failed + self.dead
+
+
+def resolve_outcome(outcome: str, writes: int, pair: tuple[str, str]) -> str:
+    """What a finished resolution tells the operator ("resolution written to cloud and local")."""
+    where = {0: "nothing needed writing (both sites already agree)", 1: "written to one site",
+             2: f"written to {pair[0]} and {pair[1]}"}.get(writes, f"{writes} writes")
+    return f"resolution {where}" if outcome == "resolved" else f"resolution {outcome}: {where}"
 
 
 class QueueWorker:
@@ -89,7 +99,9 @@ class QueueWorker:
             if self.metrics is not None:
                 self.metrics.failed(failure_code(exc)[0])
             return await asyncio.to_thread(self._record_failure, item, exc)
-        await asyncio.to_thread(queue.complete, self.engine.db, int(item.id or 0), self.owner)
+        completed = await asyncio.to_thread(queue.complete, self.engine.db, int(item.id or 0), self.owner)
+        if completed:
+            await asyncio.to_thread(self._report_to_action, item, True, outcome)
         if self.metrics is not None:
             self.metrics.observe_sync(outcome, time.perf_counter() - started)
         return QueueStatus.DONE
@@ -113,12 +125,35 @@ class QueueWorker:
             choices = {k: tuple(v) if isinstance(v, list) else v for k, v in (payload.get("choices") or {}).items()}
             result = await self.engine.resolve(int(payload["record_id"]), choices,
                                                actor=str(payload.get("actor", "operator")), take=payload.get("take"))
-            return str(result.outcome)
+            return resolve_outcome(str(result.outcome), result.writes, self.engine.pair)
         raise ValueError(f"unknown queue item kind {item.kind!r}")
+
+    def _report_to_action(self, item: QueueItem, ok: bool, outcome: str, *, final: bool = True) -> None:
+        """An item made by an operator action (a resolution) writes its outcome to the action's row."""
+        action_id = (item.payload or {}).get("action_id")
+        if not action_id:
+            return
+        if final:
+            finish_action(self.engine.db, int(action_id), ok=ok, result=outcome if ok else f"failed: {outcome}")
+        else:
+            note(self.engine.db, int(action_id), f"{outcome}; it is retried automatically")
+
+    def _hold_for(self, exc: Exception, retry_after: float | None) -> float | None:
+        """How long an item refused by its site waits (its attempt is kept, so backoff alone would not grow):
+        a 401 until the site's breaker tries again, a 403 (a role to grant) the longest backoff."""
+        if retry_after is not None:
+            return retry_after
+        if isinstance(exc, AuthenticationFailed):
+            site = self.engine.config.sites.get(exc.site)
+            return site.circuit_reset_seconds if site is not None else None
+        if isinstance(exc, PermissionDenied):
+            return self.engine.config.sync.retry.backoff_max_seconds
+        return None
 
     def _record_failure(self, item: QueueItem, exc: Exception) -> str:
         code, retry_after = failure_code(exc)
         retry = self.engine.config.sync.retry
+        retry_after = self._hold_for(exc, retry_after)
         updated = queue.fail(
             self.engine.db, int(item.id or 0), self.owner, error=str(exc), error_code=code,
             backoff_base=retry.backoff_base_seconds, backoff_max=retry.backoff_max_seconds, retry_after=retry_after,
@@ -130,6 +165,7 @@ class QueueWorker:
         message = (f"dead after {updated.attempts} attempts: {exc}" if dead
                    else f"attempt {updated.attempts}/{updated.max_attempts} failed, retry at "
                         f"{updated.next_attempt_at:%H:%M:%S}: {exc}")
+        self._report_to_action(item, False, f"{code} {message}", final=dead)
         log.warning("queue item=%s code=%s %s", item.id, code, message)
         with self.engine.db.write() as session:
             add_log(session, message, level="ERROR", site=item.site, doctype=item.doctype, name=item.name,

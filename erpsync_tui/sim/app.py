@@ -286,7 +286,13 @@ class SiteApi:
         return JSON({"message": identity.user})
 
     async def m_ping(self, request: Request, identity: Identity) -> Response:
-        return JSON({"message": "pong"})
+        offset = self.site.faults.clock_offset_s
+        if not offset:
+            return JSON({"message": "pong"})
+        from email.utils import formatdate
+
+        # Sent after the server's own Date header: a client reading the last one sees the skewed clock.
+        return JSON({"message": "pong"}, headers={"Date": formatdate(time.time() + offset, usegmt=True)})
 
     async def m_get_count(self, request: Request, identity: Identity) -> Response:
         params = await self._params(request)

@@ -98,6 +98,10 @@ def sim_command(
         cluster.start()
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a port is taken (or not ours to bind): say which, no traceback
+        taken = ", ".join(f"{name}={port}" for name, port in ports.items() if port)
+        raise click.ClickException(f"cannot listen on 127.0.0.1 ({taken}): {exc.strerror or exc}; pick free "
+                                   "ports with --sites, or stop the program holding them") from None
     for site in cluster:
         click.echo(f"{site.name:>8}: {site.url}  api key {site.api_key}  secret {site.api_secret}"
                    f"  (tz {site.timezone}, {site.count('Customer')} customers)")

@@ -85,9 +85,14 @@ class SimCluster:
         """Serve every site; returns once all of them listen. Can be called again after stop()."""
         if self.running:
             return self
-        sockets = {}
+        sockets: dict[str, socket.socket] = {}
         for site in self.sites.values():
-            sock = _bind(site.port)
+            try:
+                sock = _bind(site.port)
+            except OSError:
+                for bound in sockets.values():  # give back the ports already taken
+                    bound.close()
+                raise
             site.port = sock.getsockname()[1]
             site.closing = False
             sockets[site.name] = sock

@@ -24,6 +24,7 @@ class Faults:
     # requests whose path contains this text ("" = none), e.g. "insert_many" or "/api/resource/Customer".
     drop_response: str = ""
     revoked: bool = False  # valid credentials answer 401
+    clock_offset_s: float = 0.0  # this site's clock runs ahead (+) or behind (-): ping's Date header says so
 
     @classmethod
     def field_names(cls) -> set[str]:

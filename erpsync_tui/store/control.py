@@ -17,13 +17,15 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from erpsync_tui.secrets import redact
+from erpsync_tui.store.actions import ALIASES, KINDS
 from erpsync_tui.store.db import Database
-from erpsync_tui.store.models import ActionStatus, EngineLease, OperatorAction, utcnow
+from erpsync_tui.store.models import ActionStatus, EngineLease, Meta, OperatorAction, utcnow
+
+# Every action kind (and the older name a console may still send); the types are in store/actions.py.
+ACTIONS = frozenset({*KINDS, *ALIASES})
 
 LEASE_NAME = "engine"
-ACTIONS = frozenset(
-    {"retry", "retry_all", "discard", "requeue_stuck", "resolve", "pause", "resume", "sync_now"}
-)
+PAUSED_KEY = "engine_paused"  # the meta row holding the operator's target state, so a restart keeps a pause
 
 
 class LeaseHeld(Exception):
@@ -124,27 +126,32 @@ def submit_action(
     target: str | None = None,
     params: dict[str, Any] | None = None,
 ) -> int:
-    """Ask the engine to do something; returns the action's id (also its audit record)."""
-    if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r}; one of {', '.join(sorted(ACTIONS))}")
+    """Ask the engine to do something; returns the action's id (also its audit record).
+
+    The untyped door (extra params are kept as given); the console and the CLI use `actions.submit` with a
+    typed action, which names the kind and the target the same way whoever sends it.
+    """
+    from erpsync_tui.store import actions
+
+    typed = actions.parse(action, params)  # ValueError for an unknown kind or bad parameters
     with db.write() as session:
-        row = OperatorAction(actor=actor, host=host, action=action, target=target, params=params or {})
+        row = OperatorAction(actor=actor, host=host, action=typed.kind, target=target or typed.target,
+                             params=params or {})
         session.add(row)
         session.flush()
         return int(row.id or 0)
 
 
-def claim_actions(db: Database, owner: str, limit: int = 20) -> list[OperatorAction]:
-    """Pending actions for `owner` to carry out; the conditional UPDATE makes each run exactly once."""
+def claim_actions(db: Database, owner: str, limit: int = 20, *, ids: list[int] | None = None
+                  ) -> list[OperatorAction]:
+    """Pending actions (of `ids` only, if given) for `owner` to carry out; the conditional UPDATE makes each
+    run exactly once."""
     with db.write() as session:
-        ids = list(
-            session.exec(
-                select(OperatorAction.id)
-                .where(OperatorAction.status == ActionStatus.PENDING, col(OperatorAction.processed_by).is_(None))
-                .order_by(col(OperatorAction.id))
-                .limit(limit)
-            )
-        )
+        query = select(OperatorAction.id).where(OperatorAction.status == ActionStatus.PENDING,
+                                                col(OperatorAction.processed_by).is_(None))
+        if ids is not None:
+            query = query.where(col(OperatorAction.id).in_(ids))
+        ids = list(session.exec(query.order_by(col(OperatorAction.id)).limit(limit)))
         if not ids:
             return []
         claimed = session.execute(
@@ -163,7 +170,7 @@ def claim_actions(db: Database, owner: str, limit: int = 20) -> list[OperatorAct
 def finish_action(db: Database, action_id: int, *, ok: bool, result: str) -> None:
     with db.write() as session:
         row = session.get(OperatorAction, action_id)
-        if row is None:
+        if row is None or row.status in (ActionStatus.DONE, ActionStatus.FAILED, ActionStatus.EXPIRED):
             return
         row.status = ActionStatus.DONE if ok else ActionStatus.FAILED
         row.result, row.processed_at = redact(result)[:2000], utcnow()
@@ -173,3 +180,25 @@ def finish_action(db: Database, action_id: int, *, ok: bool, result: str) -> Non
 def action_row(db: Database, action_id: int) -> OperatorAction | None:
     with db.read() as session:
         return session.get(OperatorAction, action_id)
+
+
+# ============================================================================================ target state
+
+
+def set_paused(db: Database, paused: bool, *, holder: str | None = None) -> None:
+    """Record the operator's target state (kept across restarts) and, for a running holder, its lease state."""
+    with db.write() as session:
+        row = session.get(Meta, PAUSED_KEY) or Meta(key=PAUSED_KEY, value="0")
+        row.value = "1" if paused else "0"
+        session.add(row)
+        lease = session.get(EngineLease, LEASE_NAME)
+        if holder is not None and lease is not None and lease.holder == holder:
+            lease.state = "paused" if paused else "running"
+            session.add(lease)
+
+
+def wants_paused(db: Database) -> bool:
+    """Whether an operator paused the engine (and nobody resumed it): an engine that starts stays paused."""
+    with db.read() as session:
+        row = session.get(Meta, PAUSED_KEY)
+    return row is not None and row.value == "1"

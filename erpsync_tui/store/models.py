@@ -39,6 +39,7 @@ class QueueStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"  # waiting for its next attempt (next_attempt_at)
     DEAD = "dead"  # gave up after max attempts; needs an operator
+    DISCARDED = "discarded"  # an operator closed it without syncing (kept apart from done: it was not synced)
 
 
 class QueueKind(StrEnum):
@@ -68,8 +69,10 @@ class ConflictStatus(StrEnum):
 
 class ActionStatus(StrEnum):
     PENDING = "pending"
+    RUNNING = "running"  # taken by an engine; its outcome is still to come (e.g. a resolution being written)
     DONE = "done"
     FAILED = "failed"
+    EXPIRED = "expired"  # older than scheduler.action_max_age_seconds when an engine could take it: not replayed
 
 
 class Meta(SQLModel, table=True):
@@ -255,7 +258,7 @@ class OperatorAction(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     actor: str
     host: str
-    action: str  # retry, retry_all, discard, requeue_stuck, resolve, pause, resume, sync_now
+    action: str  # one of store/actions.py's kinds: retry, retry_matching, discard, resolve, pause, resume, …
     target: str | None = None
     params: dict[str, Any] = _json_field()
     status: str = ActionStatus.PENDING

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -73,23 +74,80 @@ def open_conflict_count(session: Session) -> int:
     return int(session.exec(select(func.count()).where(Conflict.status == ConflictStatus.OPEN)).one())
 
 
+PROBLEM_STATUSES: tuple[str, ...] = (QueueStatus.FAILED, QueueStatus.DEAD)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """Which queue items: the one WHERE clause behind the console's queue, `queue`, `retry` and `discard`."""
+
+    statuses: tuple[str, ...] = PROBLEM_STATUSES
+    doctype: str | None = None
+    site: str | None = None
+    error_code: str | None = None
+    older_than_seconds: float | None = None  # created longer ago than this
+    ids: tuple[int, ...] | None = None
+
+    def where(self, query: Any, now: datetime | None = None) -> Any:
+        if self.statuses:
+            query = query.where(col(QueueItem.status).in_(list(self.statuses)))
+        if self.ids is not None:
+            query = query.where(col(QueueItem.id).in_(list(self.ids)))
+        for value, column in ((self.doctype, QueueItem.doctype), (self.site, QueueItem.site),
+                              (self.error_code, QueueItem.error_code)):
+            if value:
+                query = query.where(column == value)
+        if self.older_than_seconds is not None:
+            cutoff = (now or utcnow()) - timedelta(seconds=self.older_than_seconds)
+            query = query.where(col(QueueItem.created_at) < cutoff)
+        return query
+
+    def as_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"statuses": list(self.statuses)}
+        for key in ("doctype", "site", "error_code", "older_than_seconds"):
+            if getattr(self, key) is not None:
+                params[key] = getattr(self, key)
+        if self.ids is not None:
+            params["ids"] = list(self.ids)
+        return params
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> QueueFilter:
+        ids = params.get("ids")
+        older = params.get("older_than_seconds")
+        return cls(statuses=tuple(params.get("statuses") or PROBLEM_STATUSES), doctype=params.get("doctype") or None,
+                   site=params.get("site") or None, error_code=params.get("error_code") or None,
+                   older_than_seconds=float(older) if older is not None else None,
+                   ids=tuple(int(i) for i in ids) if ids is not None else None)
+
+    def describe(self) -> str:
+        parts = [f"status:{','.join(self.statuses)}"]
+        parts += [f"{k}:{v}" for k, v in (("doctype", self.doctype), ("site", self.site), ("code", self.error_code))
+                  if v]
+        if self.older_than_seconds is not None:
+            parts.append(f"older-than:{self.older_than_seconds:g}s")
+        if self.ids is not None:
+            parts.append("id:" + ",".join(map(str, self.ids)))
+        return " ".join(parts)
+
+
 def queue_items(
     session: Session,
-    statuses: Sequence[str] = (QueueStatus.FAILED, QueueStatus.DEAD),
+    statuses: Sequence[str] = PROBLEM_STATUSES,
     *,
     doctype: str | None = None,
     site: str | None = None,
     error_code: str | None = None,
     limit: int = 500,
+    flt: QueueFilter | None = None,
 ) -> list[QueueItem]:
-    query = select(QueueItem).where(col(QueueItem.status).in_(list(statuses)))
-    if doctype:
-        query = query.where(QueueItem.doctype == doctype)
-    if site:
-        query = query.where(QueueItem.site == site)
-    if error_code:
-        query = query.where(QueueItem.error_code == error_code)
+    flt = flt or QueueFilter(tuple(statuses), doctype, site, error_code)
+    query = flt.where(select(QueueItem))
     return list(session.exec(query.order_by(col(QueueItem.id).desc()).limit(limit)).all())
+
+
+def queue_item_ids(session: Session, flt: QueueFilter) -> list[int]:
+    return [int(i) for i in session.exec(flt.where(select(QueueItem.id)).order_by(col(QueueItem.id))).all()]
 
 
 def health_results(session: Session) -> list[HealthResult]:

@@ -76,14 +76,18 @@ def claim(
     limit: int = 10,
     lease_seconds: float = 60.0,
     kinds: Sequence[str] | None = None,
+    ids: Sequence[int] | None = None,
     now: datetime | None = None,
 ) -> list[QueueItem]:
-    """Take up to `limit` due items for `owner` under a lease; each claim counts as an attempt."""
+    """Take up to `limit` due items (of `ids` only, if given) for `owner` under a lease; each claim counts as an
+    attempt."""
     now = now or utcnow()
     with db.write() as session:
         query = select(QueueItem.id).where(
             col(QueueItem.status).in_(CLAIMABLE), QueueItem.next_attempt_at <= now
         )
+        if ids is not None:
+            query = query.where(col(QueueItem.id).in_(list(ids)))
         if kinds:
             query = query.where(col(QueueItem.kind).in_(kinds))
         ids = list(session.exec(query.order_by(col(QueueItem.next_attempt_at), col(QueueItem.id)).limit(limit)))
@@ -229,12 +233,13 @@ def retry(
 
 
 def discard(db: Database, item_ids: Sequence[int], *, now: datetime | None = None) -> int:
-    """Operator discard: a failed/dead item is closed as done, keeping its last error for the record."""
+    """Operator discard: a pending/failed/dead item is closed as `discarded` (not `done`: it was never synced),
+    keeping its last error for the record."""
     now = now or utcnow()
     with db.write() as session:
         result = session.execute(
             update(QueueItem)
             .where(col(QueueItem.id).in_(list(item_ids)), col(QueueItem.status).in_((*CLAIMABLE, QueueStatus.DEAD)))
-            .values(status=QueueStatus.DONE, finished_at=now, updated_at=now)
+            .values(status=QueueStatus.DISCARDED, finished_at=now, updated_at=now)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

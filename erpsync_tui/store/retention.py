@@ -19,11 +19,13 @@ class Pruned:
 
 
 def prune(db: Database, *, keep_days: int, now: datetime | None = None) -> Pruned:
-    """Delete done queue items and log rows older than `keep_days` (dead items stay until an operator acts)."""
+    """Delete done and discarded queue items and log rows older than `keep_days` (dead items stay until an
+    operator acts; the operator_action row keeps the record of a discard)."""
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
     with db.write() as session:
         items = session.execute(
-            delete(QueueItem).where(QueueItem.status == QueueStatus.DONE, QueueItem.updated_at < cutoff)
+            delete(QueueItem).where(QueueItem.status.in_([QueueStatus.DONE, QueueStatus.DISCARDED]),  # type: ignore[attr-defined]
+                                   QueueItem.updated_at < cutoff)
         )
         logs = session.execute(delete(SyncLog).where(SyncLog.ts < cutoff))
         return Pruned(int(items.rowcount or 0), int(logs.rowcount or 0))  # type: ignore[attr-defined]

@@ -1,7 +1,8 @@
 """The operator console: `ConsoleApp` and `run_console`, the entry point the CLI calls.
 
-Every command the console gives goes through the database (`submit_action`), so a console running the engine
-in-process and one attached to a `serve` daemon elsewhere behave the same; the console never calls the engine.
+Every command the console gives goes through the database (`actions.submit`, the typed path the CLI takes
+too), so a console running the engine in-process and one attached to a `serve` daemon elsewhere behave the
+same; the console never calls the engine.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from textual.worker import get_current_worker
 
 from erpsync_tui.config import AppConfig
 from erpsync_tui.engine.service import EngineService, EngineThread, LeaseHeld
-from erpsync_tui.store import control
-from erpsync_tui.store.control import EngineStatus, submit_action
+from erpsync_tui.store import actions, control
+from erpsync_tui.store.control import EngineStatus
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import SyncLog, utcnow
 from erpsync_tui.tui import data
@@ -42,7 +43,7 @@ from erpsync_tui.tui.themes import DEFAULT_THEME, load_themes
 
 log = logging.getLogger("erpsync.tui")
 
-ACTION_WAIT_SECONDS = 10.0  # how long the console watches a submitted action for its result
+ACTION_WAIT_SECONDS = 120.0  # how long the console watches a submitted action for its outcome
 MUTATING_ACTIONS = frozenset(control.ACTIONS)
 
 
@@ -216,7 +217,13 @@ class ConsoleApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="actions")
     def _submit(self, action: str, params: dict[str, Any], target: str | None) -> None:
-        action_id = submit_action(self.db, action, actor=self.actor, host=self.host, target=target, params=params)
+        # The typed path the CLI takes too (store/actions.py): same kind, params and target in the row.
+        try:
+            typed = actions.parse(action, params)
+        except ValueError as exc:
+            self.call_from_thread(self.notify, neutralise(f"{action}: {exc}"), severity="error", markup=False)
+            return
+        action_id = actions.submit(self.db, typed, actor=self.actor, host=self.host)
         self.submitted.append(action_id)
         running = (self.engine is None) or self.engine.mode != "stopped"
         note = "" if running else " — no engine is running; it waits until one starts"
@@ -225,7 +232,7 @@ class ConsoleApp(App[int]):
         worker = get_current_worker()
         while time.monotonic() < deadline and not worker.is_cancelled:
             row = control.action_row(self.db, action_id)
-            if row is not None and row.status != "pending":
+            if row is not None and row.status in actions.FINAL:  # not "running": its outcome is still to come
                 severity = "information" if row.status == "done" else "error"
                 self.call_from_thread(self.notify, neutralise(f"{action}: {row.result or row.status}"),
                                       severity=severity, markup=False, timeout=6)

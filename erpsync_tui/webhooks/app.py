@@ -202,7 +202,21 @@ class WebhookReceiver:
             return self._unhealthy(_reason(exc))
         if not self.writer.alive:
             return self._unhealthy("the receiver's writer has stopped (shutting down)")
-        return _JSON({"status": "ok", "database": "writable"})
+        sites = await asyncio.to_thread(self._site_states)
+        # The database decides the status code (a load balancer's question: can this receiver store events?);
+        # each site's state rides along, so a monitor sees a site outage or a refused key here too.
+        status = "ok" if all(s in ("closed", "unknown") for s in sites.values()) else "degraded"
+        return _JSON({"status": status, "database": "writable", "sites": sites})
+
+    def _site_states(self) -> dict[str, str]:
+        """Each site's circuit as the engine reports it: closed, half_open, open, auth_refused (or unknown)."""
+        from erpsync_tui.store.control import engine_status
+
+        try:
+            circuits = engine_status(self.db).circuits
+        except Exception:  # the write probe passed; a failed read here must not fail the health answer
+            circuits = {}
+        return {name: str(circuits.get(name, "unknown")) for name in self.config.pair}
 
     def _probe_write(self) -> None:
         """A real write, rolled back: proves the lock can be taken and the file is writable (not read-only)."""

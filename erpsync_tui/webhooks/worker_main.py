@@ -153,7 +153,8 @@ def main() -> None:
     if bootstrap.get("secret"):
         register_secret(bootstrap["secret"])
     log_file = bootstrap.get("log_file")
-    configure_logging(bootstrap.get("log_level") or "WARNING", Path(log_file) if log_file else None)
+    # Watched, not rotating: the engine's process rotates the shared file; a worker reopens it after a move.
+    configure_logging(bootstrap.get("log_level") or "WARNING", Path(log_file) if log_file else None, watched=True)
     asyncio.run(_main(bootstrap))
 
 

@@ -95,11 +95,22 @@ async def test_timestamp_mismatch_refetches_and_decides_again(cluster: SimCluste
 
 
 async def test_retries_reach_dead_after_max_attempts(cluster: SimCluster, make_engine, worker_for, db) -> None:
+    from erpsync_tui.connectors.base import ValidationFailed
+
     engine = make_engine()
     doc = cluster["cloud"].insert("Customer", customer("Doomed"), fire_webhooks=False)
-    cluster["local"].set_faults(revoked=True)
-    summary = await full_sync(engine, doctypes=["Customer"])
-    assert summary.failed == 2  # the document, and listing local (refused: revoked credentials)
+    local = engine.connectors["local"]
+    real_insert = local.insert
+
+    async def rejecting_insert(doctype, body):  # the site rejects this document (a rule of its own), every time
+        raise ValidationFailed("POST /api/resource/Customer → HTTP 417 ValidationError: rejected by a site rule",
+                               site="local", status=417, exc_type="ValidationError")
+
+    local.insert = rejecting_insert
+    from erpsync_tui.store import queue
+
+    with db.write() as s:
+        queue.enqueue(s, site="cloud", doctype="Customer", name=doc["name"], max_attempts=3)
     worker = worker_for(engine)
     for _ in range(5):
         await asyncio.sleep(0.06)
@@ -107,15 +118,29 @@ async def test_retries_reach_dead_after_max_attempts(cluster: SimCluster, make_e
     with db.read() as s:
         item = s.exec(select(QueueItem)).one()
         dead_log = s.exec(select(SyncLog).where(SyncLog.outcome == "dead")).one()
-    assert item.status == QueueStatus.DEAD and item.attempts == 3 and item.error_code == "ERP002"
-    assert "dead after 3 attempts" in dead_log.message and dead_log.error_code == "ERP002"
-    # The operator clears the fault and retries: it syncs.
-    cluster["local"].clear_faults()
-    from erpsync_tui.store import queue
-
+    assert item.status == QueueStatus.DEAD and item.attempts == 3 and item.error_code == "ERP008"
+    assert "dead after 3 attempts" in dead_log.message and dead_log.error_code == "ERP008"
+    # The operator fixes the cause and retries: it syncs.
+    local.insert = real_insert
     assert queue.retry(db, [item.id]) == 1
     assert (await worker.drain()).done == 1
     assert engine.state.translate_name("Customer", "cloud", doc["name"], "local") is not None
+
+
+async def test_revoked_key_is_not_a_dead_letter(cluster: SimCluster, make_engine, worker_for, db) -> None:
+    """401 to everything is the site's outage (tests/engine/test_site_refusal.py has the service-level test)."""
+    engine = make_engine()
+    cluster["cloud"].insert("Customer", customer("Waits"), fire_webhooks=False)
+    cluster["local"].set_faults(revoked=True)
+    await full_sync(engine, doctypes=["Customer"])
+    worker = worker_for(engine)
+    for _ in range(8):
+        await asyncio.sleep(0.06)
+        await worker.drain()
+    with db.read() as s:
+        items = s.exec(select(QueueItem)).all()
+    assert items and all(i.status != QueueStatus.DEAD for i in items)
+    assert engine.connectors["local"].circuit_state in ("auth_refused", "closed")
 
 
 async def test_interrupted_full_sync_resumes_from_checkpoint(cluster: SimCluster, make_engine, db) -> None:

@@ -157,8 +157,16 @@ async def test_queue_items_go_dead_and_retry_action_revives(cluster: SimCluster,
     await service.start()
     await asyncio.sleep(0.5)  # the catch-up sync at start (empty sites) is over
     try:
+        from erpsync_tui.connectors.base import ValidationFailed
+
         doc = cluster["cloud"].insert("Customer", customer("Revive Me"), fire_webhooks=False)
-        cluster["local"].set_faults(revoked=True)
+        local = service.connectors["local"]
+        real_insert = local.insert
+
+        async def rejecting_insert(doctype, body):  # a rule of the site rejects it (a revoked key is an outage)
+            raise ValidationFailed("HTTP 417 ValidationError: rejected", site="local", status=417)
+
+        local.insert = rejecting_insert
         with db.write() as s:
             item = queue.enqueue(s, site="cloud", doctype="Customer", name=doc["name"], max_attempts=2)
         service.wake()
@@ -168,7 +176,7 @@ async def test_queue_items_go_dead_and_retry_action_revives(cluster: SimCluster,
                 return s.get(type(item), item.id).status == QueueStatus.DEAD
 
         await wait_for(is_dead, limit=10)
-        cluster["local"].clear_faults()
+        local.insert = real_insert
         retry = submit_action(db, "retry", actor="ops", host="box", params={"ids": [item.id]})
         await wait_for(lambda: action_done(db, retry))
         assert control.action_row(db, retry).status == "done"

@@ -57,7 +57,7 @@ async def test_every_check_passes_and_is_stored(
     assert [r for r in results if r.status != "ok"] == []
     assert {r.check for r in results} == set(health.CHECK_STEPS)
     assert {r.step for r in results} == set(health.TRIAGE_STEPS)
-    assert len(by_key(results)) == len(results) == 5 * 2 + 10  # five per site, ten about the store and engine
+    assert len(by_key(results)) == len(results) == 6 * 2 + 15  # six per site, fifteen about store, engine, sites
     with db.read() as session:
         stored = queries.health_results(session)
     assert {(r.check, r.target, r.status, r.value) for r in stored} == {
@@ -103,9 +103,9 @@ async def test_only_runs_the_named_checks_or_families(
     reach = await health.run_checks(config, db, connectors, only={"site.reachable"})
     assert sorted((r.check, r.target) for r in reach) == [("site.reachable", "cloud"), ("site.reachable", "local")]
     queue = await health.run_checks(config, db, connectors, only={"queue"})
-    assert {r.check for r in queue} == {"queue.backlog", "queue.stuck", "queue.dead"}
+    assert {r.check for r in queue} == {"queue.backlog", "queue.stuck", "queue.dead", "queue.failed"}
     with db.read() as session:
-        assert len(session.exec(select(HealthResult)).all()) == 5  # a partial run deletes nothing
+        assert len(session.exec(select(HealthResult)).all()) == 6  # a partial run deletes nothing
 
 
 async def test_temporary_connectors_from_credentials_are_closed(
@@ -154,7 +154,7 @@ async def test_a_crashing_check_fails_alone(
     crashed = results[("queue.dead", "queue")]
     assert (crashed.status, crashed.step) == ("fail", "data_correct")
     assert "RuntimeError: boom" in crashed.detail
-    assert len(results) == 20 and sum(r.status != "ok" for r in results.values()) == 1
+    assert len(results) == 27 and sum(r.status != "ok" for r in results.values()) == 1
 
 
 async def test_a_read_only_database_still_reports(
@@ -197,7 +197,8 @@ async def test_triage_stops_at_authentication_when_credentials_are_revoked(
     verdict = health.triage(results)
     assert (verdict.ok, verdict.step, verdict.question) == (False, "authentication", "Do the credentials work?")
     assert [(r.check, r.target, r.error_code) for r in verdict.failing] == [("site.authenticated", "cloud", "ERP002")]
-    assert verdict.fixes == (f"ERP002: {quick_fix('ERP002')}",)
+    assert len(verdict.fixes) == 1 and verdict.fixes[0].startswith("ERP002: ")
+    assert "secrets set cloud" in verdict.fixes[0] and "<site>" not in verdict.fixes[0]  # the site's own command
     assert "Step 2 of 5, authentication" in verdict.summary and "ERP002" in verdict.summary
 
 

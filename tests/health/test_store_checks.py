@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
 from erpsync_tui.config import AppConfig
@@ -109,13 +108,22 @@ def test_free_disk(tmp_path: Path) -> None:
 # ============================================================================================ engine lease
 
 
-@pytest.mark.parametrize("state", ["running", "paused"])
-def test_engine_running_with_a_live_lease(db: Database, state: str) -> None:
-    add(db, EngineLease(holder="engine-1", hostname="erp-host", pid=42, state=state,
+def test_engine_running_with_a_live_lease(db: Database) -> None:
+    add(db, EngineLease(holder="engine-1", hostname="erp-host", pid=42, state="running",
                         expires_at=utcnow() + timedelta(seconds=30)))
     result = health.check_engine_running(db)
-    assert (result.status, result.value, result.step) == ("ok", state, "sync_running")
+    assert (result.status, result.value, result.step) == ("ok", "running", "sync_running")
     assert "engine-1" in result.detail
+
+
+def test_a_paused_engine_fails_its_check(db: Database) -> None:
+    """Paused means nothing syncs: doctor must not say "all checks pass" (issue 15)."""
+    add(db, EngineLease(holder="engine-1", hostname="erp-host", pid=42, state="paused",
+                        expires_at=utcnow() + timedelta(seconds=30)))
+    result = health.check_engine_running(db)
+    assert (result.status, result.value, result.step, result.error_code) == ("fail", "paused", "sync_running",
+                                                                             "ERP010")
+    assert "erpsync-tui resume" in result.quick_fix
 
 
 def test_engine_not_running_without_a_lease_or_with_an_expired_one(db: Database) -> None:

@@ -101,9 +101,17 @@ async def test_resolve_a_manual_conflict_by_keys(cluster: SimCluster, db) -> Non
 
 async def test_retry_a_dead_item_by_keys_after_fixing_its_cause(cluster: SimCluster, db) -> None:
     config = engine_config(cluster)
-    doc = cluster["cloud"].insert("Customer", customer("Revoked Meanwhile"), fire_webhooks=False)
-    cluster["local"].set_faults(revoked=True)
+    from erpsync_tui.connectors.base import ValidationFailed
+
+    doc = cluster["cloud"].insert("Customer", customer("Rejected Meanwhile"), fire_webhooks=False)
     thread = await asyncio.to_thread(start_engine, cluster, db, config)
+    local = thread.service.connectors["local"]
+    real_insert = local.insert
+
+    async def rejecting_insert(doctype, body):  # a site rule rejects it (a revoked key is an outage, not dead)
+        raise ValidationFailed("HTTP 417 ValidationError: rejected", site="local", status=417)
+
+    local.insert = rejecting_insert
     try:
         with db.write() as s:
             item_id = queue.enqueue(s, site="cloud", doctype="Customer", name=doc["name"], max_attempts=2).id
@@ -117,8 +125,8 @@ async def test_retry_a_dead_item_by_keys_after_fixing_its_cause(cluster: SimClus
             await wait_for(pilot, dead, limit=15)
             await pilot.press("q")
             await wait_for(pilot, lambda: str(item_id) in app.screen.items)
-            assert "ERP002" in screen_text(app)
-            cluster["local"].clear_faults()
+            assert "ERP008" in screen_text(app)
+            local.insert = real_insert
             table = app.screen.query_one("#queue-table")
             table.move_cursor(row=table.get_row_index(str(item_id)))  # the engine's own failures may list too
             await pilot.press("r")

@@ -295,7 +295,22 @@ async def test_rejected_store_answers_503(rx: Running, db: Database, monkeypatch
 async def test_health_reports_a_writable_database(rx: Running) -> None:
     response = await rx.client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "writable"}
+    assert response.json() == {"status": "ok", "database": "writable",
+                               "sites": {"cloud": "unknown", "local": "unknown"}}  # no engine reports them
+
+
+async def test_health_includes_each_sites_state_as_the_engine_reports_it(rx: Running, db: Database) -> None:
+    from datetime import timedelta
+
+    from erpsync_tui.store.models import EngineLease, utcnow
+
+    with db.write() as session:
+        session.add(EngineLease(holder="engine:x", expires_at=utcnow() + timedelta(minutes=1),
+                                info={"circuits": {"cloud": "closed", "local": "auth_refused"}}))
+    response = await rx.client.get("/health")
+    assert response.status_code == 200  # the receiver can still store events
+    assert response.json()["status"] == "degraded"
+    assert response.json()["sites"] == {"cloud": "closed", "local": "auth_refused"}
 
 
 async def test_health_is_503_while_the_write_lock_is_held(

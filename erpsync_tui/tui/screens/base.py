@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from erpsync_tui.tui.app import ConsoleApp
 
 CIRCUIT_LABEL = {"closed": ("✓", "", "green"), "open": ("✗", "OPEN", "bold red"),
-                 "half_open": ("~", "half-open", "yellow")}
+                 "half_open": ("~", "half-open", "yellow"), "auth_refused": ("✗", "KEY REFUSED", "bold red")}
 MODE_LABEL = {"running": ("▶", "RUNNING", "bold green"), "paused": ("‖", "PAUSED", "bold yellow"),
               "stopped": ("■", "STOPPED", "bold red")}
 

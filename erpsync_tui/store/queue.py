@@ -134,7 +134,8 @@ def complete(db: Database, item_id: int, owner: str, *, now: datetime | None = N
 
 
 def backoff_delay(attempts: int, base: float, maximum: float) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+    """Exponential backoff with equal jitter: a random delay between half the ceiling and the ceiling, so a retry
+    never comes back almost at once (full jitter, 0..ceiling, can) while retries of one burst still spread out."""
     ceiling = min(maximum, base * (2 ** max(0, attempts - 1)))
     return random.uniform(ceiling / 2, ceiling)
 

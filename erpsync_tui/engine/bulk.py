@@ -16,6 +16,7 @@ from typing import Any
 
 from erpsync_tui.config import DoctypePolicy
 from erpsync_tui.connectors.base import CircuitOpen, ConnectorError
+from erpsync_tui.engine import deletes
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.state import RecordView, Side
@@ -88,7 +89,15 @@ async def full_sync(
             if docname is not None:
                 await _sync_batch(engine, doctype, site, [docname], summary, force_from=force, skip_known=False)
                 continue
-            await _walk(engine, doctype, site, "full", summary, limit=limit, force_from=force, progress=progress)
+            await lifecycle_feed(engine, doctype, site, summary, full=True)
+            # Only a listing read from the start to the end tells which tracked names are gone (never a resumed,
+            # limited or failed one): those are synced again, and a 404 then makes them deletes (engine/deletes.py).
+            resumed = (await asyncio.to_thread(engine.state.watermark, site, doctype, "full"))[0] is not None
+            listed: set[str] | None = None if resumed or limit is not None else set()
+            complete = await _walk(engine, doctype, site, "full", summary, limit=limit, force_from=force,
+                                   progress=progress, listed=listed)
+            if complete and listed is not None:
+                await deletes.sync_vanished(engine, doctype, site, listed, summary)
     summary.seconds = perf_counter() - started
     return summary
 
@@ -98,9 +107,15 @@ async def incremental_sync(engine: SyncEngine, *, doctypes: Sequence[str] | None
     summary, started = SyncSummary(), perf_counter()
     for doctype in doctypes or engine.config.sync.doctypes:
         for site in engine.pair:
+            await lifecycle_feed(engine, doctype, site, summary, full=False)
             await _walk(engine, doctype, site, "incremental", summary)
     summary.seconds = perf_counter() - started
     return summary
+
+
+async def lifecycle_feed(engine: SyncEngine, doctype: str, site: str, summary: SyncSummary, *, full: bool) -> None:
+    """What no webhook and no `modified` listing reports: deletes whose webhook was lost (engine/deletes.py)."""
+    await deletes.sync_missed_deletes(engine, doctype, site, summary)
 
 
 # Batches of a bulk full sync in flight at once: the next batch's reads and writes overlap this one's last
@@ -118,8 +133,11 @@ async def _walk(
     limit: int | None = None,
     force_from: str | None = None,
     progress: Progress | None = None,
-) -> None:
+    listed: set[str] | None = None,
+) -> bool:
     """Page through a site's documents from the stored position, syncing in batches and saving the position.
+
+    True when the listing was read to its end (every listed name is added to `listed` if given).
 
     The listing reads ahead of the batches being synced (it only reads the source). A bulk full sync also starts
     the next batch before the current one has finished; the checkpoint after a batch is saved once that batch
@@ -156,9 +174,11 @@ async def _walk(
                     await finish_oldest()
                 summary.failed += 1
                 await asyncio.to_thread(_log_listing_failure, engine, doctype, site, item)
-                return
+                return False
             if isinstance(item, BaseException):
                 raise item
+            if listed is not None:
+                listed.update(row["name"] for row in item)
             # The next position: the last `modified` handled, with every name already handled at exactly that value.
             last = item[-1].get("modified")
             seen = (seen if last == value else []) + [row["name"] for row in item if row.get("modified") == last]
@@ -183,6 +203,7 @@ async def _walk(
         await asyncio.gather(reader, return_exceptions=True)
     if kind == "full" and limit is None:
         await asyncio.to_thread(state.set_watermark, site, doctype, None, [], kind)  # finished: start over next time
+    return True
 
 
 async def _read_batches(

@@ -89,7 +89,6 @@ async def full_sync(
             if docname is not None:
                 await _sync_batch(engine, doctype, site, [docname], summary, force_from=force, skip_known=False)
                 continue
-            await lifecycle_feed(engine, doctype, site, summary, full=True)
             # Only a listing read from the start to the end tells which tracked names are gone (never a resumed,
             # limited or failed one): those are synced again, and a 404 then makes them deletes (engine/deletes.py).
             resumed = (await asyncio.to_thread(engine.state.watermark, site, doctype, "full"))[0] is not None
@@ -107,14 +106,17 @@ async def incremental_sync(engine: SyncEngine, *, doctypes: Sequence[str] | None
     summary, started = SyncSummary(), perf_counter()
     for doctype in doctypes or engine.config.sync.doctypes:
         for site in engine.pair:
-            await lifecycle_feed(engine, doctype, site, summary, full=False)
+            await lifecycle_feed(engine, doctype, site, summary)
             await _walk(engine, doctype, site, "incremental", summary)
     summary.seconds = perf_counter() - started
     return summary
 
 
-async def lifecycle_feed(engine: SyncEngine, doctype: str, site: str, summary: SyncSummary, *, full: bool) -> None:
-    """What no webhook and no `modified` listing reports: deletes whose webhook was lost (engine/deletes.py)."""
+async def lifecycle_feed(engine: SyncEngine, doctype: str, site: str, summary: SyncSummary) -> None:
+    """What no webhook and no `modified` listing reports: deletes whose webhook was lost (engine/deletes.py).
+
+    (A full sync needs no feed: its complete listing shows which tracked names are gone.)
+    """
     await deletes.sync_missed_deletes(engine, doctype, site, summary)
 
 

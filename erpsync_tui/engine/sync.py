@@ -31,6 +31,7 @@ from erpsync_tui.connectors.base import (
     TimestampMismatch,
 )
 from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine import lifecycle
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.state import AttemptNoted, PendingCreate, RecordView, Side, SyncState
 from erpsync_tui.errors import ErpSyncError, ErrorCode
@@ -189,6 +190,23 @@ class SyncEngine:
         force_from: str | None,
         depth: int,
     ) -> DocResult:
+        waiting = await lifecycle.waiting_on_refusal(self, record, fetched)
+        if waiting is not None:
+            return waiting
+        try:
+            return await self._compare_versions(policy, record, fetched, force_from=force_from, depth=depth)
+        except lifecycle.WriteRefused as exc:  # submitted/cancelled there: retrying cannot help (ERP008)
+            return await lifecycle.refused(self, record, fetched, exc)
+
+    async def _compare_versions(
+        self,
+        policy: DoctypePolicy,
+        record: RecordView,
+        fetched: dict[str, Fetched],
+        *,
+        force_from: str | None,
+        depth: int,
+    ) -> DocResult:
         a, b = self.pair
         fa, fb = fetched[a], fetched[b]
         if fa.content_hash == fb.content_hash:
@@ -230,8 +248,9 @@ class SyncEngine:
         written = await self._write(policy, record, source.canonical, target, depth)
         await self._record_synced(record, source.canonical, source, written)
         outcome = Outcome.UPDATED
+        change = lifecycle.describe_transition(lifecycle.docstatus_of(target.doc), lifecycle.docstatus_of(source.doc))
         return await self._done(
-            self._result(record, source, outcome, writes=1, direction=f"{source.site}→{target.site}")
+            self._result(record, source, outcome, writes=1, direction=f"{source.site}→{target.site}", detail=change)
         )
 
     async def _write(
@@ -242,9 +261,7 @@ class SyncEngine:
         body = await self._target_body(policy, canonical, target.site)
         current = docs.normalise(target.doc, policy.exclude_fields)
         payload = docs.to_write_payload(body, current, expected_modified=target.modified)
-        connector = self.connectors[target.site]
-        answer = await self._with_links(policy, target.site, depth, connector.update, record.doctype,
-                                        target.name or "", payload)
+        answer = await lifecycle.write_in_order(self, policy, target, payload, depth)  # submit/cancel in order
         return await self._fetched(policy, target.site, answer)
 
     async def _create(self, policy: DoctypePolicy, source: Fetched, *, depth: int) -> DocResult:
@@ -365,8 +382,10 @@ class SyncEngine:
             if created.doc is None:  # a document with this natural name already exists there: adopt it
                 return await self._adopt_existing(policy, record, source, target_site, depth)
         await self._record_synced(record, source.canonical, source, created)
+        amended = (created.doc or {}).get("amended_from")
         return await self._done(self._result(record, source, outcome, writes=int(outcome == Outcome.CREATED),
-                                             direction=f"{source.site}→{target_site}"))
+                                             direction=f"{source.site}→{target_site}",
+                                             detail=f"amended from {amended}" if amended else ""))
 
     async def _insert(
         self, policy: DoctypePolicy, record: RecordView, source: Fetched, target_site: str, depth: int
@@ -375,6 +394,7 @@ class SyncEngine:
 
         None when the record was paired meanwhile by another task (nothing sent).
         """
+        await lifecycle.sync_amended_original_first(self, policy, source, depth)
         source = await self._ensure_links(policy, source, target_site, depth)
         body = await self._target_body(policy, source.canonical, target_site)
         payload = docs.to_write_payload(body)
@@ -386,8 +406,7 @@ class SyncEngine:
             raise SyncFailed(f"{record.doctype} {source.name}: this engine no longer holds the engine lease; "
                              "not sending a create another engine may send too", code=ErrorCode.QUEUE)
         try:
-            answer = await self._with_links(policy, target_site, depth, self.connectors[target_site].insert,
-                                            record.doctype, payload)
+            answer = await lifecycle.insert_in_order(self, policy, target_site, depth, payload)
         except DuplicateEntry:
             return source, Fetched(target_site, None)
         return source, await self._fetched(policy, target_site, answer)

@@ -16,7 +16,7 @@ from typing import Any
 
 from erpsync_tui.config import DoctypePolicy
 from erpsync_tui.connectors.base import CircuitOpen, ConnectorError
-from erpsync_tui.engine import deletes
+from erpsync_tui.engine import deletes, renames
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.state import RecordView, Side
@@ -89,6 +89,7 @@ async def full_sync(
             if docname is not None:
                 await _sync_batch(engine, doctype, site, [docname], summary, force_from=force, skip_known=False)
                 continue
+            await renames.sync_renames(engine, doctype, site, summary)  # before the walk meets the new names
             # Only a listing read from the start to the end tells which tracked names are gone (never a resumed,
             # limited or failed one): those are synced again, and a 404 then makes them deletes (engine/deletes.py).
             resumed = (await asyncio.to_thread(engine.state.watermark, site, doctype, "full"))[0] is not None
@@ -113,10 +114,12 @@ async def incremental_sync(engine: SyncEngine, *, doctypes: Sequence[str] | None
 
 
 async def lifecycle_feed(engine: SyncEngine, doctype: str, site: str, summary: SyncSummary) -> None:
-    """What no webhook and no `modified` listing reports: deletes whose webhook was lost (engine/deletes.py).
+    """What no webhook and no `modified` listing reports: renames (engine/renames.py) and deletes whose webhook was
+    lost (engine/deletes.py).
 
     (A full sync needs no feed: its complete listing shows which tracked names are gone.)
     """
+    await renames.sync_renames(engine, doctype, site, summary)
     await deletes.sync_missed_deletes(engine, doctype, site, summary)
 
 
@@ -500,6 +503,11 @@ async def _bulk_locked(
             compares.append((item[0], record))
         else:
             fallback.append(row["name"])  # half-made, deleted, in conflict: the per-document path decides
+    if creates:  # a tracked document's content under a new name may be a rename: the per-document path tells
+        hashes = [row.content_hash for row, _ in creates]
+        suspect = await asyncio.to_thread(renames.suspects, engine, site, doctype, hashes)
+        fallback += [row.name for row, _ in creates if row.content_hash in suspect]
+        creates = [(row, body) for row, body in creates if row.content_hash not in suspect]
     release(fallback)
     batch = _Batch(engine, policy, site, target, summary)
     fallback += await batch.creates(creates)

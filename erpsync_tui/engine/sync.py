@@ -31,7 +31,7 @@ from erpsync_tui.connectors.base import (
     TimestampMismatch,
 )
 from erpsync_tui.engine import documents as docs
-from erpsync_tui.engine import lifecycle
+from erpsync_tui.engine import lifecycle, renames
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.state import AttemptNoted, PendingCreate, RecordView, Side, SyncState
 from erpsync_tui.errors import ErpSyncError, ErrorCode
@@ -277,6 +277,10 @@ class SyncEngine:
         owner = await self._own_create_awaiting_its_name(policy, source)
         if owner is not None:
             return await self._pair_lost_create(policy, owner, source, depth)
+        renamed = await renames.renamed_from(self, doctype, source)
+        if renamed is not None:  # a tracked document under a new name (rename_doc): follow it, never re-create
+            await renames.move_names(self, renamed[1], doctype, source.site, renamed[0], source.name or "")
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
         if target_site in record.sides:  # another task finished this create meanwhile

@@ -168,10 +168,16 @@ class TrafficGenerator:
         return self.rng.choices(ops, weights)[0](site)
 
     def _orders(self, site: SimSite, docstatus: int) -> list[dict[str, Any]]:
-        return [d for d in site.store.all("Sales Order") if d.get("docstatus") == docstatus]
+        """This site's own orders (made by traffic here): each order's lifecycle moves on one site only, as when
+        one team works a document; the other site follows through the sync."""
+        user = self._user(site)
+        return [d for d in site.store.all("Sales Order") if d.get("docstatus") == docstatus and d.get("owner") == user]
 
     def _new_order(self, site: SimSite) -> bool:
-        customers, items = site.store.names("Customer"), site.store.names("Item")
+        # Orders link customers traffic did not make, so that a customer traffic made can always be deleted.
+        customers = [d["name"] for d in site.store.all("Customer")
+                     if not str(d.get("customer_name") or "").startswith("Traffic Customer")]
+        items = site.store.names("Item")
         if not customers or not items:
             return False
         body = {"customer": self.rng.choice(customers), "transaction_date": "2026-03-01",
@@ -221,7 +227,8 @@ class TrafficGenerator:
         return True
 
     def _lost_delete(self, site: SimSite) -> bool:
-        names = site.store.names("Customer")
+        names = [d["name"] for d in site.store.all("Customer")
+                 if str(d.get("customer_name") or "").startswith("Traffic Customer")]
         if not names:
             return False
         name = self.rng.choice(names)

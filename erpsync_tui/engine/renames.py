@@ -141,6 +141,36 @@ async def named_by_field(engine: SyncEngine, site: str, doctype: str) -> bool:
     return cache[key]
 
 
+# ------------------------------------------------------------------------------------ a tracked name gone (404)
+
+
+async def renamed_to(engine: SyncEngine, doctype: str, site: str, old: str) -> str | None:
+    """The name `old` on `site` now has, if a rename Comment says so and that document exists (follows a chain
+    of renames); None otherwise — then the 404 is handled as a delete. A failed read counts as no answer."""
+    current, seen = old, {old}
+    connector = engine.connectors[site]
+    for _ in range(5):
+        rows = connector.list_documents(COMMENT, fields=("name", "reference_name", "content", "modified"), filters=[
+            ["reference_doctype", "=", doctype], ["comment_type", "=", "Edit"], ["content", "like", f"%{current}%"]],
+            page_size=50, limit=200)
+        try:
+            newer = [str(row.get("reference_name") or "") async for row in rows
+                     if parse_rename(str(row.get("content") or ""), str(row.get("reference_name") or "")) == current]
+        except ConnectorError:
+            return None
+        newer = [n for n in newer if n and n not in seen]
+        if not newer:
+            return None
+        current = newer[-1]
+        seen.add(current)
+        try:
+            if await connector.get(doctype, current) is not None:
+                return current
+        except ConnectorError:
+            return None
+    return None
+
+
 # ------------------------------------------------------------------------------------ before a create
 
 

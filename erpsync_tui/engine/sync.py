@@ -503,6 +503,11 @@ class SyncEngine:
             return await self._done(DocResult(record.doctype, gone[0].site, record.sides[gone[0].site].name,
                                               Outcome.DELETED, detail="gone on both sites"))
         deleted, survivor = gone[0], next(f for f in fetched.values() if f.doc is not None)
+        old_name = record.sides[deleted.site].name
+        new_name = await renames.renamed_to(self, record.doctype, deleted.site, old_name)
+        if new_name is not None:  # renamed (rename_doc), not deleted: follow the name, never delete or re-create
+            await renames.move_names(self, record, record.doctype, deleted.site, old_name, new_name)
+            return await self._sync_once(record.doctype, deleted.site, new_name, force_from=None, depth=depth)
         survivor_changed = survivor.content_hash != _hash_of(record, survivor.site)
         await self._run(self.state.forget_side, record.record_id, deleted.site)
         if not policy.propagate_deletes or survivor_changed:

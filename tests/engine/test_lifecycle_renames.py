@@ -87,3 +87,22 @@ async def test_an_item_renamed_on_cloud_is_renamed_on_local_and_its_links_follow
     assert local.all("Deleted Document") == []
     again = await full_sync(engine)
     assert again.writes == 0 and again.failed == 0
+
+
+async def test_a_rename_on_one_site_then_an_edit_on_the_other_is_no_delete_and_no_re_create(
+    cluster: SimCluster, make_engine
+) -> None:
+    """The edit's webhook comes first: the engine finds the counterpart's old name gone (404). The rename Comment
+    says where it went — not a delete, so the edit-wins-over-delete rule must not re-create it."""
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cluster["local"].rename("Customer", world["local_customer"], "Acme Local")
+    cluster["cloud"].update("Customer", world["customer"], {"territory": "Norway"}, fire_webhooks=False)
+    result = await engine.sync_document("Customer", "cloud", world["customer"])
+    assert result.outcome == Outcome.UPDATED, result
+    assert cluster["local"].names("Customer") == ["Acme Local"]
+    assert cluster["local"].get("Customer", "Acme Local")["territory"] == "Norway"
+    assert cluster["local"].get("Sales Order", world["local_order"])["customer"] == "Acme Local"
+    assert cluster["cloud"].names("Customer") == [world["customer"]]  # and nothing came back to cloud
+    again = await full_sync(engine)
+    assert again.writes == 0 and again.failed == 0

@@ -117,14 +117,21 @@ async def insert_in_order(
     return answer
 
 
-async def sync_amended_original_first(engine: SyncEngine, policy: DoctypePolicy, source: Fetched, depth: int) -> None:
-    """An amendment is created after its original is cancelled on the target: sync the original first."""
+async def sync_amended_original_first(
+    engine: SyncEngine, policy: DoctypePolicy, source: Fetched, depth: int
+) -> Fetched:
+    """An amendment is created after its original is cancelled on the target: sync the original first.
+
+    Returns `source` in canonical form again: its `amended_from` may only now have a counterpart to translate to
+    (a canonical form read before keeps the raw name, which on the other site may be another document).
+    """
     original = (source.doc or {}).get("amended_from")
     if not original or depth >= 4:
-        return
+        return source
     await engine._log(f"amended from {original}: syncing {original} first", "INFO", policy.doctype, source.site,
                       source.name or "", outcome="link")
     await engine.sync_document(policy.doctype, source.site, str(original), depth=depth + 1)
+    return await engine._fetched(policy, source.site, source.doc)
 
 
 def quick_fix(exc: WriteRefused, doctype: str, status_there: int) -> str:

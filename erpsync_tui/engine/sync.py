@@ -398,7 +398,7 @@ class SyncEngine:
 
         None when the record was paired meanwhile by another task (nothing sent).
         """
-        await lifecycle.sync_amended_original_first(self, policy, source, depth)
+        source = await lifecycle.sync_amended_original_first(self, policy, source, depth)
         source = await self._ensure_links(policy, source, target_site, depth)
         body = await self._target_body(policy, source.canonical, target_site)
         payload = docs.to_write_payload(body)
@@ -604,6 +604,10 @@ class SyncEngine:
         mapped = await self._run(lambda: [mapper(dt, name) for dt, name in links])  # DB reads: off the loop
         missing = [link for link, name in zip(links, mapped, strict=True) if name is None]
         if not missing:
+            if links and source.site != self.pair[0]:
+                # Mapped now, perhaps not when `source` was read (its canonical form then kept the raw name, which
+                # on the first site may be another document): translate again before anything is written.
+                return await self._fetched(policy, source.site, source.doc)
             return source
         for link_doctype, name in missing:
             await self._sync_linked(link_doctype, source.site, name, depth)

@@ -126,3 +126,27 @@ async def test_an_edit_to_a_field_not_allowed_on_submit_ends_as_an_explained_erp
     assert again.outcome == Outcome.SKIPPED
     assert cluster["local"].counters.get("PUT /api/resource/{doctype}/{name} 417", 0) == puts_before
     assert cluster["local"].get("Sales Order", local_name)["delivery_date"] == "2026-05-10"
+
+
+async def test_an_amendment_from_local_points_at_cloud_s_name_of_its_original_even_when_names_collide(
+    cluster: SimCluster, make_engine
+) -> None:
+    """Series collide: local's SAL-ORD-…-00001 is another order than cloud's. The amendment made on local must
+    be created on cloud amended from cloud's name of local's original — never from cloud's own namesake."""
+    engine = make_engine()
+    cloud_order = _order(cluster, "cloud", tag="c")
+    local_order = _order(cluster, "local", tag="l")
+    assert cloud_order["name"] == local_order["name"]
+    cluster["local"].submit("Sales Order", local_order["name"], fire_webhooks=False)
+    cluster["local"].cancel("Sales Order", local_order["name"], fire_webhooks=False)
+    amendment = cluster["local"].amend("Sales Order", local_order["name"], fire_webhooks=False)
+    # Only the amendment is reported, before its original was ever synced.
+    result = await engine.sync_document("Sales Order", "local", amendment["name"])
+    assert result.outcome == Outcome.CREATED
+    original_on_cloud = engine.state.translate_name("Sales Order", "local", local_order["name"], "cloud")
+    assert original_on_cloud is not None and original_on_cloud != cloud_order["name"]
+    created = cluster["cloud"].get("Sales Order",
+                                   engine.state.translate_name("Sales Order", "local", amendment["name"], "cloud"))
+    assert created["amended_from"] == original_on_cloud
+    assert created["name"] == f"{original_on_cloud}-1"
+    assert cluster["cloud"].get("Sales Order", cloud_order["name"])["docstatus"] == 0  # the namesake untouched

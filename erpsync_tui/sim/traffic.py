@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .site import SimSite
 
 TRAFFIC_USER = "traffic@{site}.example"
+SEED_USER = "Administrator"  # who seeded documents (and the Python API's default user)
 HOSTILE_STRINGS = (
     "[bold red]x[/]",
     "[link=http://evil.example]click[/link]",
@@ -174,9 +175,9 @@ class TrafficGenerator:
         return [d for d in site.store.all("Sales Order") if d.get("docstatus") == docstatus and d.get("owner") == user]
 
     def _new_order(self, site: SimSite) -> bool:
-        # Orders link customers traffic did not make, so that a customer traffic made can always be deleted.
-        customers = [d["name"] for d in site.store.all("Customer")
-                     if not str(d.get("customer_name") or "").startswith("Traffic Customer")]
+        # Orders link only customers made outside traffic and the sync (seeded ones), so that a customer traffic
+        # made — and its copy on another site — is never linked and can always be deleted.
+        customers = [d["name"] for d in site.store.all("Customer") if d.get("owner") == SEED_USER]
         items = site.store.names("Item")
         if not customers or not items:
             return False
@@ -227,8 +228,7 @@ class TrafficGenerator:
         return True
 
     def _lost_delete(self, site: SimSite) -> bool:
-        names = [d["name"] for d in site.store.all("Customer")
-                 if str(d.get("customer_name") or "").startswith("Traffic Customer")]
+        names = [d["name"] for d in site.store.all("Customer") if d.get("owner") == self._user(site)]
         if not names:
             return False
         name = self.rng.choice(names)

@@ -193,6 +193,24 @@ async def waiting_on_refusal(engine: SyncEngine, record: RecordView, fetched: di
                                                                   "operator")
 
 
+def forward_only(fa: Fetched, fb: Fetched) -> tuple[Fetched, Fetched] | None:
+    """Two versions that differ only in docstatus: (the later state, the earlier one); else None.
+
+    Frappe moves a document forward only (draft → submitted → cancelled), so when both sides count as changed
+    but only docstatus differs — a submit or cancel half done by a killed engine, a cancelled document whose
+    insert-then-cancel was cut short — the later state wins, whatever the conflict policy says (going back is
+    refused by the site anyway).
+    """
+    a, b = docstatus_of(fa.canonical), docstatus_of(fb.canonical)
+    if a == b:
+        return None
+    rest_a = {k: v for k, v in fa.canonical.items() if k != "docstatus"}
+    rest_b = {k: v for k, v in fb.canonical.items() if k != "docstatus"}
+    if rest_a != rest_b:
+        return None
+    return (fa, fb) if a > b else (fb, fa)
+
+
 def describe_transition(before: int, after: int, amended_from: str | None = None) -> str:
     """Console wording for a docstatus change: "submitted", "cancelled", "amended from X"."""
     if amended_from and before == after == 0:

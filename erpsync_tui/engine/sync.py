@@ -224,6 +224,9 @@ class SyncEngine:
     async def _both_changed(
         self, policy: DoctypePolicy, record: RecordView, fa: Fetched, fb: Fetched, depth: int
     ) -> DocResult:
+        forward = lifecycle.forward_only(fa, fb)
+        if forward is not None:  # only docstatus differs: the later state wins (Frappe moves forward only)
+            return await self._push(policy, record, forward[0], forward[1], depth)
         merge = docs.three_way_merge(record.base, fa.canonical, fb.canonical)
         if policy.field_level_merge and record.base is not None and merge.merged is not None:
             writes, sides = await self._write_both(policy, record, merge.merged, fa, fb, depth)

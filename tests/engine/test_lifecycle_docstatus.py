@@ -150,3 +150,20 @@ async def test_an_amendment_from_local_points_at_cloud_s_name_of_its_original_ev
     assert created["amended_from"] == original_on_cloud
     assert created["name"] == f"{original_on_cloud}-1"
     assert cluster["cloud"].get("Sales Order", cloud_order["name"])["docstatus"] == 0  # the namesake untouched
+
+
+async def test_a_transition_cut_short_moves_forward_whatever_the_policy(cluster: SimCluster, make_engine) -> None:
+    """Cloud submitted and cancelled; local got only the submit (an engine killed between the two saves, before
+    recording). Both sides count as changed, only docstatus differs: the later state wins even under local_wins
+    — Frappe refuses to go back."""
+    engine = make_engine(conflict_resolution="local_wins")
+    order = _order(cluster)
+    await engine.sync_document("Sales Order", "cloud", order["name"])
+    local_name = _local(engine, order["name"])
+    cluster["cloud"].submit("Sales Order", order["name"], fire_webhooks=False)
+    cluster["cloud"].cancel("Sales Order", order["name"], fire_webhooks=False)
+    cluster["local"].submit("Sales Order", local_name, fire_webhooks=False)  # the first of our two saves
+    result = await engine.sync_document("Sales Order", "local", local_name)
+    assert result.outcome == Outcome.UPDATED and result.direction == "cloud→local"
+    assert cluster["local"].get("Sales Order", local_name)["docstatus"] == 2
+    assert cluster["cloud"].get("Sales Order", order["name"])["docstatus"] == 2

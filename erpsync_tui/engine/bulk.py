@@ -506,8 +506,9 @@ async def _bulk_locked(
     if creates:  # a tracked document's content under a new name may be a rename: the per-document path tells
         hashes = [row.content_hash for row, _ in creates]
         suspect = await asyncio.to_thread(renames.suspects, engine, site, doctype, hashes)
-        fallback += [row.name for row, _ in creates if row.content_hash in suspect]
-        creates = [(row, body) for row, body in creates if row.content_hash not in suspect]
+        renamed = await renames.renamed_in_batch(engine, doctype, site, [row.name for row, _ in creates])
+        fallback += [row.name for row, _ in creates if row.content_hash in suspect or row.name in renamed]
+        creates = [(row, body) for row, body in creates if row.content_hash not in suspect and row.name not in renamed]
     release(fallback)
     batch = _Batch(engine, policy, site, target, summary)
     fallback += await batch.creates(creates)

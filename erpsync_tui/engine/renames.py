@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from erpsync_tui.connectors.base import ConnectorError
+from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.models import RecordStatus, SyncName, SyncRecord
 
 if TYPE_CHECKING:
@@ -100,13 +101,23 @@ async def apply_rename(engine: SyncEngine, doctype: str, site: str, old: str, ne
     if await connector.get(doctype, old) is not None or await connector.get(doctype, new) is None:
         return None
     async with engine._lock(doctype, site, new):
-        await move_names(engine, record, doctype, site, old, new)
+        moved = await move_names(engine, record, doctype, site, old, new)
+    if not moved:
+        return await engine.sync_document(doctype, site, old)  # `old` is gone: handled as configured for that
     return await engine.sync_document(doctype, site, new)
 
 
-async def move_names(engine: SyncEngine, record: RecordView, doctype: str, site: str, old: str, new: str) -> None:
-    """The name map follows the rename; a field-named counterpart is renamed too (its site rewrites its links)."""
-    await engine._run(rename_side, engine, record.record_id, site, new)
+async def move_names(engine: SyncEngine, record: RecordView, doctype: str, site: str, old: str, new: str) -> bool:
+    """The name map follows the rename; a field-named counterpart is renamed too (its site rewrites its links).
+
+    False when `new` is already another record's document on `site` (synced as a new document before the rename
+    was seen): the map is left as it is and the caller goes on as if there were no rename.
+    """
+    if not await engine._run(rename_side, engine, record.record_id, site, new):
+        await engine._log(f"renamed {old} → {new} on {site}, but {new} is already synced as another document: "
+                          f"{old} is handled as gone", "WARNING", doctype, site, new, outcome="renamed",
+                          code=ErrorCode.RECONCILIATION)
+        return False
     other = engine.other(site)
     counterpart = record.sides.get(other)
     note = ""
@@ -118,14 +129,39 @@ async def move_names(engine: SyncEngine, record: RecordView, doctype: str, site:
     elif counterpart is not None:
         note = f"; {other} keeps its name {counterpart.name}"
     await engine._log(f"renamed {old} → {new} on {site}{note}", "INFO", doctype, site, new, outcome="renamed")
+    return True
 
 
-def rename_side(engine: SyncEngine, record_id: int, site: str, new: str) -> None:
+def rename_side(engine: SyncEngine, record_id: int, site: str, new: str) -> bool:
+    """Point the record's side on `site` at `new`. False (nothing changed) when another record already holds
+    `new` there: that document was taken for a new one before the rename was seen, and is handled as such."""
     with engine.db.write() as session:
         row = session.exec(select(SyncName).where(SyncName.record_id == record_id, SyncName.site == site)).first()
-        if row is not None:
-            row.name = new
-            session.add(row)
+        if row is None:
+            return False
+        taken = session.exec(select(SyncName.record_id).where(
+            SyncName.site == site, SyncName.doctype == row.doctype, SyncName.name == new,
+            SyncName.record_id != record_id)).first()
+        if taken is not None:
+            return False
+        row.name = new
+        session.add(row)
+        return True
+
+
+async def renamed_in_batch(engine: SyncEngine, doctype: str, site: str, names: list[str]) -> set[str]:
+    """Which of these names a rename Comment names as a new name (one request): bulk creates of those go the
+    per-document way, which follows the rename instead of creating a copy."""
+    if not names:
+        return set()
+    rows = engine.connectors[site].list_documents(COMMENT, fields=("name", "reference_name", "content"), filters=[
+        ["reference_doctype", "=", doctype], ["comment_type", "=", "Edit"], ["reference_name", "in", names]],
+        page_size=500, order_by="name asc")
+    try:
+        return {str(row.get("reference_name")) async for row in rows
+                if parse_rename(str(row.get("content") or ""), str(row.get("reference_name") or "")) is not None}
+    except ConnectorError:
+        return set(names)  # cannot tell: the per-document path asks again, document by document
 
 
 async def named_by_field(engine: SyncEngine, site: str, doctype: str) -> bool:

@@ -281,8 +281,9 @@ class SyncEngine:
         if owner is not None:
             return await self._pair_lost_create(policy, owner, source, depth)
         renamed = await renames.renamed_from(self, doctype, source)
-        if renamed is not None:  # a tracked document under a new name (rename_doc): follow it, never re-create
-            await renames.move_names(self, renamed[1], doctype, source.site, renamed[0], source.name or "")
+        # a tracked document under a new name (rename_doc): follow it, never re-create
+        if renamed is not None and await renames.move_names(self, renamed[1], doctype, source.site, renamed[0],
+                                                            source.name or ""):
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
@@ -508,8 +509,9 @@ class SyncEngine:
         deleted, survivor = gone[0], next(f for f in fetched.values() if f.doc is not None)
         old_name = record.sides[deleted.site].name
         new_name = await renames.renamed_to(self, record.doctype, deleted.site, old_name)
-        if new_name is not None:  # renamed (rename_doc), not deleted: follow the name, never delete or re-create
-            await renames.move_names(self, record, record.doctype, deleted.site, old_name, new_name)
+        # renamed (rename_doc), not deleted: follow the name, never delete or re-create
+        if new_name is not None and await renames.move_names(self, record, record.doctype, deleted.site, old_name,
+                                                             new_name):
             return await self._sync_once(record.doctype, deleted.site, new_name, force_from=None, depth=depth)
         survivor_changed = survivor.content_hash != _hash_of(record, survivor.site)
         await self._run(self.state.forget_side, record.record_id, deleted.site)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from erpsync_tui.connectors.base import ConnectorError
+from erpsync_tui.connectors.frappe import name_chunks
 from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.models import RecordStatus, SyncName, SyncRecord
 
@@ -152,16 +153,17 @@ def rename_side(engine: SyncEngine, record_id: int, site: str, new: str) -> bool
 async def renamed_in_batch(engine: SyncEngine, doctype: str, site: str, names: list[str]) -> set[str]:
     """Which of these names a rename Comment names as a new name (one request): bulk creates of those go the
     per-document way, which follows the rename instead of creating a copy."""
-    if not names:
-        return set()
-    rows = engine.connectors[site].list_documents(COMMENT, fields=("name", "reference_name", "content"), filters=[
-        ["reference_doctype", "=", doctype], ["comment_type", "=", "Edit"], ["reference_name", "in", names]],
-        page_size=500, order_by="name asc")
-    try:
-        return {str(row.get("reference_name")) async for row in rows
-                if parse_rename(str(row.get("content") or ""), str(row.get("reference_name") or "")) is not None}
-    except ConnectorError:
-        return set(names)  # cannot tell: the per-document path asks again, document by document
+    found: set[str] = set()
+    for chunk in name_chunks(names):  # each chunk's JSON well inside a URL
+        rows = engine.connectors[site].list_documents(COMMENT, fields=("name", "reference_name", "content"), filters=[
+            ["reference_doctype", "=", doctype], ["comment_type", "=", "Edit"], ["reference_name", "in", chunk]],
+            page_size=500, order_by="name asc")
+        try:
+            found.update([str(row.get("reference_name")) async for row in rows if parse_rename(
+                str(row.get("content") or ""), str(row.get("reference_name") or "")) is not None])
+        except ConnectorError:
+            found.update(chunk)  # cannot tell: the per-document path asks again, document by document
+    return found
 
 
 async def named_by_field(engine: SyncEngine, site: str, doctype: str) -> bool:

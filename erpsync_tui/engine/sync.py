@@ -277,14 +277,15 @@ class SyncEngine:
                             source.content_hash, [origin, _side(source)])
             return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.ADOPTED,
                                               detail="our own create, whose answer was lost or not yet recorded"))
-        owner = await self._own_create_awaiting_its_name(policy, source)
-        if owner is not None:
-            return await self._pair_lost_create(policy, owner, source, depth)
+        # A tracked document under a new name (rename_doc): follow it, never re-create. Asked before the lost-create
+        # search, which would otherwise take a renamed copy of ours for the copy of another pending create.
         renamed = await renames.renamed_from(self, doctype, source)
-        # a tracked document under a new name (rename_doc): follow it, never re-create
         if renamed is not None and await renames.move_names(self, renamed[1], doctype, source.site, renamed[0],
                                                             source.name or ""):
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        owner = await self._own_create_awaiting_its_name(policy, source)
+        if owner is not None:
+            return await self._pair_lost_create(policy, owner, source, depth)
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
         if target_site in record.sides:  # another task finished this create meanwhile
@@ -447,6 +448,9 @@ class SyncEngine:
             record.doctype, fields=("name", "modified"), filters=filters)]
         # One query for the lot: most of them are our copies already paired (someone else's counterpart).
         paired = await self._run(self.state.mapped_names, target_site, record.doctype, listed)
+        # A copy of ours renamed since (rename_doc) is an older document under a new name, not this create's copy.
+        paired |= await renames.renamed_in_batch(self, record.doctype, target_site,
+                                                 [n for n in listed if n not in paired])
         for name in listed:
             if name in paired:
                 continue

@@ -189,7 +189,8 @@ class AppConfig(_Strict):
         return DoctypePolicy(
             doctype=doctype,
             conflict_resolution=override.conflict_resolution or self.sync.conflict_resolution,
-            exclude_fields=frozenset(self.sync.exclude_fields) | frozenset(override.exclude_fields or ()),
+            exclude_fields=frozenset(self.sync.exclude_fields) | frozenset(override.exclude_fields or ())
+            | SERVER_COMPUTED_FIELDS.get(doctype, frozenset()),
             field_level_merge=_first(override.field_level_merge, self.sync.field_level_merge),
             propagate_deletes=_first(override.propagate_deletes, self.sync.propagate_deletes),
             links=dict(override.links) if override.links is not None else None,
@@ -289,6 +290,18 @@ def _match_problems(sync: dict[str, Any]) -> list[str]:
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
     return problems
+
+
+# Fields ERPNext computes on the server from docstatus and linked documents (a client never sets them, §5b):
+# never compared, never written, for every doctype that has them — whatever the configuration says.
+_TRANSACTION_STATUS = frozenset({"status", "per_billed", "per_delivered", "per_received", "billing_status",
+                                 "delivery_status", "advance_paid"})
+SERVER_COMPUTED_FIELDS: dict[str, frozenset[str]] = {
+    doctype: _TRANSACTION_STATUS for doctype in (
+        "Sales Order", "Purchase Order", "Sales Invoice", "Purchase Invoice", "Delivery Note", "Purchase Receipt",
+        "Quotation",
+    )
+}
 
 
 def _first(value: bool | None, default: bool) -> bool:

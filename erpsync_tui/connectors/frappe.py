@@ -530,6 +530,14 @@ class FrappeConnector:
             return False  # also what a retried delete sees when the first attempt succeeded unseen
         return True
 
+    async def rename_doc(self, doctype: str, old_name: str, new_name: str) -> str:
+        """`frappe.client.rename_doc` (§5b): the site renames the document and rewrites every link to it; the new
+        name. Not blindly retried: a repeat after an unseen success finds the old name gone."""
+        body = {"doctype": doctype, "old_name": old_name, "new_name": new_name, "merge": False}
+        answer = await self._request("POST", "/api/method/frappe.client.rename_doc", json=body, idempotent=False)
+        message = answer.get("message") if isinstance(answer, dict) else None
+        return str(message or new_name)
+
     async def count(self, doctype: str, filters: Filters | None = None) -> int:
         params = {"doctype": doctype, "filters": json.dumps(normalize_filters(filters))}
         return int(await self._call_method("GET", "frappe.client.get_count", params=params) or 0)

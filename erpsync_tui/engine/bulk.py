@@ -14,6 +14,7 @@ from typing import Any
 
 from erpsync_tui.config import DoctypePolicy
 from erpsync_tui.connectors.base import CircuitOpen, ConnectorError
+from erpsync_tui.engine import deletes, renames
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.matching import MatchingFailed, pair_before_sync
@@ -85,13 +86,22 @@ async def full_sync(
     sources = sources_for(engine, direction)
     force = sources[0] if direction != "auto" else None
     for doctype in doctypes or engine.config.sync.doctypes:
+        if docname is None:
+            for site in sources:  # renames first: neither the pairing pass nor the walk may take a new name as new
+                await renames.sync_renames(engine, doctype, site, summary)
         paired = docname is not None or await _pair_first(engine, doctype, summary)
         for site in sources:
             if docname is not None:
                 await _sync_batch(engine, doctype, site, [docname], summary, force_from=force, skip_known=False)
                 continue
-            await _walk(engine, doctype, site, "full", summary, limit=limit, force_from=force, progress=progress,
-                        bulk_ok=paired)
+            # Only a listing read from the start to the end tells which tracked names are gone (never a resumed,
+            # limited or failed one): those are synced again, and a 404 then makes them deletes (engine/deletes.py).
+            resumed = (await asyncio.to_thread(engine.state.watermark, site, doctype, "full"))[0] is not None
+            listed: set[str] | None = None if resumed or limit is not None else set()
+            complete = await _walk(engine, doctype, site, "full", summary, limit=limit, force_from=force,
+                                   progress=progress, bulk_ok=paired, listed=listed)
+            if complete and listed is not None:
+                await deletes.sync_vanished(engine, doctype, site, listed, summary)
     summary.seconds = perf_counter() - started
     return summary
 
@@ -132,9 +142,20 @@ async def incremental_sync(engine: SyncEngine, *, doctypes: Sequence[str] | None
     summary, started = SyncSummary(), perf_counter()
     for doctype in doctypes or engine.config.sync.doctypes:
         for site in engine.pair:
+            await lifecycle_feed(engine, doctype, site, summary)
             await _walk(engine, doctype, site, "incremental", summary)
     summary.seconds = perf_counter() - started
     return summary
+
+
+async def lifecycle_feed(engine: SyncEngine, doctype: str, site: str, summary: SyncSummary) -> None:
+    """What no webhook and no `modified` listing reports: renames (engine/renames.py) and deletes whose webhook was
+    lost (engine/deletes.py).
+
+    (A full sync needs no feed: its complete listing shows which tracked names are gone.)
+    """
+    await renames.sync_renames(engine, doctype, site, summary)
+    await deletes.sync_missed_deletes(engine, doctype, site, summary)
 
 
 # Batches of a bulk full sync in flight at once: the next batch's reads and writes overlap this one's last
@@ -153,8 +174,11 @@ async def _walk(
     force_from: str | None = None,
     progress: Progress | None = None,
     bulk_ok: bool = True,
-) -> None:
+    listed: set[str] | None = None,
+) -> bool:
     """Page through a site's documents from the stored position, syncing in batches and saving the position.
+
+    True when the listing was read to its end (every listed name is added to `listed` if given).
 
     The listing reads ahead of the batches being synced (it only reads the source). A bulk full sync also starts
     the next batch before the current one has finished; the checkpoint after a batch is saved once that batch
@@ -191,9 +215,11 @@ async def _walk(
                     await finish_oldest()
                 summary.failed += 1
                 await asyncio.to_thread(_log_listing_failure, engine, doctype, site, item)
-                return
+                return False
             if isinstance(item, BaseException):
                 raise item
+            if listed is not None:
+                listed.update(row["name"] for row in item)
             # The next position: the last `modified` handled, with every name already handled at exactly that value.
             last = item[-1].get("modified")
             seen = (seen if last == value else []) + [row["name"] for row in item if row.get("modified") == last]
@@ -218,6 +244,7 @@ async def _walk(
         await asyncio.gather(reader, return_exceptions=True)
     if kind == "full" and limit is None:
         await asyncio.to_thread(state.set_watermark, site, doctype, None, [], kind)  # finished: start over next time
+    return True
 
 
 async def _read_batches(
@@ -512,6 +539,12 @@ async def _bulk_locked(
             compares.append((item[0], record))
         else:
             fallback.append(row["name"])  # half-made, deleted, in conflict: the per-document path decides
+    if creates:  # a tracked document's content under a new name may be a rename: the per-document path tells
+        hashes = [row.content_hash for row, _ in creates]
+        suspect = await asyncio.to_thread(renames.suspects, engine, site, doctype, hashes)
+        renamed = await renames.renamed_in_batch(engine, doctype, site, [row.name for row, _ in creates])
+        fallback += [row.name for row, _ in creates if row.content_hash in suspect or row.name in renamed]
+        creates = [(row, body) for row, body in creates if row.content_hash not in suspect and row.name not in renamed]
     release(fallback)
     batch = _Batch(engine, policy, site, target, summary)
     fallback += await batch.creates(creates)

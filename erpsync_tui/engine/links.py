@@ -12,11 +12,12 @@ from typing import Any
 
 # ERPNext's standard link fields for the doctypes the product ships examples for; config overrides add more.
 DEFAULT_LINKS: dict[str, dict[str, str]] = {
-    "Sales Order": {"customer": "Customer", "items.item_code": "Item"},
-    "Purchase Order": {"supplier": "Supplier", "items.item_code": "Item"},
-    "Sales Invoice": {"customer": "Customer", "items.item_code": "Item"},
-    "Delivery Note": {"customer": "Customer", "items.item_code": "Item"},
-    "Quotation": {"items.item_code": "Item"},
+    # `amended_from` (every submittable doctype): the cancelled original, named differently on each site (§5b).
+    "Sales Order": {"customer": "Customer", "items.item_code": "Item", "amended_from": "Sales Order"},
+    "Purchase Order": {"supplier": "Supplier", "items.item_code": "Item", "amended_from": "Purchase Order"},
+    "Sales Invoice": {"customer": "Customer", "items.item_code": "Item", "amended_from": "Sales Invoice"},
+    "Delivery Note": {"customer": "Customer", "items.item_code": "Item", "amended_from": "Delivery Note"},
+    "Quotation": {"items.item_code": "Item", "amended_from": "Quotation"},
     "Address": {},
     "Contact": {},
 }

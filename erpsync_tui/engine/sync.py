@@ -33,7 +33,7 @@ from erpsync_tui.connectors.base import (
     TimestampMismatch,
 )
 from erpsync_tui.engine import documents as docs
-from erpsync_tui.engine import matching
+from erpsync_tui.engine import lifecycle, matching, renames
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.matching import Rule
 from erpsync_tui.engine.state import AttemptNoted, PendingCreate, RecordView, Side, SyncState
@@ -205,6 +205,23 @@ class SyncEngine:
         force_from: str | None,
         depth: int,
     ) -> DocResult:
+        waiting = await lifecycle.waiting_on_refusal(self, record, fetched)
+        if waiting is not None:
+            return waiting
+        try:
+            return await self._compare_versions(policy, record, fetched, force_from=force_from, depth=depth)
+        except lifecycle.WriteRefused as exc:  # submitted/cancelled there: retrying cannot help (ERP008)
+            return await lifecycle.refused(self, record, fetched, exc)
+
+    async def _compare_versions(
+        self,
+        policy: DoctypePolicy,
+        record: RecordView,
+        fetched: dict[str, Fetched],
+        *,
+        force_from: str | None,
+        depth: int,
+    ) -> DocResult:
         a, b = self.pair
         fa, fb = fetched[a], fetched[b]
         if fa.content_hash == fb.content_hash:
@@ -222,6 +239,9 @@ class SyncEngine:
     async def _both_changed(
         self, policy: DoctypePolicy, record: RecordView, fa: Fetched, fb: Fetched, depth: int
     ) -> DocResult:
+        forward = lifecycle.forward_only(fa, fb)
+        if forward is not None:  # only docstatus differs: the later state wins (Frappe moves forward only)
+            return await self._push(policy, record, forward[0], forward[1], depth)
         merge = docs.three_way_merge(record.base, fa.canonical, fb.canonical)
         if policy.field_level_merge and record.base is not None and merge.merged is not None:
             writes, sides = await self._write_both(policy, record, merge.merged, fa, fb, depth)
@@ -246,8 +266,9 @@ class SyncEngine:
         written = await self._write(policy, record, source.canonical, target, depth)
         await self._record_synced(record, source.canonical, source, written)
         outcome = Outcome.UPDATED
+        change = lifecycle.describe_transition(lifecycle.docstatus_of(target.doc), lifecycle.docstatus_of(source.doc))
         return await self._done(
-            self._result(record, source, outcome, writes=1, direction=f"{source.site}→{target.site}")
+            self._result(record, source, outcome, writes=1, direction=f"{source.site}→{target.site}", detail=change)
         )
 
     async def _write(
@@ -258,9 +279,7 @@ class SyncEngine:
         body = await self._target_body(policy, canonical, target.site)
         current = docs.normalise(target.doc, policy.exclude_fields)
         payload = docs.to_write_payload(body, current, expected_modified=target.modified)
-        connector = self.connectors[target.site]
-        answer = await self._with_links(policy, target.site, depth, connector.update, record.doctype,
-                                        target.name or "", payload)
+        answer = await lifecycle.write_in_order(self, policy, target, payload, depth)  # submit/cancel in order
         return await self._fetched(policy, target.site, answer)
 
     async def _create(self, policy: DoctypePolicy, source: Fetched, *, depth: int) -> DocResult:
@@ -273,6 +292,12 @@ class SyncEngine:
                             source.content_hash, [origin, _side(source)])
             return await self._done(DocResult(doctype, source.site, source.name or "", Outcome.ADOPTED,
                                               detail="our own create, whose answer was lost or not yet recorded"))
+        # A tracked document under a new name (rename_doc): follow it, never re-create. Asked before the lost-create
+        # search, which would otherwise take a renamed copy of ours for the copy of another pending create.
+        renamed = await renames.renamed_from(self, doctype, source)
+        if renamed is not None and await renames.move_names(self, renamed[1], doctype, source.site, renamed[0],
+                                                            source.name or ""):
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         # The matching rules before the likeness of a lost create: after a restore, a copy our user made for one
         # document can resemble another document's pending create (its name is what tells them apart).
         matched = await self._match_on_target(policy, source)
@@ -538,8 +563,10 @@ class SyncEngine:
             if created.doc is None:  # a document with this natural name already exists there: adopt it
                 return await self._adopt_existing(policy, record, source, target_site, depth)
         await self._record_synced(record, source.canonical, source, created)
+        amended = (created.doc or {}).get("amended_from")
         return await self._done(self._result(record, source, outcome, writes=int(outcome == Outcome.CREATED),
-                                             direction=f"{source.site}→{target_site}"))
+                                             direction=f"{source.site}→{target_site}",
+                                             detail=f"amended from {amended}" if amended else ""))
 
     async def _insert(
         self, policy: DoctypePolicy, record: RecordView, source: Fetched, target_site: str, depth: int
@@ -548,6 +575,7 @@ class SyncEngine:
 
         None when the record was paired meanwhile by another task (nothing sent).
         """
+        source = await lifecycle.sync_amended_original_first(self, policy, source, depth)
         source = await self._ensure_links(policy, source, target_site, depth)
         body = await self._target_body(policy, source.canonical, target_site)
         payload = docs.to_write_payload(body)
@@ -559,8 +587,7 @@ class SyncEngine:
             raise SyncFailed(f"{record.doctype} {source.name}: this engine no longer holds the engine lease; "
                              "not sending a create another engine may send too", code=ErrorCode.QUEUE)
         try:
-            answer = await self._with_links(policy, target_site, depth, self.connectors[target_site].insert,
-                                            record.doctype, payload)
+            answer = await lifecycle.insert_in_order(self, policy, target_site, depth, payload)
         except DuplicateEntry:
             return source, Fetched(target_site, None)
         return source, await self._fetched(policy, target_site, answer)
@@ -594,6 +621,9 @@ class SyncEngine:
             record.doctype, fields=("name", "modified"), filters=filters)]
         # One query for the lot: most of them are our copies already paired (someone else's counterpart).
         paired = await self._run(self.state.mapped_names, target_site, record.doctype, listed)
+        # A copy of ours renamed since (rename_doc) is an older document under a new name, not this create's copy.
+        paired |= await renames.renamed_in_batch(self, record.doctype, target_site,
+                                                 [n for n in listed if n not in paired])
         for name in listed:
             if name in paired:
                 continue
@@ -658,6 +688,12 @@ class SyncEngine:
             return await self._done(DocResult(record.doctype, gone[0].site, record.sides[gone[0].site].name,
                                               Outcome.DELETED, detail="gone on both sites"))
         deleted, survivor = gone[0], next(f for f in fetched.values() if f.doc is not None)
+        old_name = record.sides[deleted.site].name
+        new_name = await renames.renamed_to(self, record.doctype, deleted.site, old_name)
+        # renamed (rename_doc), not deleted: follow the name, never delete or re-create
+        if new_name is not None and await renames.move_names(self, record, record.doctype, deleted.site, old_name,
+                                                             new_name):
+            return await self._sync_once(record.doctype, deleted.site, new_name, force_from=None, depth=depth)
         survivor_changed = survivor.content_hash != _hash_of(record, survivor.site)
         await self._run(self.state.forget_side, record.record_id, deleted.site)
         if not policy.propagate_deletes or survivor_changed:
@@ -754,6 +790,10 @@ class SyncEngine:
         mapped = await self._run(lambda: [mapper(dt, name) for dt, name in links])  # DB reads: off the loop
         missing = [link for link, name in zip(links, mapped, strict=True) if name is None]
         if not missing:
+            if links and source.site != self.pair[0]:
+                # Mapped now, perhaps not when `source` was read (its canonical form then kept the raw name, which
+                # on the first site may be another document): translate again before anything is written.
+                return await self._fetched(policy, source.site, source.doc)
             return source
         for link_doctype, name in missing:
             await self._sync_linked(link_doctype, source.site, name, depth)

@@ -115,6 +115,9 @@ class SiteApi:
             "frappe.client.get": (self.m_get, False),
             "frappe.client.get_value": (self.m_get_value, False),
             "frappe.client.insert_many": (self.m_insert_many, False),
+            "frappe.client.submit": (self.m_submit, False),
+            "frappe.client.cancel": (self.m_cancel, False),
+            "frappe.client.rename_doc": (self.m_rename_doc, False),
         }
 
     # ------------------------------------------------------------------ pipeline
@@ -337,6 +340,35 @@ class SiteApi:
             check_permission(identity, str(doc.get("doctype") or ""), write=True)
         # One request, one transaction in Frappe: an error in any document rolls back the whole call.
         return JSON({"message": self.site.api_insert_many(docs, identity.user)})
+
+    async def m_submit(self, request: Request, identity: Identity) -> Response:
+        """frappe.client.submit(doc): the document as sent (its `modified` checked), saved with docstatus 1."""
+        params = await self._params(request)
+        doc = _loads(params.get("doc"), {})
+        if not isinstance(doc, dict) or not doc.get("doctype") or not doc.get("name"):
+            raise errors.ValidationError("doc must be a document with doctype and name")
+        doctype, name = str(doc["doctype"]), str(doc["name"])
+        check_permission(identity, doctype, write=True)
+        changes = {k: v for k, v in doc.items() if k not in ("doctype", "name")}
+        changes["docstatus"] = 1
+        return JSON({"message": self.site.api_update(doctype, name, changes, identity.user)})
+
+    async def m_cancel(self, request: Request, identity: Identity) -> Response:
+        """frappe.client.cancel(doctype, name): docstatus 1 → 2; answers no message."""
+        params = await self._params(request)
+        doctype, name = str(params.get("doctype") or ""), str(params.get("name") or "")
+        check_permission(identity, doctype, write=True)
+        self.site.api_update(doctype, name, {"docstatus": 2}, identity.user)
+        return JSON({})
+
+    async def m_rename_doc(self, request: Request, identity: Identity) -> Response:
+        params = await self._params(request)
+        doctype = str(params.get("doctype") or "")
+        check_permission(identity, doctype, write=True)
+        merge = str(params.get("merge") or "").lower() in ("1", "true")
+        new = self.site.api_rename(doctype, str(params.get("old_name") or ""), str(params.get("new_name") or ""),
+                                   identity.user, merge=merge)
+        return JSON({"message": new})
 
     # ------------------------------------------------------------------ fallbacks and admin
 

@@ -59,6 +59,9 @@ def parse_pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
               help="Share of traffic that edits the same document on two sites.")
 @click.option("--hostile-share", default=0.1, show_default=True, type=float,
               help="Share of generated values carrying Rich markup, escape sequences or non-Latin text.")
+@click.option("--lifecycle-share", default=0.1, show_default=True, type=float,
+              help="Share of traffic that makes, submits, cancels or amends orders, renames customers, or deletes "
+                   "one without its webhook (as when Frappe gives up).")
 @click.option("--persist-dir", default=None, type=click.Path(file_okay=False), help="Keep sites in SQLite files here.")
 @click.option("--timezone", "timezones", multiple=True, help="site=Area/City (repeatable); default UTC.")
 @click.option("--webhook", "webhooks", multiple=True, help="site=URL to post webhooks to (repeatable).")
@@ -72,6 +75,7 @@ def sim_command(
     traffic: str | None,
     conflict_share: float,
     hostile_share: float,
+    lifecycle_share: float,
     persist_dir: str | None,
     timezones: tuple[str, ...],
     webhooks: tuple[str, ...],
@@ -107,8 +111,10 @@ def sim_command(
                    f"  (tz {site.timezone}, {site.count('Customer')} customers)")
     click.echo(f"   admin: POST/DELETE {{url}}/_sim/faults, GET {{url}}/_sim/stats   (pid {os.getpid()})")
     if rate:
-        cluster.start_traffic(rate, conflict_share=conflict_share, hostile_share=hostile_share)
-        click.echo(f" traffic: {rate:g} ops/s, conflict share {conflict_share:g}, hostile share {hostile_share:g}")
+        cluster.start_traffic(rate, conflict_share=conflict_share, hostile_share=hostile_share,
+                              lifecycle_share=lifecycle_share)
+        click.echo(f" traffic: {rate:g} ops/s, conflict share {conflict_share:g}, hostile share {hostile_share:g}, "
+                   f"lifecycle share {lifecycle_share:g}")
     click.echo("Ctrl-C to stop.")
     try:
         while cluster.running:

@@ -179,12 +179,14 @@ class SimCluster:
 
     # ------------------------------------------------------------------ traffic
 
-    def start_traffic(self, rate_per_s: float, conflict_share: float = 0.2, hostile_share: float = 0.1) -> None:
-        """Background edits on all sites (as another user, webhooks on); returns at once."""
+    def start_traffic(self, rate_per_s: float, conflict_share: float = 0.2, hostile_share: float = 0.1,
+                      lifecycle_share: float = 0.1) -> None:
+        """Background edits on all sites (as another user, webhooks on); returns at once. `lifecycle_share` of the
+        operations are orders, submits, cancels, amendments, renames and deletes whose webhook is lost."""
         self.stop_traffic()
         self._traffic = TrafficGenerator(
             list(self.sites.values()), rate_per_s, conflict_share=conflict_share, hostile_share=hostile_share,
-            seed=self.seed,
+            lifecycle_share=lifecycle_share, seed=self.seed,
         )
         self._traffic.start()
 

@@ -35,6 +35,10 @@ class DocTypeSpec:
     labels: dict[str, str] = field(default_factory=dict)
     known: bool = True  # False for doctypes created on first insert: no validation, dynamic fields
     submittable: bool = False
+    # Fields a submitted document may still change ("Allow on Submit"); any other change → UpdateAfterSubmitError.
+    allow_on_submit: tuple[str, ...] = ()
+    # Fields the server computes (a client's value is ignored), e.g. a Sales Order's status.
+    computed: tuple[str, ...] = ()
 
     def label(self, fieldname: str) -> str:
         return self.labels.get(fieldname) or fieldname.replace("_", " ").title()
@@ -89,20 +93,29 @@ SPECS: dict[str, DocTypeSpec] = {
             name="Sales Order",
             fields=(
                 "customer", "customer_name", "transaction_date", "delivery_date", "company", "currency", "status",
-                "total_qty", "grand_total", "items",
+                "total_qty", "grand_total", "items", "terms", "amended_from",
             ),
             mandatory=("customer", "transaction_date", "delivery_date", "items"),
             naming="series:SAL-ORD-{YYYY}-",
-            links={"customer": "Customer"},
+            links={"customer": "Customer", "amended_from": "Sales Order"},
             tables={"items": SALES_ORDER_ITEM},
             defaults={"currency": "EUR", "status": "Draft", "company": "Demo Company"},
             submittable=True,
+            # ERPNext marks a few Sales Order fields "Allow on Submit"; `terms` stands for them here.
+            allow_on_submit=("terms",),
+            computed=("status",),
         ),
         DocTypeSpec(
             # Fields added to a doctype on this site; the demo adds none, tests may (e.g. a custom Table field).
             name="Custom Field",
             fields=("dt", "fieldname", "fieldtype", "label", "options"),
             mandatory=("dt", "fieldname", "fieldtype"),
+            naming="hash",
+        ),
+        DocTypeSpec(
+            # The timeline entry rename_doc leaves ("renamed from X to Y", comment_type "Edit").
+            name="Comment",
+            fields=("comment_type", "reference_doctype", "reference_name", "content"),
             naming="hash",
         ),
         DocTypeSpec(
@@ -127,6 +140,7 @@ def doctype_meta(
     *,
     selects: dict[str, tuple[str, ...]] | None = None,
     istable: bool = False,
+    spec: DocTypeSpec | None = None,
 ) -> dict[str, object]:
     """What GET /api/resource/DocType/<doctype> answers: the DocType document with one DocField row per field."""
     rows: list[dict[str, object]] = []
@@ -140,8 +154,15 @@ def doctype_meta(
         else:
             fieldtype, options = "Data", None
         rows.append({"doctype": "DocField", "parent": doctype, "parentfield": "fields", "parenttype": "DocType",
-                     "idx": idx, "fieldname": fieldname, "fieldtype": fieldtype, "options": options})
-    return {"doctype": "DocType", "name": doctype, "istable": int(istable), "fields": rows}
+                     "idx": idx, "fieldname": fieldname, "fieldtype": fieldtype, "options": options,
+                     "allow_on_submit": int(spec is not None and fieldname in spec.allow_on_submit),
+                     "read_only": int(spec is not None and fieldname in spec.computed)})
+    meta: dict[str, object] = {"doctype": "DocType", "name": doctype, "istable": int(istable), "fields": rows}
+    if spec is not None:
+        # Frappe's autoname: "field:<fieldname>", "naming_series:" (a series), "hash"
+        meta["autoname"] = "naming_series:" if spec.naming.startswith("series:") else spec.naming
+        meta["is_submittable"] = int(spec.submittable)
+    return meta
 
 
 def spec_for(doctype: str) -> DocTypeSpec:

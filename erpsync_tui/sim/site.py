@@ -20,6 +20,19 @@ from .webhooks import WebhookDispatcher
 PYTHON_API_USER = "Administrator"  # writes through the Python API come from "another user" than the sync key
 
 
+def save_event(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
+    """The webhook event of a save: on_submit (0→1), on_cancel (1→2), on_update_after_submit (1→1), else on_update."""
+    old = int((before or {}).get("docstatus") or 0)
+    new = int(after.get("docstatus") or 0)
+    if (old, new) == (0, 1):
+        return "on_submit"
+    if (old, new) == (1, 2):
+        return "on_cancel"
+    if (old, new) == (1, 1):
+        return "on_update_after_submit"
+    return "on_update"
+
+
 class SimSite:
     def __init__(
         self,
@@ -158,9 +171,14 @@ class SimSite:
         return [doc["name"] for doc in inserted]
 
     def api_update(self, doctype: str, name: str, body: dict[str, Any], user: str) -> dict[str, Any]:
+        before = self.store.get(doctype, name)
         doc = self.store.update(doctype, name, body, user)
-        self.webhooks.emit(doctype, doc["name"], doc["modified"], "on_update")
+        self.webhooks.emit(doctype, doc["name"], doc["modified"], save_event(before, doc))
         return doc
+
+    def api_rename(self, doctype: str, old_name: str, new_name: str, user: str, *, merge: bool = False) -> str:
+        """frappe.client.rename_doc: no webhook (Frappe has no rename event), no Deleted Document."""
+        return str(self.store.rename(doctype, old_name, new_name, user, merge=merge)["name"])
 
     def api_delete(self, doctype: str, name: str, user: str) -> dict[str, Any]:
         doc = self.store.delete(doctype, name, user)
@@ -183,10 +201,33 @@ class SimSite:
         self, doctype: str, name: str, changes: dict[str, Any], *, fire_webhooks: bool = True,
         user: str = PYTHON_API_USER,
     ) -> dict[str, Any]:
+        before = self.store.get(doctype, name)
         result = self.store.update(doctype, name, changes, user)
         if fire_webhooks:
-            self.webhooks.emit(doctype, result["name"], result["modified"], "on_update")
+            self.webhooks.emit(doctype, result["name"], result["modified"], save_event(before, result))
         return result
+
+    def submit(self, doctype: str, name: str, *, fire_webhooks: bool = True, user: str = PYTHON_API_USER) -> dict:
+        return self.update(doctype, name, {"docstatus": 1}, fire_webhooks=fire_webhooks, user=user)
+
+    def cancel(self, doctype: str, name: str, *, fire_webhooks: bool = True, user: str = PYTHON_API_USER) -> dict:
+        return self.update(doctype, name, {"docstatus": 2}, fire_webhooks=fire_webhooks, user=user)
+
+    def amend(self, doctype: str, name: str, changes: dict[str, Any] | None = None, *, fire_webhooks: bool = True,
+              user: str = PYTHON_API_USER) -> dict[str, Any]:
+        """The desk's Amend: a new draft copy of cancelled `name` with amended_from set, named <name>-1."""
+        original = self.store.read(doctype, name)
+        body = {k: v for k, v in original.items() if k not in ("name", "owner", "creation", "status")}
+        for value in body.values():
+            if isinstance(value, list):
+                for row in value:
+                    if isinstance(row, dict):
+                        row.pop("name", None)
+        body.update(changes or {}, docstatus=0, amended_from=name)
+        return self.insert(doctype, body, fire_webhooks=fire_webhooks, user=user)
+
+    def rename(self, doctype: str, old_name: str, new_name: str, *, user: str = PYTHON_API_USER) -> str:
+        return self.api_rename(doctype, old_name, new_name, user)
 
     def delete(self, doctype: str, name: str, *, fire_webhooks: bool = True, user: str = PYTHON_API_USER) -> None:
         doc = self.store.delete(doctype, name, user)

@@ -187,6 +187,16 @@ class Store:
             return self._next_in_series(naming[7:].replace("{YYYY}", now[:4]), self._docs.get(spec.name, {}))
         return self._hash()
 
+    def _amended_name(self, doctype: str, amended_from: str) -> str:
+        """Frappe's _set_amended_name: "<original>-1", and "<original>-(N+1)" for an amendment of "<original>-N"."""
+        counter, prefix = 1, amended_from
+        previous = self._docs.get(doctype, {}).get(amended_from)
+        if previous is not None and not _blank(previous.get("amended_from")):
+            head, _, tail = amended_from.rpartition("-")
+            if head and tail.isdigit():
+                counter, prefix = int(tail) + 1, head
+        return f"{prefix}-{counter}"
+
     @staticmethod
     def _validate_name(doctype: str, name: str) -> str:
         name = name.strip()
@@ -240,9 +250,12 @@ class Store:
                 raise errors.ValidationError(f"Row #{idx}: Quantity must be greater than 0")
 
     def _derive(self, spec: DocTypeSpec, doc: Doc) -> None:
-        """ERPNext's fetch_from and totals for Sales Order."""
+        """ERPNext's fetch_from, totals and status for Sales Order."""
         if spec.name != "Sales Order":
             return
+        # ERPNext computes status from docstatus (and delivery/billing, which the simulator does not have).
+        doc["status"] = {0: "Draft", 1: "To Deliver and Bill", 2: "Cancelled"}.get(int(doc.get("docstatus") or 0),
+                                                                                  "Draft")
         if _blank(doc.get("customer_name")) and doc.get("customer") in self._docs["Customer"]:
             doc["customer_name"] = self._docs["Customer"][doc["customer"]].get("customer_name")
         items = self._docs["Item"]
@@ -306,6 +319,8 @@ class Store:
                 # Frappe keeps only real columns of known doctypes; unknown keys are silently dropped.
                 if spec.known and key not in spec.fields and key not in STANDARD_FIELDS:
                     continue
+                if key in spec.computed:  # the server computes these; a client's value is ignored
+                    continue
                 doc[key] = value
             explicit = doc.get("name")
             doc.update(
@@ -315,8 +330,13 @@ class Store:
             )
             for fieldname, child in spec.tables.items():
                 doc[fieldname] = self._build_table(child, doc, fieldname, doc.get(fieldname), [])
+            if doc["docstatus"] not in (0, 1) or (doc["docstatus"] == 1 and not spec.submittable and spec.known):
+                # A new document is a draft, or submitted on insert; never cancelled (check_docstatus_transition).
+                raise errors.DocstatusTransitionError(f"Cannot change docstatus from 0 to {doc['docstatus']}")
             # Validate before naming: a failed insert rolls back in Frappe, so it must not use up a series number.
             self._validate(spec, doc)
+            if spec.submittable and not _blank(doc.get("amended_from")) and _blank(explicit):
+                explicit = self._amended_name(spec.name, str(doc["amended_from"]))
             name = str(explicit) if not _blank(explicit) else self._autoname(spec, doc, now)
             table = self._docs.get(doctype, {})
             name = self._validate_name(doctype, name)
@@ -372,6 +392,8 @@ class Store:
                     continue
                 if key.startswith("__") or (spec.known and key not in spec.fields and key != "docstatus"):
                     continue
+                if key in spec.computed:
+                    continue
                 new[key] = value
             new["docstatus"] = int(new.get("docstatus") or 0)
             self._check_docstatus(spec, old, new)
@@ -399,6 +421,7 @@ class Store:
         changed = [
             k for k in new
             if k not in ("docstatus", "modified", "modified_by") and k not in spec.tables and new[k] != old.get(k)
+            and not (before == after == 1 and k in spec.allow_on_submit)
         ]
         for fieldname, child in spec.tables.items():
             sent, before_rows = new.get(fieldname) or [], old.get(fieldname) or []
@@ -430,6 +453,63 @@ class Store:
                     user,
                 )
             return copy_doc(doc)
+
+    def rename(self, doctype: str, old_name: str, new_name: str, user: str, *, merge: bool = False) -> Doc:
+        """frappe.rename_doc: the document takes `new_name`, every link to it on this site follows, a Comment says so.
+
+        No `Deleted Document` row is written and no webhook fires. `modified` is left as it was (rename_doc
+        updates the name column and the links in place). For doctypes named from a field, the field follows the
+        new name (ERPNext's after_rename does so for Item's item_code and Customer's customer_name).
+        """
+        spec = spec_for(doctype)
+        with self.lock:
+            doc = self._require(doctype, old_name)
+            new_name = self._validate_name(doctype, str(new_name))
+            if merge:
+                raise errors.ValidationError("Merging is not supported by the simulator")
+            if new_name == old_name:
+                return copy_doc(doc)
+            if new_name in self._docs[doctype]:
+                raise errors.ValidationError(f"Another {doctype} with name {new_name} exists, select another name")
+            renamed = dict(doc, name=new_name)
+            if spec.naming.startswith("field:"):
+                renamed[spec.naming[6:]] = new_name
+            for fieldname in spec.tables:
+                renamed[fieldname] = [dict(row, parent=new_name) for row in doc.get(fieldname) or ()]
+            del self._docs[doctype][old_name]
+            self._docs[doctype][new_name] = renamed
+            self._bump(doctype)
+            if self._db is not None:
+                self._db.remove(doctype, old_name)
+                self._db.put(doctype, new_name, renamed)
+            self._rewrite_links(doctype, old_name, new_name)
+            self.insert("Comment", {"comment_type": "Edit", "reference_doctype": doctype, "reference_name": new_name,
+                                    "content": f"renamed from {old_name} to {new_name}"}, user)
+            return copy_doc(renamed)
+
+    def _rewrite_links(self, doctype: str, old_name: str, new_name: str) -> None:
+        """Every Link (and child-table Link) to `old_name` now says `new_name`; `modified` unchanged."""
+        for spec in SPECS.values():
+            table = self._docs.get(spec.name, {})
+            for name, other in list(table.items()):
+                changed = dict(other)
+                touched = False
+                for fieldname, target in spec.links.items():
+                    if target == doctype and other.get(fieldname) == old_name:
+                        changed[fieldname], touched = new_name, True
+                for parentfield, child in spec.tables.items():
+                    fields = [f for f, target in child.links.items() if target == doctype]
+                    rows = other.get(parentfield) or []
+                    if fields and any(row.get(f) == old_name for row in rows for f in fields):
+                        changed[parentfield] = [
+                            {**row, **{f: new_name for f in fields if row.get(f) == old_name}} for row in rows
+                        ]
+                        touched = True
+                if touched:
+                    table[name] = changed
+                    self._bump(spec.name)
+                    if self._db is not None:
+                        self._db.put(spec.name, name, changed)
 
     def _check_no_links(self, doctype: str, name: str) -> None:
         for spec in SPECS.values():
@@ -463,7 +543,7 @@ class Store:
         spec = SPECS.get(doctype)
         if spec is None:
             raise errors.DoesNotExistError(f"DocType {doctype} not found")
-        return doctype_meta(doctype, spec.fields, spec.tables, spec.links, selects=spec.selects)
+        return doctype_meta(doctype, spec.fields, spec.tables, spec.links, selects=spec.selects, spec=spec)
 
     def _require(self, doctype: str, name: str) -> Doc:
         table = self._docs.get(doctype)

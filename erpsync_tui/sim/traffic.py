@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .site import SimSite
 
 TRAFFIC_USER = "traffic@{site}.example"
+SEED_USER = "Administrator"  # who seeded documents (and the Python API's default user)
 HOSTILE_STRINGS = (
     "[bold red]x[/]",
     "[link=http://evil.example]click[/link]",
@@ -41,6 +42,7 @@ class TrafficGenerator:
         *,
         conflict_share: float = 0.2,
         hostile_share: float = 0.1,
+        lifecycle_share: float = 0.1,
         seed: int = 0,
     ) -> None:
         if rate_per_s <= 0:
@@ -49,6 +51,7 @@ class TrafficGenerator:
         self.rate = rate_per_s
         self.conflict_share = conflict_share
         self.hostile_share = hostile_share
+        self.lifecycle_share = lifecycle_share
         self.rng = random.Random(f"traffic:{seed}")
         self.stats: collections.Counter[str] = collections.Counter()
         self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=5000)
@@ -91,6 +94,8 @@ class TrafficGenerator:
         if len(self.sites) >= 2 and rng.random() < self.conflict_share and self._conflict():
             return
         site = rng.choice(self.sites)
+        if rng.random() < self.lifecycle_share and self._lifecycle(site):
+            return
         roll = rng.random()
         if roll < 0.2 or not site.store.names("Customer"):
             self._insert_customer(site)
@@ -153,6 +158,87 @@ class TrafficGenerator:
         doc = site.insert("Item", body, user=self._user(site))
         self.stats["inserts"] += 1
         self.log.append({"site": site.name, "op": "insert", "doctype": "Item", "name": doc["name"], "changes": body})
+
+    # ------------------------------------------------------------------ document lifecycle
+
+    def _lifecycle(self, site: SimSite) -> bool:
+        """One of: a new draft Sales Order, submit, cancel, amend, rename a Customer, or a delete whose webhook
+        is lost (Frappe gave up after three tries). False when the site has nothing to do it on."""
+        ops = (self._new_order, self._submit, self._cancel, self._amend, self._rename, self._lost_delete)
+        weights = (3, 3, 2, 2, 1, 1)
+        return self.rng.choices(ops, weights)[0](site)
+
+    def _orders(self, site: SimSite, docstatus: int) -> list[dict[str, Any]]:
+        """This site's own orders (made by traffic here): each order's lifecycle moves on one site only, as when
+        one team works a document; the other site follows through the sync."""
+        user = self._user(site)
+        return [d for d in site.store.all("Sales Order") if d.get("docstatus") == docstatus and d.get("owner") == user]
+
+    def _new_order(self, site: SimSite) -> bool:
+        # Orders link only customers made outside traffic and the sync (seeded ones), so that a customer traffic
+        # made — and its copy on another site — is never linked and can always be deleted.
+        customers = [d["name"] for d in site.store.all("Customer") if d.get("owner") == SEED_USER]
+        items = site.store.names("Item")
+        if not customers or not items:
+            return False
+        body = {"customer": self.rng.choice(customers), "transaction_date": "2026-03-01",
+                "delivery_date": "2026-03-20",
+                "items": [{"item_code": self.rng.choice(items), "qty": self.rng.randint(1, 9),
+                           "rate": round(self.rng.uniform(1, 99), 2)}]}
+        doc = site.insert("Sales Order", body, user=self._user(site))
+        self._note(site, "order", "Sales Order", doc["name"])
+        return True
+
+    def _submit(self, site: SimSite) -> bool:
+        drafts = self._orders(site, 0)
+        if not drafts:
+            return False
+        name = self.rng.choice(drafts)["name"]
+        site.submit("Sales Order", name, user=self._user(site))
+        self._note(site, "submit", "Sales Order", name)
+        return True
+
+    def _cancel(self, site: SimSite) -> bool:
+        submitted = self._orders(site, 1)
+        if not submitted:
+            return False
+        name = self.rng.choice(submitted)["name"]
+        site.cancel("Sales Order", name, user=self._user(site))
+        self._note(site, "cancel", "Sales Order", name)
+        return True
+
+    def _amend(self, site: SimSite) -> bool:
+        amended = {d.get("amended_from") for d in site.store.all("Sales Order")}
+        cancelled = [d for d in self._orders(site, 2) if d["name"] not in amended]
+        if not cancelled:
+            return False
+        name = self.rng.choice(cancelled)["name"]
+        doc = site.amend("Sales Order", name, {"delivery_date": "2026-04-30"}, user=self._user(site))
+        self._note(site, "amend", "Sales Order", doc["name"])
+        return True
+
+    def _rename(self, site: SimSite) -> bool:
+        names = site.store.names("Customer")
+        if not names:
+            return False
+        self._serial += 1
+        old, new = self.rng.choice(names), f"CUST-R{self._serial:05d}-{site.name}"
+        site.rename("Customer", old, new, user=self._user(site))
+        self._note(site, "rename", "Customer", new, old_name=old)
+        return True
+
+    def _lost_delete(self, site: SimSite) -> bool:
+        names = [d["name"] for d in site.store.all("Customer") if d.get("owner") == self._user(site)]
+        if not names:
+            return False
+        name = self.rng.choice(names)
+        site.delete("Customer", name, fire_webhooks=False, user=self._user(site))  # LinkExistsError if linked
+        self._note(site, "lost_delete", "Customer", name)
+        return True
+
+    def _note(self, site: SimSite, op: str, doctype: str, name: str, **extra: Any) -> None:
+        self.stats[op] += 1
+        self.log.append({"site": site.name, "op": op, "doctype": doctype, "name": name, **extra})
 
     # ------------------------------------------------------------------ values
 

@@ -412,7 +412,9 @@ def run_crash_harness(tmp_path: Path, kills: int, seed: int, *, restore_older_ba
         try:
             current = harness.spawn()
             harness.wait_up(current, limit=60)
-            cluster.start_traffic(8, conflict_share=0.1, hostile_share=0.1)
+            # A quarter of traffic is lifecycle: orders submitted, cancelled, amended; customers renamed (no
+            # webhook) or deleted with the webhook lost — all must converge through the kills too.
+            cluster.start_traffic(8, conflict_share=0.1, hostile_share=0.1, lifecycle_share=0.25)
             poster.start()
             takeovers = []
             backup: Path | None = None
@@ -455,6 +457,9 @@ def run_crash_harness(tmp_path: Path, kills: int, seed: int, *, restore_older_ba
             assert not differences, (f"sites did not converge ({open_conflicts} open conflicts, {len(dead)} dead "
                                      f"items {[(q.doctype, q.name, q.last_error) for q in dead[:3]]}): {differences}")
             assert harness.kills == kills + int(restore_older_backup)  # the restore stops the waiting successor too
+            lifecycle = {op: cluster.traffic_stats.get(op, 0) for op in
+                         ("order", "submit", "cancel", "amend", "rename", "lost_delete")}
+            assert sum(lifecycle.values()) > 0 and lifecycle["submit"] > 0 and lifecycle["rename"] > 0, lifecycle
             assert counts["poster_acks"] > 0 and counts["acks"] > counts["poster_acks"], counts
             print(f"crash harness: {kills} kills in {time.monotonic() - started:.1f}s, "
                   f"takeover avg {sum(takeovers) / max(len(takeovers), 1):.2f}s max {max(takeovers, default=0):.2f}s, "

@@ -7,6 +7,7 @@ dropped: at the end every document is synced, in an open conflict, or its queue 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,8 @@ from erpsync_tui.store.models import Conflict, ConflictStatus, QueueItem, QueueS
 from erpsync_tui.webhooks import create_app, serve_receiver
 
 SECRET = "soak-webhook-secret-0123456789"
-DOCTYPES = ["Customer", "Item"]
+DOCTYPES = ["Customer", "Item", "Sales Order"]
+LIFECYCLE_OPS = ("order", "submit", "cancel", "amend", "rename", "lost_delete")
 
 
 @pytest.fixture
@@ -131,7 +133,7 @@ async def run_soak(cluster: SimCluster, db: Database, *, phase_seconds: float, r
     seen: dict[str, set[str]] = {}
     try:
         await wait_for(lambda: queue_quiet(db), 30, "initial catch-up")
-        cluster.start_traffic(rate, conflict_share=0.3, hostile_share=0.2)
+        cluster.start_traffic(rate, conflict_share=0.3, hostile_share=0.2, lifecycle_share=0.3)
         serial = 0
         outages = [("local", {"drop": True}), ("cloud", {"hang": True})]
         for round_no in range(rounds):
@@ -166,6 +168,7 @@ async def run_soak(cluster: SimCluster, db: Database, *, phase_seconds: float, r
         cluster.stop_traffic()
         stats = cluster.traffic_stats
         assert stats.get("conflicts", 0) > 0 and stats.get("hostile", 0) > 0, stats
+        assert all(stats.get(op, 0) > 0 for op in LIFECYCLE_OPS), stats  # submits, cancels, amends, renames, …
         # Let webhooks land and the incremental net sweep, then the queue drains.
         await asyncio.sleep(2.5)
         await wait_for(lambda: queue_quiet(db), 60, "queue drained")
@@ -201,6 +204,11 @@ async def assert_nothing_dropped(service: EngineService, cluster: SimCluster, db
             counterpart = await asyncio.to_thread(engine.state.translate_name, doctype, site, name, other)
             if counterpart:
                 explained.add((doctype, other, counterpart))
+    # No duplicate: each customer traffic made (a unique serial in its name) exists at most once per site.
+    for site in cluster:
+        names = collections.Counter(str(d.get("customer_name")) for d in site.all("Customer")
+                                    if str(d.get("customer_name") or "").startswith("Traffic Customer"))
+        assert not {n: c for n, c in names.items() if c > 1}, f"documents created twice on {site.name}"
     unexplained = []
     total_docs = 0
     for doctype in DOCTYPES:

@@ -44,3 +44,22 @@ def test_traffic_rate_is_respected(cluster: SimCluster) -> None:
     time.sleep(0.5)
     generator.stop()
     assert 5 <= generator.stats["ops"] <= 15
+
+
+def test_traffic_makes_the_document_lifecycle(cluster: SimCluster) -> None:
+    for site in cluster:
+        site.seed(10)
+    generator = TrafficGenerator(list(cluster.sites.values()), 1000, lifecycle_share=0.6, seed=5)
+    for _ in range(1500):
+        generator.step()
+    stats = generator.stats
+    for op in ("order", "submit", "cancel", "amend", "rename", "lost_delete"):
+        assert stats[op] > 0, stats
+    assert stats.get("errors", 0) == 0
+    for site in cluster:
+        orders = site.all("Sales Order")
+        assert {d["docstatus"] for d in orders} == {0, 1, 2}
+        amended = [d for d in orders if d.get("amended_from")]
+        assert any(d["name"] == f"{d['amended_from']}-1" for d in amended)  # <original>-1, then -2, …
+        assert {d["status"] for d in orders} >= {"Draft", "To Deliver and Bill", "Cancelled"}
+        assert site.all("Deleted Document") and site.all("Comment")

@@ -52,3 +52,26 @@ async def test_simulator_with_the_wrong_secret_is_refused(
     await _poll(lambda: len(site.webhook_log) >= 3)  # Frappe tries three times, then gives up
     assert [entry["status"] for entry in site.webhook_log] == [401, 401, 401]
     assert queue_rows(db) == []
+
+
+async def test_submit_cancel_and_update_after_submit_events_land_in_the_queue(
+    cluster: SimCluster, start_receiver: StartReceiver, db: Database
+) -> None:
+    rx = await start_receiver()
+    site = cluster["cloud"]
+    cust = site.insert("Customer", {"customer_name": "Lifecycle Co"}, fire_webhooks=False)
+    site.insert("Item", {"item_code": "LC-1", "item_group": "Products", "stock_uom": "Nos"}, fire_webhooks=False)
+    order = site.insert("Sales Order", {"customer": cust["name"], "transaction_date": "2026-01-01",
+                                        "delivery_date": "2026-01-09", "items": [{"item_code": "LC-1", "qty": 1}]},
+                        fire_webhooks=False)
+    site.add_webhook(rx.handle.url + "/webhook/cloud", SECRET)
+    seen: list[str] = []
+    for step in (lambda: site.submit("Sales Order", order["name"]),
+                 lambda: site.update("Sales Order", order["name"], {"terms": "net 30"}),
+                 lambda: site.cancel("Sales Order", order["name"])):
+        step()
+        await _poll(lambda: len(queue_rows(db)) >= 1 and queue_rows(db)[-1].payload["event"] not in seen)
+        seen.append(queue_rows(db)[-1].payload["event"])
+    # Pending events of one document coalesce into one item; each was accepted (200) and stored in turn.
+    assert seen == ["on_submit", "on_update_after_submit", "on_cancel"]
+    assert [entry["status"] for entry in site.webhook_log] == [200, 200, 200]

@@ -1,0 +1,169 @@
+"""Submit, cancel, amend across two simulator sites: docstatus in the order Frappe allows, amended_from translated,
+server-computed status never written, refused saves as a terminal ERP008 outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import select
+
+from erpsync_tui.engine.bulk import full_sync
+from erpsync_tui.engine.sync import Outcome
+from erpsync_tui.engine.worker import QueueWorker
+from erpsync_tui.sim import SimCluster
+from erpsync_tui.store import queue
+from erpsync_tui.store.models import QueueItem, QueueKind, QueueStatus, SyncLog
+
+
+def _order(cluster: SimCluster, site: str = "cloud", **extra: Any) -> dict[str, Any]:
+    sim = cluster[site]
+    cust = sim.insert("Customer", {"customer_name": f"Buyer {extra.pop('tag', '')}", "customer_type": "Company"},
+                      fire_webhooks=False)
+    code = f"LC-{len(sim.names('Item')) + 1}-{site}"
+    sim.insert("Item", {"item_code": code, "item_group": "Products", "stock_uom": "Nos"}, fire_webhooks=False)
+    return sim.insert("Sales Order", {"customer": cust["name"], "transaction_date": "2026-05-01",
+                                      "delivery_date": "2026-05-10",
+                                      "items": [{"item_code": code, "qty": 3, "rate": 7}], **extra},
+                      fire_webhooks=False)
+
+
+def _local(engine, name: str) -> str:
+    other = engine.state.translate_name("Sales Order", "cloud", name, "local")
+    assert other is not None
+    return other
+
+
+def _logs(db) -> list[SyncLog]:
+    with db.read() as session:
+        return list(session.exec(select(SyncLog)).all())
+
+
+async def test_a_sales_order_submitted_on_cloud_is_submitted_on_local(cluster: SimCluster, make_engine, db) -> None:
+    engine = make_engine()
+    order = _order(cluster)
+    assert (await engine.sync_document("Sales Order", "cloud", order["name"])).outcome == Outcome.CREATED
+    # A draft edited, then submitted, before the engine looks: it arrives edited and submitted.
+    cluster["cloud"].update("Sales Order", order["name"], {"delivery_date": "2026-06-01"}, fire_webhooks=False)
+    cluster["cloud"].submit("Sales Order", order["name"], fire_webhooks=False)
+    result = await engine.sync_document("Sales Order", "cloud", order["name"])
+    assert result.outcome == Outcome.UPDATED and "submitted" in result.detail
+    local = cluster["local"].get("Sales Order", _local(engine, order["name"]))
+    assert (local["docstatus"], local["delivery_date"]) == (1, "2026-06-01")
+    assert local["status"] == "To Deliver and Bill"  # computed by local itself: status is never sent
+    assert any(log.message.startswith("updated: Sales Order") and "submitted" in log.message for log in _logs(db))
+    # An allow-on-submit field still syncs after submit.
+    cluster["cloud"].update("Sales Order", order["name"], {"terms": "net 14"}, fire_webhooks=False)
+    assert (await engine.sync_document("Sales Order", "cloud", order["name"])).outcome == Outcome.UPDATED
+    assert cluster["local"].get("Sales Order", _local(engine, order["name"]))["terms"] == "net 14"
+
+
+async def test_cancelled_then_amended_on_cloud_is_cancelled_and_amended_on_local(
+    cluster: SimCluster, make_engine, db
+) -> None:
+    engine = make_engine()
+    order = _order(cluster)
+    await engine.sync_document("Sales Order", "cloud", order["name"])
+    local_original = _local(engine, order["name"])
+    cloud = cluster["cloud"]
+    cloud.submit("Sales Order", order["name"], fire_webhooks=False)
+    cloud.cancel("Sales Order", order["name"], fire_webhooks=False)
+    amendment = cloud.amend("Sales Order", order["name"], {"delivery_date": "2026-07-01"}, fire_webhooks=False)
+    assert amendment["name"] == f"{order['name']}-1"
+    # Only the amendment is reported: the engine syncs the original first (draft → submitted → cancelled there).
+    result = await engine.sync_document("Sales Order", "cloud", amendment["name"])
+    assert result.outcome == Outcome.CREATED and f"amended from {local_original}" in result.detail
+    original_there = cluster["local"].get("Sales Order", local_original)
+    assert (original_there["docstatus"], original_there["status"]) == (2, "Cancelled")
+    local_amendment = cluster["local"].get("Sales Order", _local(engine, amendment["name"]))
+    assert local_amendment["amended_from"] == local_original
+    assert local_amendment["name"] == f"{local_original}-1"  # local's own amended naming
+    assert (local_amendment["docstatus"], local_amendment["delivery_date"]) == (0, "2026-07-01")
+    assert cluster["local"].count("Sales Order") == 2
+    messages = [log.message for log in _logs(db)]
+    assert any(m.startswith("updated: Sales Order") and m.endswith("— cancelled") for m in messages)
+
+
+async def test_a_cancelled_document_never_synced_is_created_submitted_then_cancelled(
+    cluster: SimCluster, make_engine
+) -> None:
+    engine = make_engine()
+    order = _order(cluster)
+    cluster["cloud"].submit("Sales Order", order["name"], fire_webhooks=False)
+    cluster["cloud"].cancel("Sales Order", order["name"], fire_webhooks=False)
+    summary = await full_sync(engine, doctypes=["Customer", "Item", "Sales Order"])
+    assert summary.failed == 0, summary
+    assert cluster["local"].get("Sales Order", _local(engine, order["name"]))["docstatus"] == 2
+    second = await full_sync(engine, doctypes=["Sales Order"])
+    assert second.writes == 0 and second.failed == 0
+
+
+async def test_an_edit_to_a_field_not_allowed_on_submit_ends_as_an_explained_erp008_conflict_without_retries(
+    cluster: SimCluster, make_engine, db
+) -> None:
+    engine = make_engine(field_level_merge=True)
+    order = _order(cluster)
+    await engine.sync_document("Sales Order", "cloud", order["name"])
+    local_name = _local(engine, order["name"])
+    # local submits; cloud, still a draft there, changes the delivery date: the merge would change a submitted doc.
+    cluster["local"].submit("Sales Order", local_name, fire_webhooks=False)
+    cluster["cloud"].update("Sales Order", order["name"], {"delivery_date": "2026-09-09"}, fire_webhooks=False)
+    with db.write() as session:
+        queue.enqueue(session, kind=QueueKind.WEBHOOK, site="cloud", doctype="Sales Order", name=order["name"],
+                      payload={"event": "on_update"}, max_attempts=5)
+    worker = QueueWorker(engine, owner="test-worker")
+    await worker.drain()
+    with db.read() as session:
+        items = list(session.exec(select(QueueItem)).all())
+    assert [i.status for i in items] == [QueueStatus.DONE]  # done at once: a terminal outcome, not a failure
+    errors = [log for log in _logs(db) if log.error_code == "ERP008"]
+    assert len(errors) == 1
+    assert "UpdateAfterSubmitError" in errors[0].message and "Quick fix" in errors[0].message
+    assert errors[0].outcome == "conflict"
+    puts_before = cluster["local"].counters.get("PUT /api/resource/{doctype}/{name} 417", 0)
+    assert puts_before == 1
+    # Nothing changed since: asked again (incremental sync, another webhook), it does not write again.
+    again = await engine.sync_document("Sales Order", "cloud", order["name"])
+    assert again.outcome == Outcome.SKIPPED
+    assert cluster["local"].counters.get("PUT /api/resource/{doctype}/{name} 417", 0) == puts_before
+    assert cluster["local"].get("Sales Order", local_name)["delivery_date"] == "2026-05-10"
+
+
+async def test_an_amendment_from_local_points_at_cloud_s_name_of_its_original_even_when_names_collide(
+    cluster: SimCluster, make_engine
+) -> None:
+    """Series collide: local's SAL-ORD-…-00001 is another order than cloud's. The amendment made on local must
+    be created on cloud amended from cloud's name of local's original — never from cloud's own namesake."""
+    engine = make_engine()
+    cloud_order = _order(cluster, "cloud", tag="c")
+    local_order = _order(cluster, "local", tag="l")
+    assert cloud_order["name"] == local_order["name"]
+    cluster["local"].submit("Sales Order", local_order["name"], fire_webhooks=False)
+    cluster["local"].cancel("Sales Order", local_order["name"], fire_webhooks=False)
+    amendment = cluster["local"].amend("Sales Order", local_order["name"], fire_webhooks=False)
+    # Only the amendment is reported, before its original was ever synced.
+    result = await engine.sync_document("Sales Order", "local", amendment["name"])
+    assert result.outcome == Outcome.CREATED
+    original_on_cloud = engine.state.translate_name("Sales Order", "local", local_order["name"], "cloud")
+    assert original_on_cloud is not None and original_on_cloud != cloud_order["name"]
+    created = cluster["cloud"].get("Sales Order",
+                                   engine.state.translate_name("Sales Order", "local", amendment["name"], "cloud"))
+    assert created["amended_from"] == original_on_cloud
+    assert created["name"] == f"{original_on_cloud}-1"
+    assert cluster["cloud"].get("Sales Order", cloud_order["name"])["docstatus"] == 0  # the namesake untouched
+
+
+async def test_a_transition_cut_short_moves_forward_whatever_the_policy(cluster: SimCluster, make_engine) -> None:
+    """Cloud submitted and cancelled; local got only the submit (an engine killed between the two saves, before
+    recording). Both sides count as changed, only docstatus differs: the later state wins even under local_wins
+    — Frappe refuses to go back."""
+    engine = make_engine(conflict_resolution="local_wins")
+    order = _order(cluster)
+    await engine.sync_document("Sales Order", "cloud", order["name"])
+    local_name = _local(engine, order["name"])
+    cluster["cloud"].submit("Sales Order", order["name"], fire_webhooks=False)
+    cluster["cloud"].cancel("Sales Order", order["name"], fire_webhooks=False)
+    cluster["local"].submit("Sales Order", local_name, fire_webhooks=False)  # the first of our two saves
+    result = await engine.sync_document("Sales Order", "local", local_name)
+    assert result.outcome == Outcome.UPDATED and result.direction == "cloud→local"
+    assert cluster["local"].get("Sales Order", local_name)["docstatus"] == 2
+    assert cluster["cloud"].get("Sales Order", order["name"])["docstatus"] == 2

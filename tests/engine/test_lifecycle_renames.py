@@ -1,0 +1,133 @@
+"""Renames (rename_doc: no webhook, no Deleted Document): the name map follows — never a delete plus a create."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from erpsync_tui.engine.bulk import full_sync, incremental_sync
+from erpsync_tui.engine.sync import Outcome
+from erpsync_tui.sim import SimCluster
+
+
+def _world(cluster: SimCluster) -> dict[str, Any]:
+    cloud = cluster["cloud"]
+    cust = cloud.insert("Customer", {"customer_name": "Acme", "customer_type": "Company"}, fire_webhooks=False)
+    cloud.insert("Item", {"item_code": "WIDGET", "item_group": "Products", "stock_uom": "Nos"}, fire_webhooks=False)
+    order = cloud.insert("Sales Order", {"customer": cust["name"], "transaction_date": "2026-02-01",
+                                         "delivery_date": "2026-02-09",
+                                         "items": [{"item_code": "WIDGET", "qty": 1, "rate": 3}]},
+                         fire_webhooks=False)
+    return {"customer": cust["name"], "order": order["name"]}
+
+
+async def _synced(engine, cluster: SimCluster) -> dict[str, Any]:
+    world = _world(cluster)
+    summary = await full_sync(engine)
+    assert summary.failed == 0, summary
+    await incremental_sync(engine)  # watermarks in place
+    world["local_customer"] = engine.state.translate_name("Customer", "cloud", world["customer"], "local")
+    world["local_order"] = engine.state.translate_name("Sales Order", "cloud", world["order"], "local")
+    return world
+
+
+def _assert_one_customer_under_local_name(cluster: SimCluster, engine, world: dict[str, Any]) -> None:
+    local = cluster["local"]
+    assert local.names("Customer") == [world["local_customer"]]  # no delete, no duplicate, its own name
+    assert local.all("Deleted Document") == []
+    assert local.get("Sales Order", world["local_order"])["customer"] == world["local_customer"]  # links intact
+    assert engine.state.translate_name("Customer", "cloud", "Acme Ltd", "local") == world["local_customer"]
+    assert engine.state.find("cloud", "Customer", world["customer"]) is None
+
+
+@pytest.mark.parametrize("how", ["incremental", "full", "full_without_comments", "edited_then_webhook"])
+async def test_a_customer_renamed_on_cloud_stays_one_document_on_local(
+    cluster: SimCluster, make_engine, how: str
+) -> None:
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cluster["cloud"].rename("Customer", world["customer"], "Acme Ltd")
+    if how == "incremental":
+        summary = await incremental_sync(engine)
+    elif how == "full":
+        summary = await full_sync(engine)
+    elif how == "full_without_comments":  # the API user may not read Comment: recognised by content
+        cluster["cloud"].set_permissions(denied_doctypes=["Comment"])
+        summary = await full_sync(engine)
+        assert summary.failed == 3  # the Comment listing of each doctype (403), logged with its code
+        summary.failed = 0
+        cluster["cloud"].set_permissions(denied_doctypes=[])
+    else:  # edited after the rename, and only the edit's webhook arrives
+        cluster["cloud"].update("Customer", "Acme Ltd", {"territory": "Chile"}, fire_webhooks=False)
+        result = await engine.sync_document("Customer", "cloud", "Acme Ltd")
+        assert result.outcome == Outcome.UPDATED
+        assert cluster["local"].get("Customer", world["local_customer"])["territory"] == "Chile"
+        summary = await full_sync(engine)
+    assert summary.failed == 0, summary
+    _assert_one_customer_under_local_name(cluster, engine, world)
+    assert cluster["cloud"].count("Customer") == 1
+    again = await full_sync(engine)
+    assert again.writes == 0 and again.failed == 0
+
+
+async def test_an_item_renamed_on_cloud_is_renamed_on_local_and_its_links_follow(
+    cluster: SimCluster, make_engine
+) -> None:
+    """Item is named from item_code: the business key changed, so the counterpart is renamed with rename_doc."""
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cluster["cloud"].rename("Item", "WIDGET", "WIDGET-2")
+    summary = await incremental_sync(engine)
+    assert summary.failed == 0, summary
+    local = cluster["local"]
+    assert local.names("Item") == ["WIDGET-2"]
+    assert local.get("Item", "WIDGET-2")["item_code"] == "WIDGET-2"
+    assert local.get("Sales Order", world["local_order"])["items"][0]["item_code"] == "WIDGET-2"
+    assert local.all("Deleted Document") == []
+    again = await full_sync(engine)
+    assert again.writes == 0 and again.failed == 0
+
+
+async def test_a_rename_on_one_site_then_an_edit_on_the_other_is_no_delete_and_no_re_create(
+    cluster: SimCluster, make_engine
+) -> None:
+    """The edit's webhook comes first: the engine finds the counterpart's old name gone (404). The rename Comment
+    says where it went — not a delete, so the edit-wins-over-delete rule must not re-create it."""
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cluster["local"].rename("Customer", world["local_customer"], "Acme Local")
+    cluster["cloud"].update("Customer", world["customer"], {"territory": "Norway"}, fire_webhooks=False)
+    result = await engine.sync_document("Customer", "cloud", world["customer"])
+    assert result.outcome == Outcome.UPDATED, result
+    assert cluster["local"].names("Customer") == ["Acme Local"]
+    assert cluster["local"].get("Customer", "Acme Local")["territory"] == "Norway"
+    assert cluster["local"].get("Sales Order", world["local_order"])["customer"] == "Acme Local"
+    assert cluster["cloud"].names("Customer") == [world["customer"]]  # and nothing came back to cloud
+    again = await full_sync(engine)
+    assert again.writes == 0 and again.failed == 0
+
+
+async def test_a_rename_seen_after_its_new_name_was_synced_as_a_new_document_still_converges(
+    cluster: SimCluster, make_engine
+) -> None:
+    """No evidence at first (Comments unreadable, edited since): the new name is synced as a new document. When
+    the old name is then found gone and the Comment names the new one, the map is not forced onto a name another
+    record holds (that failed with a UNIQUE error, a dead item, in the crash harness): the old name counts as
+    gone, and the sites end with one copy each."""
+    engine = make_engine()
+    cloud = cluster["cloud"]
+    solo = cloud.insert("Customer", {"customer_name": "Solo", "customer_type": "Company"}, fire_webhooks=False)
+    await full_sync(engine, doctypes=["Customer"])
+    cloud.rename("Customer", solo["name"], "Solo Ltd")
+    cloud.update("Customer", "Solo Ltd", {"territory": "Iceland"}, fire_webhooks=False)
+    cloud.set_permissions(denied_doctypes=["Comment"])
+    assert (await engine.sync_document("Customer", "cloud", "Solo Ltd")).outcome == Outcome.CREATED
+    cloud.set_permissions(denied_doctypes=[])
+    result = await engine.sync_document("Customer", "cloud", solo["name"])
+    assert result.outcome == Outcome.DELETED
+    summary = await full_sync(engine, doctypes=["Customer"])
+    assert summary.failed == 0, summary
+    assert cluster["local"].count("Customer") == cloud.count("Customer") == 1
+    local_name = engine.state.translate_name("Customer", "cloud", "Solo Ltd", "local")
+    assert cluster["local"].get("Customer", local_name)["territory"] == "Iceland"

@@ -70,15 +70,17 @@ def acquire_lease(db: Database, holder: str, ttl: float, *, now: datetime | None
             _dialect_insert(conn.dialect.name, table).values(name=LEASE_NAME, info={}, **values)
             .on_conflict_do_nothing(index_elements=["name"]).returning(table.c.name)
         ).first()
+        taken = None
         if inserted is None:
             taken = conn.execute(
                 update(table)
                 .where(table.c.name == LEASE_NAME, or_(table.c.holder == holder, table.c.expires_at <= now))
                 .values(**values).returning(table.c.name)
             ).first()
-            if taken is None:
-                raise LeaseHeld(_lease_from_row(conn.execute(core_select(table).where(table.c.name == LEASE_NAME)).one()))
-        return _lease_from_row(conn.execute(core_select(table).where(table.c.name == LEASE_NAME)).one())
+        lease = _lease_from_row(conn.execute(core_select(table).where(table.c.name == LEASE_NAME)).one())
+        if inserted is None and taken is None:
+            raise LeaseHeld(lease)
+        return lease
 
 
 def _dialect_insert(dialect: str, table: Any) -> Any:
@@ -177,6 +179,7 @@ def claim_actions(db: Database, owner: str, limit: int = 20) -> list[OperatorAct
                 .where(OperatorAction.status == ActionStatus.PENDING, col(OperatorAction.processed_by).is_(None))
                 .order_by(col(OperatorAction.id))
                 .limit(limit)
+                .with_for_update(skip_locked=True)  # PostgreSQL: pass over rows another claimer is taking
             )
         )
         if not ids:

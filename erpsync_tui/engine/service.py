@@ -30,13 +30,14 @@ from erpsync_tui.store import control, queue, retention
 from erpsync_tui.store.control import EngineStatus, LeaseHeld, engine_status, submit_action
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log
-from erpsync_tui.store.models import Conflict, ConflictStatus, OperatorAction, QueueItem, QueueKind, QueueStatus
+from erpsync_tui.store.models import Conflict, ConflictStatus, OperatorAction, QueueItem, QueueKind, QueueStatus, utcnow
 
 __all__ = ["EngineService", "EngineStatus", "EngineThread", "LeaseHeld", "engine_status", "submit_action"]
 
 log = logging.getLogger("erpsync.service")
 
 LEASE_TTL = 15.0  # seconds; renewed every LEASE_TTL / 3, so a dead holder's lease lapses within 15 s
+LEASE_MARGIN = 0.05  # a standby tries this long after the expiry it read (both ends' clocks are UTC)
 VACUUM_EVERY = 24  # retention runs between two VACUUMs
 ReceiverStarter = Callable[["EngineService"], Awaitable[Any]]
 
@@ -76,29 +77,66 @@ class EngineService:
     # ==================================================================================== lifecycle
 
     async def start(self, *, wait_for_lease: bool = False) -> None:
-        """Take the lease (or raise LeaseHeld), then start the loops; returns once everything runs."""
-        while True:
-            try:
-                await asyncio.to_thread(control.acquire_lease, self.db, self.owner, self.lease_ttl)
-                break
-            except LeaseHeld:
-                if not wait_for_lease:
-                    raise
-                await asyncio.sleep(self.lease_ttl / 3)
+        """Take the lease (or raise LeaseHeld), then start the loops; returns once everything runs.
+
+        With `wait_for_lease` a standby starts its webhook receiver first and keeps it running while it waits
+        (active-active receiving: webhooks sent to this host are stored, and the holder — or this host, once
+        it takes over — syncs them), then takes the lease the moment the holder's lease expires.
+        """
+        try:
+            await asyncio.to_thread(control.acquire_lease, self.db, self.owner, self.lease_ttl)
+        except LeaseHeld as held:
+            if not wait_for_lease:
+                raise
+            self.state = "waiting"
+            await self._start_receiver_once()
+            if not await self._wait_for_lease(held):
+                return  # stop() was called while waiting
         self.state = "running"
         # Only the lease holder claims queue items, so anything still in progress belongs to a predecessor
         # that died: it comes back now rather than when its item lease would have run out.
         await asyncio.to_thread(queue.requeue_expired, self.db, stuck_after=timedelta(0))
         await self._log("engine started", outcome="started")
-        if self._start_receiver is not None:
-            self.receiver = await self._start_receiver(self)
-            self._adopt_receiver_port(getattr(self.receiver, "port", None))
+        await self._start_receiver_once()
         self._scheduler = self._make_scheduler()
         self._scheduler.start()
         self._tasks = [asyncio.create_task(self._queue_loop(), name="queue"),
                        asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         if self.config_file is not None:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
+
+    async def _start_receiver_once(self) -> None:
+        if self._start_receiver is not None and self.receiver is None:
+            self.receiver = await self._start_receiver(self)
+            self._adopt_receiver_port(getattr(self.receiver, "port", None))
+
+    async def _wait_for_lease(self, held: LeaseHeld) -> bool:
+        """Sleep until the expiry the holder last wrote, then try again; True once the lease is ours.
+
+        Not a fixed poll: a dead holder's lease is taken within a moment of its expiry, i.e. within
+        `lease_ttl_seconds` of its last renewal (a live holder renews first, and the next expiry is read).
+        Expiry and "now" are both UTC wall clocks: hosts must keep their clocks in sync (NTP).
+        """
+        log.info("waiting for the engine lease: %s", held)
+        while True:
+            delay = (held.lease.expires_at - utcnow()).total_seconds() + LEASE_MARGIN
+            delay = min(max(delay, LEASE_MARGIN), self.lease_ttl)  # a row from a skewed clock cannot park us
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return False
+            try:
+                lease = await asyncio.to_thread(control.acquire_lease, self.db, self.owner, self.lease_ttl)
+            except LeaseHeld as again:
+                held = again
+                continue
+            except Exception:  # the database is unreachable for a moment: keep waiting, keep receiving
+                log.exception("lease attempt failed code=ERP010")
+                continue
+            waited = (lease.acquired_at - held.lease.heartbeat_at).total_seconds()
+            log.warning("took over the engine lease from %s (host %s, pid %s) %.2f s after its last renewal",
+                        held.lease.holder, held.lease.hostname, held.lease.pid, waited)
+            return True
 
     def _adopt_receiver_port(self, port: int | None) -> None:
         """With `webhooks.port: 0` the OS picks the port: the running config (and health checks) use that one."""

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, SQLModel
 
-from erpsync_tui.store import sqlite
+from erpsync_tui.store import postgres, sqlite
 from erpsync_tui.store.models import SCHEMA_VERSION, Meta
 from erpsync_tui.store.sqlite import StoreError
 
@@ -57,14 +57,21 @@ class Database:
             except OSError as exc:
                 raise StoreError(f"cannot create the folder for {self.path}: {exc.strerror}") from None
         try:
-            self._check_version()
-            SQLModel.metadata.create_all(self.writer_engine)
-            self._stamp_version()
+            with self._schema_guard():
+                self._check_version()
+                SQLModel.metadata.create_all(self.writer_engine)
+                self._stamp_version()
             if self.is_sqlite and sqlite.quick_check(self.reader_engine) != "ok":
                 raise StoreError(f"state database {self.label} failed PRAGMA quick_check; restore a backup")
         except (DatabaseError, OperationalError) as exc:
             raise StoreError(f"state database {self.label} cannot be opened: {_reason(exc)}") from None
         return self
+
+    def _schema_guard(self) -> AbstractContextManager[Any]:
+        """PostgreSQL: an advisory lock, so hosts opening an empty database at once create the schema once."""
+        if self.is_sqlite:
+            return nullcontext()
+        return postgres.schema_lock(self.writer_engine)
 
     def _check_version(self) -> None:
         if not inspect(self.reader_engine).has_table(Meta.__tablename__):

@@ -38,6 +38,7 @@ log = logging.getLogger("erpsync.service")
 
 LEASE_TTL = 15.0  # seconds; renewed every LEASE_TTL / 3, so a dead holder's lease lapses within 15 s
 LEASE_MARGIN = 0.05  # a standby tries this long after the expiry it read (both ends' clocks are UTC)
+RECEIVER_RETRY = 1.0  # a standby whose receiver port is taken (the holder on the same host) retries this often
 VACUUM_EVERY = 24  # retention runs between two VACUUMs
 ReceiverStarter = Callable[["EngineService"], Awaitable[Any]]
 
@@ -72,6 +73,7 @@ class EngineService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._scheduler: AsyncIOScheduler | None = None
         self._retention_runs = 0
+        self._receiver_port_note = False  # the standby's "port taken" warning is logged once
         self._background: set[asyncio.Task[Any]] = set()
 
     # ==================================================================================== lifecycle
@@ -89,7 +91,7 @@ class EngineService:
             if not wait_for_lease:
                 raise
             self.state = "waiting"
-            await self._start_receiver_once()
+            await self._try_receiver_while_waiting()
             if not await self._wait_for_lease(held):
                 return  # stop() was called while waiting
         self.state = "running"
@@ -110,6 +112,19 @@ class EngineService:
             self.receiver = await self._start_receiver(self)
             self._adopt_receiver_port(getattr(self.receiver, "port", None))
 
+    async def _try_receiver_while_waiting(self) -> None:
+        """Start the receiver if its port is free; a standby on the holder's own host finds it taken (the
+        holder listens there) and tries again while it waits, so it listens as soon as the holder is gone."""
+        if self._start_receiver is None or self.receiver is not None:
+            return
+        try:
+            await self._start_receiver_once()
+        except OSError as exc:
+            if not self._receiver_port_note:
+                log.warning("standby: the webhook receiver cannot listen yet (%s); trying again while waiting "
+                            "code=ERP006", exc.strerror or exc)
+                self._receiver_port_note = True
+
     async def _wait_for_lease(self, held: LeaseHeld) -> bool:
         """Sleep until the expiry the holder last wrote, then try again; True once the lease is ours.
 
@@ -121,10 +136,15 @@ class EngineService:
         while True:
             delay = (held.lease.expires_at - utcnow()).total_seconds() + LEASE_MARGIN
             delay = min(max(delay, LEASE_MARGIN), self.lease_ttl)  # a row from a skewed clock cannot park us
+            if self._start_receiver is not None and self.receiver is None:
+                delay = min(delay, RECEIVER_RETRY)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             if self._stopping.is_set():
                 return False
+            await self._try_receiver_while_waiting()
+            if (held.lease.expires_at - utcnow()).total_seconds() > 0:
+                continue  # woken early to retry the receiver: the lease we read is still live
             try:
                 lease = await asyncio.to_thread(control.acquire_lease, self.db, self.owner, self.lease_ttl)
             except LeaseHeld as again:

@@ -122,21 +122,21 @@ async def run_console(url: str, label: str, seconds: float) -> dict[str, Any]:
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
+@pytest.mark.backends
 @pytest.mark.timeout(90)
-async def test_engine_and_two_console_processes_share_the_database(cluster: SimCluster, db_path: Path) -> None:
-    await share_the_database(cluster, db_path, RUN_SECONDS)
+async def test_engine_and_two_console_processes_share_the_database(cluster: SimCluster, db_url: str) -> None:
+    await share_the_database(cluster, db_url, RUN_SECONDS)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_engine_and_two_consoles_share_the_database_for_three_minutes(cluster: SimCluster,
                                                                             db_path: Path) -> None:
-    await share_the_database(cluster, db_path, 180.0)
+    await share_the_database(cluster, f"sqlite:///{db_path}", 180.0)
 
 
-async def share_the_database(cluster: SimCluster, db_path: Path, seconds: float) -> None:
+async def share_the_database(cluster: SimCluster, url: str, seconds: float) -> None:
     """One engine (receiver, scheduler, live traffic) and two console processes polling and acting for `seconds`."""
-    url = f"sqlite:///{db_path}"
     db = open_database(url)
     service = make_service(cluster, db)
     await service.start()

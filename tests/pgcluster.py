@@ -44,6 +44,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _unprivileged_user() -> str:
+    """`nobody`, or a system user made for the purpose where a minimal image has none."""
+    for name in ("nobody", "erpsync-pgtest"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "erpsync-pgtest"],
+                   check=True)
+    return "erpsync-pgtest"
+
+
 class PgCluster:
     def __init__(self) -> None:
         bin_dir = server_bin_dir()
@@ -56,7 +69,7 @@ class PgCluster:
         self.data = self.root / "data"
         self.user: str | None = None
         if os.geteuid() == 0:
-            self.user = "nobody"
+            self.user = _unprivileged_user()
             os.chmod(self.root, 0o755)
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
@@ -67,12 +80,14 @@ class PgCluster:
             command = ["runuser", "-u", self.user, "--", *command]
         return subprocess.run(command, check=True, capture_output=True, text=True, cwd=self.root, **kwargs)  # type: ignore[call-overload]
 
-    def start(self) -> PgCluster:
+    def start(self, *, durable: bool = False) -> PgCluster:
+        """initdb and start; `durable` keeps PostgreSQL's default fsync and synchronous_commit (benchmarks)."""
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
                   "-E", "UTF8", "--no-sync", "--locale=C")
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-                   "-c shared_buffers=32MB")
+                   "-c max_connections=300 -c shared_buffers=32MB")
+        if not durable:  # tests: nothing here outlives the run
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         try:
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
                       str(self.root / "server.log"), "-w", "-t", "60", "start")

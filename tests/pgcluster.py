@@ -25,9 +25,9 @@ SUPERUSER = "erpsync"
 
 
 def server_bin_dir() -> Path | None:
-    """The newest PostgreSQL server binaries: $ERPSYNC_PG_BIN, Debian's layout, or `initdb` on PATH."""
-    if os.environ.get("ERPSYNC_PG_BIN"):
-        return Path(os.environ["ERPSYNC_PG_BIN"])
+    """The newest PostgreSQL server binaries: $PGTEST_BIN, Debian's layout, or `initdb` on PATH."""
+    if os.environ.get("PGTEST_BIN"):
+        return Path(os.environ["PGTEST_BIN"])
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     if found:
         return Path(found[-1]).parent
@@ -35,10 +35,11 @@ def server_bin_dir() -> Path | None:
     return Path(on_path).parent if on_path else None
 
 
+# Not ERPSYNC_*: the autouse `isolated_dirs` fixture clears those before the (lazy) session fixture starts.
 def free_port() -> int:
-    """$ERPSYNC_PG_PORT if set (a developer's own port range), else a port the kernel says is free."""
-    if os.environ.get("ERPSYNC_PG_PORT"):
-        return int(os.environ["ERPSYNC_PG_PORT"])
+    """$PGTEST_PORT if set (a developer's own port range), else a port the kernel says is free."""
+    if os.environ.get("PGTEST_PORT"):
+        return int(os.environ["PGTEST_PORT"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -62,7 +63,7 @@ class PgCluster:
         bin_dir = server_bin_dir()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install -y postgresql, "
-                               "or set ERPSYNC_PG_BIN); `.ci/run` installs them")
+                               "or set PGTEST_BIN); `.ci/run` installs them")
         self.bin = bin_dir
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="erpsync-pg-", dir="/tmp"))

@@ -68,3 +68,37 @@ def test_operator_actions_are_claimed_once_by_many_processes(db_url: str) -> Non
     for n, batch in enumerate(per_process):
         assert all(owners[i] == f"p{n}" for i in batch)
     assert claim_actions(open_database(db_url), "late") == []
+
+
+def test_concurrent_events_for_one_document_coalesce_into_one_item(db_url: str) -> None:
+    """Two receivers (here 8 threads with their own connections) storing the same document's event at once:
+    enqueue reads for a pending twin and then inserts, atomic only while writers run one at a time — on
+    PostgreSQL through the writer lock (store/postgres.py); without it READ COMMITTED let each insert its own."""
+    import threading
+
+    from erpsync_tui.store.models import QueueItem
+
+    dbs = [open_database(db_url) for _ in range(8)]
+    barrier = threading.Barrier(len(dbs))
+    errors: list[BaseException] = []
+
+    def store(db) -> None:
+        barrier.wait()
+        try:
+            with db.write() as s:
+                queue.enqueue(s, site="cloud", doctype="Customer", name="C-SAME", payload={"event": "on_update"})
+        except BaseException as exc:
+            errors.append(exc)
+
+    for _round in range(10):
+        threads = [threading.Thread(target=store, args=(db,)) for db in dbs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        with dbs[0].read() as s:
+            pending = s.exec(select(QueueItem).where(QueueItem.status == "pending")).all()
+        assert errors == [] and len(pending) == 1, (errors, [(i.id, i.coalesced) for i in pending])
+        queue.discard(dbs[0], [pending[0].id])
+    for db in dbs:
+        db.dispose()

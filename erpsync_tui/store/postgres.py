@@ -1,8 +1,14 @@
 """Everything PostgreSQL-specific: the schema lock, server health figures, backup with pg_dump.
 
-The counterparts of `store/sqlite.py`. What has none, on purpose:
-- the writer lock: PostgreSQL admits many writers and locks rows itself; claims use FOR UPDATE SKIP LOCKED,
-  the engine lease a conditional UPDATE (store/control.py), so writers need no queue of their own;
+The counterparts of `store/sqlite.py`:
+- the writer lock: every write transaction first takes one transaction-level advisory lock, so writers on
+  every host run one at a time, as SQLite runs them. The store and the engine read and then write inside one
+  write transaction in many places (enqueue's coalescing, a document's name pairs, the lease fence), which
+  SQLite's single writer makes atomic and READ COMMITTED does not: without the lock two receivers stored the
+  same event twice and two tasks inserted the same `sync_name` (a UniqueViolation, retried). Readers take no
+  lock and never wait. The queue claims (FOR UPDATE SKIP LOCKED) and the engine lease (INSERT … ON CONFLICT,
+  conditional UPDATE) are atomic on their own as well, without it.
+What has none, on purpose:
 - VACUUM/ANALYZE: retention deletes rows the same way on both backends and leaves the rest to autovacuum;
 - a file check, integrity_check and disk free: the server owns its files. Health asks instead whether the
   connection works, how large the database is and whether a transaction has stayed open for long.
@@ -17,8 +23,9 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
 
 from erpsync_tui.store.sqlite import StoreError
@@ -26,10 +33,19 @@ from erpsync_tui.store.sqlite import StoreError
 # pg_advisory_lock key of schema creation: two hosts starting on an empty database at once would both run
 # CREATE TABLE, and the second fails on pg_type's unique index; the lock makes the second wait and find them.
 SCHEMA_LOCK_KEY = 0x65727073796E63  # "erpsync"
+WRITER_LOCK_KEY = 0x65727073796E64  # the writer lock's advisory key (one per database)
 
 
 def is_postgres_url(url: str) -> bool:
     return url.startswith("postgresql")
+
+
+def serialise_writers(engine: Engine) -> None:
+    """Every transaction of `engine` starts by taking the writer lock (released at commit or rollback)."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
 
 
 @contextlib.contextmanager

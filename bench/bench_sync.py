@@ -1,6 +1,7 @@
 """Benchmark: syncing N documents between two simulator sites with 5 ms latency per request.
 
     python bench/bench_sync.py [--docs 10000] [--latency-ms 5] [--baseline-docs 300] [--concurrency 32]
+                               [--db postgresql+psycopg://user@host/scratch]
 
 Prints documents/s for
 - this engine: a full sync cloud → local (state in a real SQLite file, every decision logged);
@@ -11,6 +12,10 @@ Prints documents/s for
   insert_many calls of 200 to a fresh site, the created documents listed back), pipelined and concurrent, with
   no state, hashing or logging. Moving a document over these sites with these requests cannot go faster; the
   engine's share of it is what its own work (state, canonical form, links, log) costs.
+With `--db` the engine runs are repeated with that database as the state store (a scratch database: the
+benchmark drops and recreates erpsync's tables in it before each run), and the figures are printed side by side
+with SQLite's. The sites' client-side rate limit is raised (requests_per_second 100000) so that the engine and
+its database, not the limit, set the pace.
 For context it also prints the old request-rate ceiling (16 httpx clients, GET/PUT mix, no latency) in req/s.
 The sites run in a child process so that the simulator does not compete with the engine for this
 process's GIL; every request stays on loopback and the run is bounded by the document count.
@@ -38,7 +43,7 @@ from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim.bench import measure_ceiling, measure_server
 from erpsync_tui.store import open_database
 
-SITES = ("cloud", "local", "local2", "baseline", "ceiling")
+SITES = ("cloud", "local", "local2", "local3", "local4", "baseline", "ceiling")  # local3/4: the --db runs
 SYSTEM = ("name", "owner", "creation", "modified", "modified_by", "idx", "doctype")
 
 
@@ -118,8 +123,21 @@ async def mix_ceiling(cloud: tuple[str, str, str], target: tuple[str, str, str],
     return moved / (time.perf_counter() - started), moved
 
 
+def fresh_state(url: str) -> None:
+    """An empty state store at `url`: SQLite files are new; a server database gets its tables dropped."""
+    if url.startswith("sqlite"):
+        return
+    from sqlmodel import SQLModel
+
+    from erpsync_tui.store.db import Database
+
+    db = Database(url)
+    SQLModel.metadata.drop_all(db.writer_engine)
+    db.dispose()
+
+
 async def engine_run(
-    info: dict[str, tuple[str, str, str]], concurrency: int, db_path: Path, *, target: str = "local",
+    info: dict[str, tuple[str, str, str]], concurrency: int, url: str, *, target: str = "local",
     workers: int = 0,
 ) -> tuple[float, int, float]:
     """A full sync cloud → `target` (as the site "local"); with `workers`, its batches in that many processes."""
@@ -128,13 +146,14 @@ async def engine_run(
                     "timeout_seconds": 30} for name in ("cloud", "local")}
     config = AppConfig.model_validate({"sites": sites, "sync": {
         "doctypes": ["Customer"], "concurrency": concurrency, "batch_size": 500}})
-    db = open_database(f"sqlite:///{db_path}")
+    fresh_state(url)
+    db = open_database(url)
     connectors = {name: FrappeConnector(name, config.sites[name], urls[name][1], urls[name][2])
                   for name in ("cloud", "local")}
     engine = SyncEngine(config, db, connectors)
     if workers:
         # Started before the clock, as `serve` or `sync` start them before the first batch (~1 s each, in parallel).
-        engine.batch_workers = BatchWorkers(config, f"sqlite:///{db_path}", {
+        engine.batch_workers = BatchWorkers(config, url, {
             name: (urls[name][1], urls[name][2]) for name in ("cloud", "local")}, workers)
         booting = time.perf_counter()
         for future in engine.batch_workers.start():
@@ -165,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ceiling-seconds", type=float, default=4.0)
     parser.add_argument("--engine-workers", type=int, default=3,
                         help="also run the engine with its batches in this many worker processes (0: don't)")
+    parser.add_argument("--db", default=None, metavar="URL",
+                        help="also run the engine on this state database (e.g. postgresql+psycopg://…/scratch; "
+                             "its erpsync tables are dropped first) and print it beside SQLite")
     args = parser.parse_args(argv)
 
     ctx = mp.get_context("spawn")
@@ -178,12 +200,19 @@ def main(argv: list[str] | None = None) -> None:
         sites = dict(info)
         baseline = asyncio.run(sequential_baseline(sites["cloud"], sites["baseline"], args.baseline_docs))
         with tempfile.TemporaryDirectory() as tmp:
-            engine_rate, processed, per_doc = asyncio.run(
-                engine_run(sites, args.concurrency, Path(tmp) / "state.db"))
-            workers_rate = workers_processed = 0.0
-            if args.engine_workers:
-                workers_rate, workers_processed, _ = asyncio.run(engine_run(
-                    sites, args.concurrency, Path(tmp) / "state2.db", target="local2", workers=args.engine_workers))
+            runs = {"SQLite": (f"sqlite:///{Path(tmp) / 'state.db'}", f"sqlite:///{Path(tmp) / 'state2.db'}",
+                               "local", "local2")}
+            if args.db:
+                runs[label_of(args.db)] = (args.db, args.db, "local3", "local4")
+            figures: dict[str, tuple[float, int, float, float, float]] = {}
+            for label, (url, url2, target, target2) in runs.items():
+                rate, processed, per_doc = asyncio.run(engine_run(sites, args.concurrency, url, target=target))
+                workers_rate = workers_processed = 0.0
+                if args.engine_workers:
+                    workers_rate, workers_processed, _ = asyncio.run(engine_run(
+                        sites, args.concurrency, url2, target=target2, workers=args.engine_workers))
+                figures[label] = (rate, processed, per_doc, workers_rate, workers_processed)
+            engine_rate, processed, per_doc, workers_rate, workers_processed = figures["SQLite"]
         ceiling, moved = asyncio.run(mix_ceiling(sites["cloud"], sites["ceiling"]))
     finally:
         stop.set()
@@ -201,11 +230,32 @@ def main(argv: list[str] | None = None) -> None:
     print(f"simulator ceiling:   {ceiling:8.1f} docs/s  (the engine's request mix alone, {moved} docs, same sites)")
     print(f"  (request rate, for context: {old_ceiling:.0f} req/s with 16 httpx clients, {raw:.0f} req/s raw "
           "sockets, GET/PUT mix, no latency)")
+    if len(figures) > 1:
+        print_side_by_side(figures, args.engine_workers)
     print(f"engine / baseline:   {engine_rate / baseline:8.1f}x   (target >= 10x)")
     print(f"engine / ceiling:    {100 * engine_rate / ceiling:8.1f}%   (target >= 60%)")
     if args.engine_workers:
         print(f"  with {args.engine_workers} workers:    {workers_rate / baseline:8.1f}x, "
               f"{100 * workers_rate / ceiling:.1f}% of the ceiling")
+
+
+def label_of(url: str) -> str:
+    return "PostgreSQL" if url.startswith("postgresql") else url.split(":", 1)[0]
+
+
+def print_side_by_side(figures: dict[str, tuple[float, int, float, float, float]], workers: int) -> None:
+    labels = list(figures)
+    print("state store:         " + "".join(f"{label:>14}" for label in labels) + "   (same sites, same run)")
+    print("engine, one process: " + "".join(f"{figures[label][0]:>9.1f} d/s" for label in labels))
+    if workers:
+        print(f"engine, {workers} workers:   " + "".join(f"{figures[label][3]:>9.1f} d/s" for label in labels))
+    base = figures["SQLite"]
+    for label in labels[1:]:
+        ratio = figures[label][0] / base[0]
+        line = f"{label} / SQLite:   {ratio:8.2f}x one process"
+        if workers and base[3]:
+            line += f", {figures[label][3] / base[3]:.2f}x with {workers} workers"
+        print(line)
 
 
 if __name__ == "__main__":

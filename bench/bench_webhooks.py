@@ -2,6 +2,7 @@
 
     python bench/bench_webhooks.py [--seconds 10] [--connections 16] [--client auto|wrk|asyncio]
                                    [--only real|bare] [--real-docs 2000] [--site-rps 20] [--latency-ms 5]
+                                   [--db postgresql+psycopg://user@host/scratch]
 
 Two servers are measured in turn, each in its own process, the load from another process (wrk):
 
@@ -13,6 +14,10 @@ Two servers are measured in turn, each in its own process, the load from another
   latency per request). The first `--real-docs` webhooks name documents that exist on `cloud`, so the
   engine beside the receiver creates them on `local` while the load runs (its queue loop wakes on every
   commit); the rest name unknown documents, which the engine looks up and finds missing.
+
+With `--db URL` the real server is measured a second time with that database as its state store (a scratch
+database: erpsync's tables are dropped first), and both are printed side by side; the sites' client-side rate
+limit is then raised to 100000 requests/s (unless --site-rps is given) so the database sets the engine's pace.
 
 Every webhook names a distinct document (identical names would coalesce), so after the run each 200 must
 be a row in queue_item. wrk is used when installed (apt-get install -y wrk; a Lua script cycles through
@@ -182,11 +187,12 @@ class Server:
 def bare_server(tmp: Path) -> Iterator[Server]:
     port = free_port()
     db_path = tmp / "bare.db"
-    proc = subprocess.Popen([sys.executable, __file__, "--role", "bare", "--db", str(db_path), "--port", str(port)])
+    proc = subprocess.Popen([sys.executable, __file__, "--role", "bare", "--bare-db", str(db_path), "--port",
+                             str(port)])
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
-        yield Server(url, lambda: count_rows(db_path, "SELECT count(*) FROM queue_item"), lambda: [],
+        yield Server(url, lambda: count_rows(f"sqlite:///{db_path}", "SELECT count(*) FROM queue_item"), lambda: [],
                      lambda: stop_process(proc))
     finally:
         stop_process(proc)
@@ -201,14 +207,14 @@ def receiver_server(tmp: Path) -> Iterator[Server]:
         stdout=subprocess.PIPE, text=True, env={**os.environ, "ERPSYNC_WEBHOOK_SECRET": SECRET})
     try:
         url = read_tagged_line(proc, "READY")
-        yield Server(url, lambda: count_rows(db_path, "SELECT count(*) FROM queue_item"), lambda: [],
+        yield Server(url, lambda: count_rows(f"sqlite:///{db_path}", "SELECT count(*) FROM queue_item"), lambda: [],
                      lambda: stop_process(proc))
     finally:
         stop_process(proc)
 
 
 @contextlib.contextmanager
-def real_server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[Server, list[str]]]:
+def real_server(tmp: Path, args: argparse.Namespace, url: str | None = None) -> Iterator[tuple[Server, list[str]]]:
     """`erpsync-tui serve` with its sites simulated in another process; yields it and the real doc names."""
     sim_log = (tmp / "sim.log").open("w")  # a request cut off when serve stops logs a traceback there
     sim = subprocess.Popen([sys.executable, __file__, "--role", "sim", "--latency-ms", str(args.latency_ms)],
@@ -217,7 +223,8 @@ def real_server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[Server, l
     try:
         sites = json.loads(read_tagged_line(sim, "SIM"))
         port = free_port()
-        db_path = tmp / "state.db"
+        db_url = url or f"sqlite:///{tmp / 'state.db'}"
+        fresh_state(db_url)
         config = tmp / "config.yaml"
         site_lines = "".join(f"  {name}:\n    url: {url}\n    requests_per_second: {args.site_rps:g}\n"
                              for name, url in sites.items())
@@ -231,7 +238,7 @@ def real_server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[Server, l
             env[f"ERPSYNC_{name.upper()}_API_SECRET"] = f"{name}-demo-secret"
         profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
         serve = subprocess.Popen(
-            [sys.executable, *profile, "-m", "erpsync_tui", "--config", str(config), "--db", str(db_path), "serve",
+            [sys.executable, *profile, "-m", "erpsync_tui", "--config", str(config), "--db", db_url, "serve",
              "--log-level", "WARNING"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, serve)
@@ -245,13 +252,13 @@ def real_server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[Server, l
             raise SystemExit(f"the engine beside the receiver is not running: {status}")
 
         def report() -> list[str]:
-            counts = count_by_status(db_path)
+            counts = count_by_status(db_url)
             sim.stdin.write("count\n")  # type: ignore[union-attr]
             sim.stdin.flush()  # type: ignore[union-attr]
             docs = json.loads(read_tagged_line(sim, "COUNT"))
             return [f"engine beside it: webhook items by status {counts}; {docs['local']} of {len(names)} "
                     f"real documents created on local during the run",
-                    f"engine beside it: sync_log outcomes {count_outcomes(db_path)}"]
+                    f"engine beside it: sync_log outcomes {count_outcomes(db_url)}"]
 
         def stop() -> None:
             assert serve is not None
@@ -259,7 +266,7 @@ def real_server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[Server, l
             if serve.returncode != 0:
                 print(f"serve exited with code {serve.returncode}")
 
-        yield Server(url, lambda: count_rows(db_path, "SELECT count(*) FROM queue_item WHERE kind = 'webhook'"),
+        yield Server(url, lambda: count_rows(db_url, "SELECT count(*) FROM queue_item WHERE kind = 'webhook'"),
                      report, stop), names
     finally:
         if serve is not None:
@@ -271,22 +278,45 @@ def real_server(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[Server, l
         sim_log.close()
 
 
-def count_rows(db_path: Path, query: str) -> int:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        return int(conn.execute(query).fetchone()[0])
+def _query(url: str, query: str) -> list[tuple[Any, ...]]:
+    """Rows of a query on a state database (SQLite file or server), through SQLAlchemy."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(query))]
+    finally:
+        engine.dispose()
 
 
-def count_outcomes(db_path: Path) -> dict[str, int]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        rows = conn.execute("SELECT coalesce(outcome, '-') || '/' || coalesce(error_code, '-'), count(*) "
-                            "FROM sync_log GROUP BY 1 ORDER BY 2 DESC")
-        return {str(key): int(count) for key, count in rows}
+def fresh_state(url: str) -> None:
+    """An empty state store: SQLite files are new; a server database gets erpsync's tables dropped."""
+    if url.startswith("sqlite"):
+        return
+    from sqlalchemy import create_engine
+    from sqlmodel import SQLModel
+
+    import erpsync_tui.store.models  # noqa: F401  (the tables' metadata)
+
+    engine = create_engine(url)
+    SQLModel.metadata.drop_all(engine)
+    engine.dispose()
 
 
-def count_by_status(db_path: Path) -> dict[str, int]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        rows = conn.execute("SELECT status, count(*) FROM queue_item WHERE kind = 'webhook' GROUP BY status")
-        return {str(status): int(count) for status, count in rows}
+def count_rows(url: str, query: str) -> int:
+    return int(_query(url, query)[0][0])
+
+
+def count_outcomes(url: str) -> dict[str, int]:
+    rows = _query(url, "SELECT coalesce(outcome, '-') || '/' || coalesce(error_code, '-'), count(*) "
+                       "FROM sync_log GROUP BY 1 ORDER BY 2 DESC")
+    return {str(key): int(count) for key, count in rows}
+
+
+def count_by_status(url: str) -> dict[str, int]:
+    rows = _query(url, "SELECT status, count(*) FROM queue_item WHERE kind = 'webhook' GROUP BY status")
+    return {str(status): int(count) for status, count in rows}
 
 
 # ------------------------------------------------------------------------------------------ asyncio client
@@ -456,27 +486,33 @@ def main() -> None:
                         help="measure one server only (default: bare, then real); receiver = without the engine")
     parser.add_argument("--real-docs", type=int, default=2000,
                         help="webhooks naming documents that exist on cloud (the engine syncs them meanwhile)")
-    parser.add_argument("--site-rps", type=float, default=20.0,
+    parser.add_argument("--site-rps", type=float, default=None,
                         help="sites.*.requests_per_second for the engine (the documented default is 20)")
     parser.add_argument("--latency-ms", type=float, default=5.0, help="simulated sites' latency per request")
     parser.add_argument("--receiver-workers", type=int, default=2,
                         help="webhooks.workers for serve: receiver processes beside the engine's (0: in its process)")
     parser.add_argument("--profile", metavar="PATH", help="run serve under cProfile, stats written to PATH")
     parser.add_argument("--role", choices=("sim", "bare"), help=argparse.SUPPRESS)
-    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--db", metavar="URL", help="also measure serve on this state database (e.g. "
+                        "postgresql+psycopg://…/scratch; its erpsync tables are dropped first) beside SQLite; "
+                        "raises --site-rps to 100000 unless given")
+    parser.add_argument("--bare-db", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "sim":
         sim_role(args.latency_ms)
         return
     if args.role == "bare":
-        bare_role(args.db, args.port)
+        bare_role(args.bare_db, args.port)
         return
+    if args.site_rps is None:  # with --db: the database, not the sites' client-side limit, sets the engine's pace
+        args.site_rps = 100000.0 if args.db else 20.0
     args.use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk") is not None)
     if args.use_wrk and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
     print(f"load generator: {'wrk' if args.use_wrk else 'asyncio client'}, {args.connections} connections, "
-          f"{min(args.seconds, MAX_SECONDS):g} s per server; serve with webhooks.workers: {args.receiver_workers}")
+          f"{min(args.seconds, MAX_SECONDS):g} s per server; serve with webhooks.workers: {args.receiver_workers}, "
+          f"sites.*.requests_per_second {args.site_rps:g}")
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp_name:
         tmp = Path(tmp_name)
@@ -492,6 +528,10 @@ def main() -> None:
             (tmp / "real").mkdir()
             with real_server(tmp / "real", args) as (server, names):
                 results.append(measure("real", server, names, args, tmp / "real"))
+        if args.db and args.only in (None, "real"):
+            (tmp / "real-db").mkdir()
+            with real_server(tmp / "real-db", args, url=args.db) as (server, names):
+                results.append(measure("real, PostgreSQL", server, names, args, tmp / "real-db"))
     by_label = {r.label: r for r in results}
     if "real" in by_label:
         real = by_label["real"]
@@ -501,6 +541,12 @@ def main() -> None:
             bare = by_label["bare"]
             print(f"bare Starlette + one SQLite commit: {bare.rate:,.0f} accepts/s, p50 {bare.p50_ms:.1f} ms, "
                   f"p99 {bare.p99_ms:.1f} ms; real/bare throughput {real.rate / bare.rate:.2f}")
+        if "real, PostgreSQL" in by_label:
+            pg = by_label["real, PostgreSQL"]
+            print(f"{'state store':<12}{'accepts/s':>12}{'p50 ms':>9}{'p99 ms':>9}   (serve, same sites, same run)")
+            for label, row in (("SQLite", real), ("PostgreSQL", pg)):
+                print(f"{label:<12}{row.rate:>12,.0f}{row.p50_ms:>9.1f}{row.p99_ms:>9.1f}")
+            print(f"PostgreSQL / SQLite throughput {pg.rate / real.rate:.2f}")
     sys.exit(0 if all(r.ok for r in results) else 1)
 
 

@@ -327,20 +327,29 @@ def secrets_list(ctx: Context, as_json: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @pass_ctx
 def backup_command(ctx: Context, path: Path) -> None:
-    """Copy the live SQLite state database to PATH (online backup API; safe while the engine runs)."""
-    from erpsync_tui.store import StoreError
+    """Copy the live state database to PATH, safe while the engine runs.
+
+    SQLite: a single file through SQLite's online backup API. PostgreSQL: `pg_dump --format=custom` (one
+    consistent snapshot; `pg_restore` reads it), or, without pg_dump here, the command to run elsewhere.
+    """
+    from erpsync_tui.store import StoreError, postgres
     from erpsync_tui.store.sqlite import backup
 
     db = ctx.database()
-    if db.path is None:
-        click.echo("error: backup works on SQLite; use pg_dump for PostgreSQL", err=True)
+    if db.path is None and not postgres.is_postgres_url(db.url):
+        click.echo(f"error: backup knows SQLite files and PostgreSQL, not {db.label}; use the database's own "
+                   "backup tool", err=True)
         sys.exit(EXIT_USAGE)
     try:
-        backup(db.path, path)
+        if db.path is not None:
+            backup(db.path, path)
+        else:
+            postgres.backup(db.url, path)
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_STORE)
-    click.echo(f"backed up {db.path} to {path}")
+    how = "" if db.path is not None else " with pg_dump (restore with pg_restore)"
+    click.echo(f"backed up {db.label} to {path}{how}")
 
 
 @cli.command("restore")
@@ -839,12 +848,10 @@ async def _serve(service: Any, wait: bool, on_started: Callable[[], None] | None
     signalled_early = asyncio.ensure_future(stop.wait())
     await asyncio.wait({starting, signalled_early}, return_when=asyncio.FIRST_COMPLETED)
     if not starting.done():
-        starting.cancel()
+        # stop() ends the wait (start() returns), stops the receiver a standby runs while it waits, and gives
+        # back a lease the last attempt may have taken just then.
+        await service.stop()
         await asyncio.gather(starting, return_exceptions=True)
-        from erpsync_tui.store import control
-
-        # In case the cancelled attempt took the lease in its thread just then: give it back.
-        await asyncio.to_thread(control.release_lease, service.db, service.owner)
         click.echo("stopped while waiting for the engine lease", err=True)
         return EXIT_OK
     signalled_early.cancel()

@@ -10,6 +10,7 @@ import keyring
 import keyring.backend
 import keyring.errors
 import pytest
+from pgcluster import PgCluster
 
 from erpsync_tui import secrets
 
@@ -61,6 +62,44 @@ def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     return home
 
 
+# ============================================================================== the two backends
+
+BACKENDS = ("sqlite", pytest.param("postgresql", marks=pytest.mark.postgres))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `backends` (or in a module marked so) that use the database run once per backend.
+
+    The PostgreSQL half carries the `postgres` marker: plain `pytest` leaves it out (no server needed),
+    `pytest -m postgres` runs only it (`.ci/run` does both). `sqlite_only` opts one test out (a SQLite file
+    property: PRAGMAs, the flock writer lock, a corrupt file).
+    """
+    if "backend" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("backends") and not metafunc.definition.get_closest_marker(
+            "sqlite_only"):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One throwaway PostgreSQL cluster for the whole run, started on first use, stopped at the end."""
+    cluster = PgCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> str:
+    """The state database URL of this test: a SQLite file, or a fresh database on the test cluster."""
+    if backend == "postgresql":
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        return cluster.new_database()
     return f"sqlite:///{tmp_path / 'state.db'}"

@@ -1,4 +1,5 @@
-"""The state store on a real SQLite file: WAL, round-trips, queue semantics, backup, bad files."""
+"""The state store on a real SQLite file and a real PostgreSQL database: round-trips, queue semantics, backup,
+bad files (tests of a SQLite file's own properties are `sqlite_only`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from erpsync_tui.store import Database, StoreError, open_database, queue
@@ -30,6 +32,8 @@ from erpsync_tui.store.models import (
 from erpsync_tui.store.queries import log_tail, open_conflicts, queue_depth
 from erpsync_tui.store.sqlite import backup, journal_mode
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def db(db_url: str) -> Database:
@@ -38,6 +42,21 @@ def db(db_url: str) -> Database:
     database.dispose()
 
 
+def test_schema_version_is_stamped_once(db: Database) -> None:
+    assert db.schema_version() == 1
+    open_database(db.url).dispose()  # opening an existing database again neither fails nor stamps twice
+    with db.read() as s:
+        assert len(s.exec(select(Meta).where(Meta.key == "schema_version")).all()) == 1
+
+
+def test_try_write_now_on_a_server_database_hands_the_write_to_a_thread(db: Database) -> None:
+    """On PostgreSQL every commit is a network round trip: never on the receiver's event loop (None = use a
+    thread); on SQLite a free lock gives a connection."""
+    with db.try_write_now() as connection:
+        assert (connection is None) == (not db.is_sqlite)
+
+
+@pytest.mark.sqlite_only
 def test_wal_and_schema_version(db: Database) -> None:
     assert journal_mode(db.writer_engine) == "wal"
     assert db.schema_version() == 1
@@ -70,7 +89,7 @@ def test_unique_name_per_site(db: Database) -> None:
         s.add(record)
         s.flush()
         s.add(SyncName(record_id=record.id, site="cloud", doctype="Item", name="A"))
-    with pytest.raises(Exception, match="UNIQUE"), db.write() as s:
+    with pytest.raises(IntegrityError, match=r"UNIQUE|unique constraint"), db.write() as s:
         s.add(SyncName(record_id=record.id, site="cloud", doctype="Item", name="A"))
 
 
@@ -161,6 +180,7 @@ def test_queue_depth_and_oldest_pending(db: Database) -> None:
     assert timedelta(minutes=4) < depth.oldest_pending_age < timedelta(minutes=6)
 
 
+@pytest.mark.sqlite_only
 def test_backup_is_readable_while_a_writer_is_active(db: Database, tmp_path: Path) -> None:
     stop = threading.Event()
 
@@ -196,6 +216,7 @@ def test_not_a_database_names_the_file(tmp_path: Path) -> None:
         open_database(f"sqlite:///{bogus}")
 
 
+@pytest.mark.sqlite_only
 def test_corrupt_database_names_the_file(db: Database) -> None:
     with db.write() as s:
         for i in range(300):
@@ -250,6 +271,7 @@ def _hold_lease(url: str, holder: str) -> subprocess.Popen[str]:
     return proc
 
 
+@pytest.mark.sqlite_only
 def test_opening_the_database_again_keeps_this_process_seeing_other_writers(db: Database) -> None:
     """Regression: the file check read the header with open()/close(), which drops this process's SQLite
     locks; the next process to close its last connection then deleted the WAL index under us and every
@@ -275,6 +297,7 @@ def _meta_value(db: Database, key: str) -> str | None:
         return None if row is None else row.value
 
 
+@pytest.mark.sqlite_only
 def test_try_write_now_commits_when_the_lock_is_free(db: Database) -> None:
     with db.try_write_now() as connection:
         assert connection is not None
@@ -282,6 +305,7 @@ def test_try_write_now_commits_when_the_lock_is_free(db: Database) -> None:
     assert _meta_value(db, "probe") == "1"
 
 
+@pytest.mark.sqlite_only
 def test_try_write_now_gives_none_at_once_while_another_process_writes(db: Database) -> None:
     assert db.path is not None
     other = sqlite3.connect(db.path, isolation_level=None)  # SQLite's locks: another connection = another writer
@@ -298,6 +322,7 @@ def test_try_write_now_gives_none_at_once_while_another_process_writes(db: Datab
         assert connection is not None
 
 
+@pytest.mark.sqlite_only
 def test_try_write_now_gives_none_while_this_process_writes(db: Database) -> None:
     entered, release = threading.Event(), threading.Event()
 
@@ -317,6 +342,7 @@ def test_try_write_now_gives_none_while_this_process_writes(db: Database) -> Non
         holder.join()
 
 
+@pytest.mark.sqlite_only
 def test_try_write_now_rolls_back_on_error_and_other_writers_still_wait(db: Database) -> None:
     with pytest.raises(RuntimeError), db.try_write_now() as connection:
         assert connection is not None
@@ -328,6 +354,7 @@ def test_try_write_now_rolls_back_on_error_and_other_writers_still_wait(db: Data
         assert session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
 
 
+@pytest.mark.sqlite_only
 def test_writers_of_other_processes_queue_on_the_writer_lock(db: Database) -> None:
     """A process holding `<db>.writelock` makes try_write_now refuse at once and write() wait, not fail."""
     assert db.path is not None

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import func, text
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from erpsync_tui.config import AppConfig, SiteConfig
@@ -47,7 +47,7 @@ from erpsync_tui.connectors.base import (
     RateLimited,
 )
 from erpsync_tui.errors import ErrorCode, quick_fix
-from erpsync_tui.store import control, queries, sqlite
+from erpsync_tui.store import control, postgres, queries, sqlite
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import HealthResult, Meta, QueueItem, QueueStatus, SyncLog, utcnow
 
@@ -72,7 +72,9 @@ CHECK_STEPS: dict[str, str] = {
     "site.doctypes": "authentication",
     "database.writable": "sync_running",
     "database.integrity": "sync_running",
-    "database.disk_free": "sync_running",
+    "database.disk_free": "sync_running",  # SQLite
+    "database.size": "performance",  # PostgreSQL
+    "database.transactions": "sync_running",  # PostgreSQL
     "engine.running": "sync_running",
     "receiver.listening": "sync_running",
     "receiver.secret": "sync_running",
@@ -90,6 +92,7 @@ CHECK_STEPS: dict[str, str] = {
 MAX_PROBE_SECONDS = 5.0  # a health probe never waits longer than this, whatever the site's own timeout
 DB_TIMEOUT_SECONDS = 15.0  # longer than SQLite's busy timeout (10 s), so a lock wait reports its own error
 RECEIVER_TIMEOUT_SECONDS = 2.0
+LONG_TRANSACTION_MINUTES = 5.0  # PostgreSQL: a transaction open longer than this is reported (the engine's last ms)
 PROBE_KEY = "health_probe_at"  # the meta row the write probe updates
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -480,9 +483,8 @@ def check_database_integrity(db: Database) -> CheckResult:
     try:
         if db.is_sqlite:
             verdict = sqlite.quick_check(db.reader_engine)
-        else:
-            with db.reader_engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+        else:  # the server checks its own pages; ours is whether it answers
+            version = postgres.server_health(db.reader_engine).version
             verdict = "ok"
     except Exception as exc:
         reason = _reason(exc)
@@ -491,8 +493,46 @@ def check_database_integrity(db: Database) -> CheckResult:
     if verdict != "ok":
         return _result(check, "database", "fail", "corrupt", f"PRAGMA quick_check on {db.label}: {_clip(verdict)}",
                        ErrorCode.QUEUE, _db_fix("corrupt"))
-    how = "PRAGMA quick_check" if db.is_sqlite else "SELECT 1"
-    return _result(check, "database", "ok", "ok", f"{how} on {db.label} passed")
+    if not db.is_sqlite:
+        return _result(check, "database", "ok", "ok", f"PostgreSQL {version} at {db.label} answers")
+    return _result(check, "database", "ok", "ok", f"PRAGMA quick_check on {db.label} passed")
+
+
+def check_database_size(db: Database) -> CheckResult:
+    """PostgreSQL's counterpart of disk free: the server's disk is its DBA's, the database's size is ours."""
+    check = "database.size"
+    try:
+        figures = postgres.server_health(db.reader_engine)
+    except Exception as exc:
+        reason = _reason(exc)
+        return _result(check, "database", "fail", "unknown", f"{db.label}: {reason}", ErrorCode.QUEUE,
+                       _db_fix(reason))
+    size_mb = figures.size_bytes / (1024 * 1024)
+    return _result(check, "database", "ok", f"{size_mb:,.0f} MB",
+                   f"{db.label}: {size_mb:,.1f} MB, {figures.connections} connections (retention deletes old "
+                   "rows; autovacuum reclaims their space)")
+
+
+def check_long_transactions(db: Database, max_minutes: float = LONG_TRANSACTION_MINUTES) -> CheckResult:
+    """A transaction open for long on the state database holds back autovacuum and may hold row locks the
+    engine's writes wait for (a forgotten `BEGIN` in psql, a stuck backup)."""
+    check = "database.transactions"
+    try:
+        oldest = postgres.server_health(db.reader_engine).oldest
+    except Exception as exc:
+        reason = _reason(exc)
+        return _result(check, "database", "fail", "unknown", f"{db.label}: {reason}", ErrorCode.QUEUE,
+                       _db_fix(reason))
+    if oldest is None or oldest.seconds < max_minutes * 60:
+        age = "none open" if oldest is None else f"oldest {oldest.seconds:.0f} s"
+        return _result(check, "database", "ok", age, f"no transaction on {db.label} open longer than "
+                       f"{max_minutes:g} min")
+    who = f"pid {oldest.pid} ({oldest.application or 'no application name'}, {oldest.state})"
+    return _result(check, "database", "warn", f"{oldest.seconds / 60:.0f} min",
+                   f"a transaction of {who} has been open {oldest.seconds / 60:.1f} min: {oldest.query[:120]}",
+                   ErrorCode.QUEUE,
+                   f"Find it with `SELECT pid, state, xact_start, query FROM pg_stat_activity WHERE pid = "
+                   f"{oldest.pid}` and end it if it is stuck (`SELECT pg_terminate_backend({oldest.pid})`).")
 
 
 def check_disk_free(folder: Path, min_free_mb: int) -> CheckResult:
@@ -872,9 +912,12 @@ def _plan(config: AppConfig, db: Database, connectors: Mapping[str, Connector], 
         _Planned("database.writable", "database", _in_thread(check_database_writable, db)),
         _Planned("database.integrity", "database", _in_thread(check_database_integrity, db)),
     ]
-    if db.path is not None:  # PostgreSQL's disk is its server's business
+    if db.path is not None:  # PostgreSQL's disk is its server's business: its size and old transactions instead
         plan.append(_Planned("database.disk_free", "database",
                              _in_thread(check_disk_free, db.path.parent, alerts.min_free_disk_mb)))
+    elif not db.is_sqlite:
+        plan += [_Planned("database.size", "database", _in_thread(check_database_size, db)),
+                 _Planned("database.transactions", "database", _in_thread(check_long_transactions, db))]
     plan += [
         _Planned("engine.running", "engine", _in_thread(check_engine_running, db)),
         _Planned("receiver.listening", "webhooks", lambda: check_receiver(config)),

@@ -32,13 +32,15 @@ from erpsync_tui.store import actions, control, queue, retention
 from erpsync_tui.store.control import EngineStatus, LeaseHeld, engine_status, submit_action
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log
-from erpsync_tui.store.models import OperatorAction
+from erpsync_tui.store.models import OperatorAction, utcnow
 
 __all__ = ["EngineService", "EngineStatus", "EngineThread", "LeaseHeld", "engine_status", "submit_action"]
 
 log = logging.getLogger("erpsync.service")
 
 LEASE_TTL = 15.0  # seconds; renewed every LEASE_TTL / 3, so a dead holder's lease lapses within 15 s
+LEASE_MARGIN = 0.05  # a standby tries this long after the expiry it read (both ends' clocks are UTC)
+RECEIVER_RETRY = 1.0  # a standby whose receiver port is taken (the holder on the same host) retries this often
 VACUUM_EVERY = 24  # retention runs between two VACUUMs
 REJECTION_WINDOW_SECONDS = 15 * 60  # health.REJECTION_WINDOW_MINUTES: refused webhooks reported over this window
 ReceiverStarter = Callable[["EngineService"], Awaitable[Any]]
@@ -74,6 +76,7 @@ class EngineService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._scheduler: AsyncIOScheduler | None = None
         self._retention_runs = 0
+        self._receiver_port_note = False  # the standby's "port taken" warning is logged once
         self._background: set[asyncio.Task[Any]] = set()
         self._rejection_history: collections.deque[tuple[float, dict[str, int]]] = collections.deque()
         from erpsync_tui.engine.actions import ActionRunner
@@ -84,15 +87,24 @@ class EngineService:
     # ==================================================================================== lifecycle
 
     async def start(self, *, wait_for_lease: bool = False) -> None:
-        """Take the lease (or raise LeaseHeld), then start the loops; returns once everything runs."""
-        while True:
-            try:
-                await asyncio.to_thread(control.acquire_lease, self.db, self.owner, self.lease_ttl)
-                break
-            except LeaseHeld:
-                if not wait_for_lease:
-                    raise
-                await asyncio.sleep(self.lease_ttl / 3)
+        """Take the lease (or raise LeaseHeld), then start the loops; returns once everything runs.
+
+        With `wait_for_lease` a standby starts its webhook receiver first and keeps it running while it waits
+        (active-active receiving: webhooks sent to this host are stored, and the holder — or this host, once
+        it takes over — syncs them), then takes the lease the moment the holder's lease expires.
+        """
+        try:
+            await asyncio.to_thread(control.acquire_lease, self.db, self.owner, self.lease_ttl)
+        except LeaseHeld as held:
+            if not wait_for_lease:
+                raise
+            self.state = "waiting"
+            await self._try_receiver_while_waiting()
+            if not await self._wait_for_lease(held):
+                return  # stop() was called while waiting
+            if self._stopping.is_set():  # stop() came while the winning attempt ran in its thread
+                await asyncio.to_thread(control.release_lease, self.db, self.owner)
+                return
         # An operator's pause outlives the engine that received it: a (re)started engine stays paused.
         paused = await asyncio.to_thread(control.wants_paused, self.db)
         self.state = "paused" if paused else "running"
@@ -103,15 +115,64 @@ class EngineService:
         await asyncio.to_thread(queue.requeue_expired, self.db, stuck_after=timedelta(0))
         await self._log("engine started" + (" paused (an operator paused it; `erpsync-tui resume`)" if paused else ""),
                         outcome="started")
-        if self._start_receiver is not None:
-            self.receiver = await self._start_receiver(self)
-            self._adopt_receiver_port(getattr(self.receiver, "port", None))
+        await self._start_receiver_once()
         self._scheduler = self._make_scheduler()
         self._scheduler.start()
         self._tasks = [asyncio.create_task(self._queue_loop(), name="queue"),
                        asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         if self.config_file is not None:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
+
+    async def _start_receiver_once(self) -> None:
+        if self._start_receiver is not None and self.receiver is None:
+            self.receiver = await self._start_receiver(self)
+            self._adopt_receiver_port(getattr(self.receiver, "port", None))
+
+    async def _try_receiver_while_waiting(self) -> None:
+        """Start the receiver if its port is free; a standby on the holder's own host finds it taken (the
+        holder listens there) and tries again while it waits, so it listens as soon as the holder is gone."""
+        if self._start_receiver is None or self.receiver is not None:
+            return
+        try:
+            await self._start_receiver_once()
+        except OSError as exc:
+            if not self._receiver_port_note:
+                log.warning("standby: the webhook receiver cannot listen yet (%s); trying again while waiting "
+                            "code=ERP006", exc.strerror or exc)
+                self._receiver_port_note = True
+
+    async def _wait_for_lease(self, held: LeaseHeld) -> bool:
+        """Sleep until the expiry the holder last wrote, then try again; True once the lease is ours.
+
+        Not a fixed poll: a dead holder's lease is taken within a moment of its expiry, i.e. within
+        `lease_ttl_seconds` of its last renewal (a live holder renews first, and the next expiry is read).
+        Expiry and "now" are both UTC wall clocks: hosts must keep their clocks in sync (NTP).
+        """
+        log.info("waiting for the engine lease: %s", held)
+        while True:
+            delay = (held.lease.expires_at - utcnow()).total_seconds() + LEASE_MARGIN
+            delay = min(max(delay, LEASE_MARGIN), self.lease_ttl)  # a row from a skewed clock cannot park us
+            if self._start_receiver is not None and self.receiver is None:
+                delay = min(delay, RECEIVER_RETRY)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return False
+            await self._try_receiver_while_waiting()
+            if (held.lease.expires_at - utcnow()).total_seconds() > 0:
+                continue  # woken early to retry the receiver: the lease we read is still live
+            try:
+                lease = await asyncio.to_thread(control.acquire_lease, self.db, self.owner, self.lease_ttl)
+            except LeaseHeld as again:
+                held = again
+                continue
+            except Exception:  # the database is unreachable for a moment: keep waiting, keep receiving
+                log.exception("lease attempt failed code=ERP010")
+                continue
+            waited = (lease.acquired_at - held.lease.heartbeat_at).total_seconds()
+            log.warning("took over the engine lease from %s (host %s, pid %s) %.2f s after its last renewal",
+                        held.lease.holder, held.lease.hostname, held.lease.pid, waited)
+            return True
 
     def _adopt_receiver_port(self, port: int | None) -> None:
         """With `webhooks.port: 0` the OS picks the port: the running config (and health checks) use that one."""

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from erpsync_tui.secrets import redact
@@ -55,48 +56,83 @@ class EngineStatus:
 
 
 def acquire_lease(db: Database, holder: str, ttl: float, *, now: datetime | None = None) -> EngineLease:
+    """Take the engine lease if it is free, expired or already ours; else raise LeaseHeld naming its holder.
+
+    Atomic on every backend without relying on SQLite's one-writer transactions: an INSERT … ON CONFLICT DO
+    NOTHING for a missing row (two engines inserting at once: one row, no unique violation), then an UPDATE
+    whose WHERE says "ours or expired". On PostgreSQL a second UPDATE waits for the first one's row lock and
+    re-checks its WHERE against the row the first one committed, so only one of many contenders matches.
+    """
     now = now or utcnow()
-    with db.write() as session:  # BEGIN IMMEDIATE on SQLite: two engines cannot both see it free
-        lease = session.get(EngineLease, LEASE_NAME)
-        if lease is not None and lease.holder != holder and lease.expires_at > now:
-            session.expunge(lease)
+    values = {"holder": holder, "hostname": socket.gethostname(), "pid": os.getpid(), "acquired_at": now,
+              "heartbeat_at": now, "expires_at": now + timedelta(seconds=ttl), "state": "running"}
+    table = EngineLease.__table__  # type: ignore[attr-defined]
+    with db.write_connection() as conn:
+        inserted = conn.execute(
+            _dialect_insert(conn.dialect.name, table).values(name=LEASE_NAME, info={}, **values)
+            .on_conflict_do_nothing(index_elements=["name"]).returning(table.c.name)
+        ).first()
+        taken = None
+        if inserted is None:
+            taken = conn.execute(
+                update(table)
+                .where(table.c.name == LEASE_NAME, or_(table.c.holder == holder, table.c.expires_at <= now))
+                .values(**values).returning(table.c.name)
+            ).first()
+        lease = _lease_from_row(conn.execute(core_select(table).where(table.c.name == LEASE_NAME)).one())
+        if inserted is None and taken is None:
             raise LeaseHeld(lease)
-        if lease is None:
-            lease = EngineLease(name=LEASE_NAME, holder=holder)
-        lease.holder, lease.hostname, lease.pid = holder, socket.gethostname(), os.getpid()
-        lease.acquired_at = lease.heartbeat_at = now
-        lease.expires_at = now + timedelta(seconds=ttl)
-        lease.state = "running"
-        session.add(lease)
-        session.flush()
-        session.expunge(lease)
         return lease
 
 
+def _dialect_insert(dialect: str, table: Any) -> Any:
+    """The dialect's INSERT with ON CONFLICT (SQLite ≥ 3.24 and PostgreSQL spell it the same)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def _lease_from_row(row: Any) -> EngineLease:
+    return EngineLease(**row._asdict())
+
+
 def holds_lease(session: Session, holder: str, *, now: datetime | None = None) -> bool:
-    """Whether `holder` holds a live engine lease (read inside the caller's write transaction, as a fence)."""
-    lease = session.get(EngineLease, LEASE_NAME)
+    """Whether `holder` holds a live engine lease (read inside the caller's write transaction, as a fence).
+
+    On PostgreSQL the row is read FOR SHARE: a contender's take-over UPDATE waits until the caller's
+    transaction ends, so a fenced write never commits after its engine lost the lease. (SQLite's write
+    transaction already excludes every other writer; SQLAlchemy leaves FOR SHARE out there.)
+    """
+    lease = session.exec(
+        select(EngineLease).where(EngineLease.name == LEASE_NAME).with_for_update(read=True)
+    ).first()
     return lease is not None and lease.holder == holder and lease.expires_at > (now or utcnow())
 
 
 def renew_lease(db: Database, holder: str, ttl: float, info: dict[str, Any], *, now: datetime | None = None) -> bool:
-    """Extend our lease; False if it was lost (expired and taken by another engine)."""
+    """Extend our lease; False if it was lost (expired and taken by another engine).
+
+    One conditional UPDATE (… WHERE holder = us): read-then-write would, on PostgreSQL, extend the lease
+    another engine has just taken over.
+    """
     now = now or utcnow()
-    with db.write() as session:
-        lease = session.get(EngineLease, LEASE_NAME)
-        if lease is None or lease.holder != holder:
-            return False
-        lease.heartbeat_at, lease.expires_at, lease.info = now, now + timedelta(seconds=ttl), info
-        session.add(lease)
-        return True
+    table = EngineLease.__table__  # type: ignore[attr-defined]
+    with db.write_connection() as conn:
+        renewed = conn.execute(
+            update(table).where(table.c.name == LEASE_NAME, table.c.holder == holder)
+            .values(heartbeat_at=now, expires_at=now + timedelta(seconds=ttl), info=info).returning(table.c.name)
+        ).first()
+        return renewed is not None
 
 
 def set_engine_state(db: Database, holder: str, state: str) -> None:
-    with db.write() as session:
-        lease = session.get(EngineLease, LEASE_NAME)
-        if lease is not None and lease.holder == holder:
-            lease.state = state
-            session.add(lease)
+    table = EngineLease.__table__  # type: ignore[attr-defined]
+    with db.write_connection() as conn:
+        conn.execute(update(table).where(table.c.name == LEASE_NAME, table.c.holder == holder).values(state=state))
 
 
 def release_lease(db: Database, holder: str) -> None:
@@ -151,7 +187,8 @@ def claim_actions(db: Database, owner: str, limit: int = 20, *, ids: list[int] |
                                                 col(OperatorAction.processed_by).is_(None))
         if ids is not None:
             query = query.where(col(OperatorAction.id).in_(ids))
-        ids = list(session.exec(query.order_by(col(OperatorAction.id)).limit(limit)))
+        # PostgreSQL: pass over rows another claimer is taking
+        ids = list(session.exec(query.order_by(col(OperatorAction.id)).limit(limit).with_for_update(skip_locked=True)))
         if not ids:
             return []
         claimed = session.execute(

@@ -2,7 +2,8 @@
 
 Two engines share one URL: `read()` sessions use plain deferred transactions (readers never wait for
 writers under WAL), `write()` sessions take the write lock up front (see `sqlite.configure_engine`).
-On PostgreSQL both are ordinary transactions.
+On PostgreSQL reads are plain transactions and every write transaction takes an advisory writer lock first
+(`postgres.serialise_writers`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, SQLModel
 
-from erpsync_tui.store import sqlite
+from erpsync_tui.store import postgres, sqlite
 from erpsync_tui.store.models import SCHEMA_VERSION, Meta
 from erpsync_tui.store.sqlite import StoreError
 
@@ -27,14 +28,17 @@ class Database:
         self.path: Path | None = sqlite.sqlite_path(url)
         self.is_sqlite = sqlite.is_sqlite_url(url)
         self.writer_engine = self._make_engine(immediate=True)
-        self.reader_engine = self._make_engine(immediate=False) if self.is_sqlite else self.writer_engine
+        self.reader_engine = self._make_engine(immediate=False)
         self._lock = sqlite.WriterLock(self.path) if self.is_sqlite else None
         self._write_lock: AbstractContextManager[Any] = self._lock if self._lock is not None else nullcontext()
         self._now_connection: Connection | None = None  # try_write_now's own connection, which never waits
 
     def _make_engine(self, *, immediate: bool) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_pre_ping=True)
+            engine = create_engine(self.url, pool_pre_ping=True)
+            if immediate and postgres.is_postgres_url(self.url):
+                postgres.serialise_writers(engine)  # writers one at a time, as on SQLite (see store/postgres.py)
+            return engine
         engine = create_engine(self.url, **sqlite.engine_options())
         sqlite.configure_engine(engine, immediate=immediate)
         return engine
@@ -61,15 +65,24 @@ class Database:
             except OSError as exc:
                 raise StoreError(f"cannot create the folder for {self.path}: {exc.strerror}") from None
         try:
-            self._check_version()
-            SQLModel.metadata.create_all(self.writer_engine)
-            self._stamp_version()
+            with self._schema_guard():
+                self._check_version()
+                SQLModel.metadata.create_all(self.writer_engine)
+                self._stamp_version()
             # No PRAGMA quick_check here: it reads every page (3.6 s on a 1.1 GB file, disk-bound on a cold
             # cache) and every command opens the database. Integrity is checked by the engine's scheduled
             # health job and by `doctor`, once each (health.check_database_integrity).
         except (DatabaseError, OperationalError) as exc:
             raise StoreError(f"state database {self.label} cannot be opened: {_reason(exc)}") from None
         return self
+
+    def _schema_guard(self) -> AbstractContextManager[Any]:
+        """PostgreSQL: an advisory lock, so hosts opening an empty database at once create the schema once."""
+        if self.is_sqlite:
+            return nullcontext()
+        # On a reader connection: one of the writer engine would hold the writer lock while it waits for
+        # this one, and a process holding this one waits for the writer lock in create_all (a deadlock).
+        return postgres.schema_lock(self.reader_engine)
 
     def _check_version(self) -> None:
         if not inspect(self.reader_engine).has_table(Meta.__tablename__):

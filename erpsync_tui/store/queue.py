@@ -2,7 +2,8 @@
 
 Claims are a conditional UPDATE (… WHERE id IN (…) AND status IN ('pending','failed') RETURNING id):
 whoever's UPDATE matches a row owns it, so the claim holds with many workers on SQLite and on PostgreSQL
-alike, without SQLite-only locking.
+alike, without SQLite-only locking. On PostgreSQL the candidate rows are read FOR UPDATE SKIP LOCKED, so
+workers on many hosts claiming at once take different items rather than waiting on each other's.
 """
 
 from __future__ import annotations
@@ -90,7 +91,11 @@ def claim(
             query = query.where(col(QueueItem.id).in_(list(ids)))
         if kinds:
             query = query.where(col(QueueItem.kind).in_(kinds))
-        ids = list(session.exec(query.order_by(col(QueueItem.next_attempt_at), col(QueueItem.id)).limit(limit)))
+        # SKIP LOCKED (PostgreSQL; SQLite has no row locks and admits one writer anyway): rows another worker
+        # is claiming right now are passed over, so concurrent claims take different items instead of
+        # queueing on the same rows and then finding them gone.
+        ids = list(session.exec(query.order_by(col(QueueItem.next_attempt_at), col(QueueItem.id)).limit(limit)
+                                .with_for_update(skip_locked=True)))
         if not ids:
             return []
         claimed = session.execute(

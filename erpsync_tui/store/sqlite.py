@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -190,8 +190,13 @@ def vacuum(engine: Engine) -> None:
 
 
 def wal_checkpoint(engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
+    # Outside any transaction, as VACUUM: through the engine's connection it ran inside the writer engine's
+    # BEGIN IMMEDIATE and always failed with "database table is locked" (so did every retention maintenance).
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+    finally:
+        raw.close()
 
 
 def backup(source: Path, destination: Path) -> None:

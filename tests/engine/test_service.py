@@ -19,6 +19,8 @@ from erpsync_tui.store.models import EngineLease, OperatorAction, QueueStatus, S
 from .conftest import make_config
 from .test_sync import customer
 
+pytestmark = pytest.mark.backends
+
 
 def connectors_for(cluster: SimCluster, config) -> dict[str, FrappeConnector]:
     return {name: FrappeConnector(name, config.sites[name], site.api_key, site.api_secret, backoff_base=0.01)

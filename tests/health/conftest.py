@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,8 +52,9 @@ def config(sim: SimCluster) -> AppConfig:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = open_database(f"sqlite:///{tmp_path / 'state.db'}")
+def db(db_url: str) -> Iterator[Database]:
+    """SQLite by default; in a module marked `backends`, each backend in turn (see tests/conftest.py)."""
+    database = open_database(db_url)
     yield database
     database.dispose()
 

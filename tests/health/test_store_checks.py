@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from erpsync_tui.config import AppConfig
@@ -213,3 +214,41 @@ async def test_receiver_not_listening(sim: SimCluster) -> None:
 async def test_receiver_disabled_is_a_warning(config: AppConfig, sim: SimCluster) -> None:
     result = await health.check_receiver(make_config(sim, webhooks={"enabled": False}))
     assert (result.status, result.value) == ("warn", "disabled")
+
+
+# ============================================================================================ PostgreSQL
+
+
+@pytest.mark.postgres
+def test_postgres_connection_size_and_long_transactions(pg_cluster) -> None:
+    db = open_database(pg_cluster.new_database())
+    try:
+        integrity = health.check_database_integrity(db)
+        assert integrity.status == "ok" and "PostgreSQL 1" in integrity.detail
+        size = health.check_database_size(db)
+        assert size.status == "ok" and size.value.endswith(" MB") and "connections" in size.detail
+        assert health.check_long_transactions(db).status == "ok"
+        with db.writer_engine.connect() as other:  # a forgotten BEGIN in psql, as the server sees it
+            other.exec_driver_sql("SELECT 1 FROM meta LIMIT 1")
+            result = health.check_long_transactions(db, max_minutes=0.0)
+            other.rollback()
+        assert (result.status, result.error_code) == ("warn", "ERP010")
+        assert "pg_terminate_backend" in result.quick_fix and "open" in result.detail
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_health_has_no_disk_free_but_size_and_transactions(pg_cluster) -> None:
+    db = open_database(pg_cluster.new_database())
+    try:
+        checks = {planned.check for planned in health._plan(make_config_for_plan(), db, {}, owned=False)}
+    finally:
+        db.dispose()
+    assert "database.disk_free" not in checks
+    assert {"database.size", "database.transactions", "database.integrity"} <= checks
+
+
+def make_config_for_plan() -> AppConfig:
+    return AppConfig.model_validate({"sites": {"cloud": {"url": "http://127.0.0.1:9"},
+                                               "local": {"url": "http://127.0.0.1:9"}}})

@@ -39,7 +39,8 @@ from erpsync_tui.tui import data
 url, label, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 db = open_database(url)
 cycle = ["pause", "retry", "resume", "requeue_stuck", "sync_now"]
-submitted, errors, polls = [], [], 0
+submitted, errors, polls, max_gap = [], [], 0, 0.0
+last_poll = time.monotonic()
 after = None
 deadline = time.monotonic() + seconds
 next_action = time.monotonic() + 0.3
@@ -56,6 +57,7 @@ while time.monotonic() < deadline:
         data.queue_page(db, data.QueueFilter())
         data.conflict_rows(db)
         polls += 1
+        max_gap, last_poll = max(max_gap, time.monotonic() - last_poll), time.monotonic()
         if time.monotonic() >= next_action:
             action = cycle[len(submitted) % len(cycle)]
             marker = f"{label}-{len(submitted)}-{uuid.uuid4().hex}"
@@ -75,7 +77,7 @@ while time.monotonic() < deadline:
 marker = f"{label}-final-{uuid.uuid4().hex}"
 action_id = submit_action(db, "resume", actor=f"{label}-final", host="console-host", params={"marker": marker})
 submitted.append({"id": action_id, "action": "resume", "actor": f"{label}-final", "marker": marker})
-print(json.dumps({"submitted": submitted, "errors": errors, "polls": polls}))
+print(json.dumps({"submitted": submitted, "errors": errors, "polls": polls, "max_gap": max_gap}))
 """
 
 
@@ -122,21 +124,21 @@ async def run_console(url: str, label: str, seconds: float) -> dict[str, Any]:
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
+@pytest.mark.backends
 @pytest.mark.timeout(90)
-async def test_engine_and_two_console_processes_share_the_database(cluster: SimCluster, db_path: Path) -> None:
-    await share_the_database(cluster, db_path, RUN_SECONDS)
+async def test_engine_and_two_console_processes_share_the_database(cluster: SimCluster, db_url: str) -> None:
+    await share_the_database(cluster, db_url, RUN_SECONDS)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_engine_and_two_consoles_share_the_database_for_three_minutes(cluster: SimCluster,
                                                                             db_path: Path) -> None:
-    await share_the_database(cluster, db_path, 180.0)
+    await share_the_database(cluster, f"sqlite:///{db_path}", 180.0)
 
 
-async def share_the_database(cluster: SimCluster, db_path: Path, seconds: float) -> None:
+async def share_the_database(cluster: SimCluster, url: str, seconds: float) -> None:
     """One engine (receiver, scheduler, live traffic) and two console processes polling and acting for `seconds`."""
-    url = f"sqlite:///{db_path}"
     db = open_database(url)
     service = make_service(cluster, db)
     await service.start()
@@ -150,7 +152,11 @@ async def share_the_database(cluster: SimCluster, db_path: Path, seconds: float)
 
         for console in consoles:
             assert console["errors"] == [], console["errors"][:3]  # no "database is locked", nothing at all
-            assert console["polls"] > seconds * 5  # it really polled (~10/s) the whole time
+            # It really polled the whole time: ~10/s on SQLite; on PostgreSQL each of a poll's ten queries is a
+            # round trip (and actions queue on the writer lock behind the engine): 4–5/s on this loaded 2-core
+            # machine. Either way no poll waited long for another.
+            assert console["polls"] > seconds * (5 if url.startswith("sqlite") else 2), console["polls"]
+            assert console["max_gap"] < 3.0, console["max_gap"]
         submitted = [a for console in consoles for a in console["submitted"]]
         assert len(submitted) > 40
         ids = [a["id"] for a in submitted]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -58,8 +57,9 @@ class Running:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = open_database(f"sqlite:///{tmp_path / 'state.db'}")
+def db(db_url: str) -> Iterator[Database]:
+    """SQLite by default; in a module marked `backends`, each backend in turn (see tests/conftest.py)."""
+    database = open_database(db_url)
     yield database
     database.dispose()
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,9 +21,11 @@ from .conftest import SECRET, frappe_body, queue_rows, signed
 START_TIMEOUT_S = 20.0
 
 
+pytestmark = pytest.mark.backends
+
+
 @pytest.fixture
-def receiver_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
-    db_url = f"sqlite:///{tmp_path / 'state.db'}"
+def receiver_process(db_url: str) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "erpsync_tui.webhooks.run_for_tests", "--db", db_url, "--port", "0"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "ERPSYNC_WEBHOOK_SECRET": SECRET},

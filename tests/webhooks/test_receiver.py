@@ -19,6 +19,8 @@ from erpsync_tui.webhooks.parsing import SIGNATURE_HEADER
 
 from .conftest import MAX_BODY, SECRET, Running, StartReceiver, frappe_body, make_config, queue_rows, signed
 
+pytestmark = pytest.mark.backends
+
 
 async def post(rx: Running, body: bytes, *, site: str = "cloud", headers: dict[str, str] | None = None,
                params: dict[str, str] | None = None) -> httpx.Response:
@@ -254,12 +256,14 @@ async def test_an_unexpected_error_on_the_fast_path_is_a_500_with_its_code(
     assert queue_rows(db) == []
 
 
+@pytest.mark.sqlite_only
 async def test_a_free_lock_stores_on_the_loop_without_a_thread(rx: Running, db: Database) -> None:
     response = await post(rx, frappe_body(name="INLINE-1"))
     assert response.status_code == 200
     assert (rx.receiver.writer.batches, rx.receiver.writer.inline_batches) == (1, 1)
 
 
+@pytest.mark.sqlite_only
 async def test_a_held_lock_sends_the_batch_to_a_thread_and_the_answer_waits_for_it(rx: Running, db: Database) -> None:
     assert db.path is not None
     blocker = sqlite3.connect(db.path, isolation_level=None)  # another process's writer, as SQLite sees it
@@ -313,6 +317,7 @@ async def test_health_includes_each_sites_state_as_the_engine_reports_it(rx: Run
     assert response.json()["sites"] == {"cloud": "closed", "local": "auth_refused"}
 
 
+@pytest.mark.sqlite_only
 async def test_health_is_503_while_the_write_lock_is_held(
     rx: Running, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

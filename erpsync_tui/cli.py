@@ -852,7 +852,7 @@ async def _serve(service: Any, wait: bool, on_started: Callable[[], None] | None
         # back a lease the last attempt may have taken just then.
         await service.stop()
         await asyncio.gather(starting, return_exceptions=True)
-        click.echo("stopped while waiting for the engine lease", err=True)
+        click.echo("stopped while waiting for the engine lease" if wait else "stopped while starting", err=True)
         return EXIT_OK
     signalled_early.cancel()
     starting.result()  # LeaseHeld (without --wait) or a start error goes up from here

@@ -254,9 +254,13 @@ class EngineService:
             await asyncio.sleep(self.lease_ttl / 3)
 
     def _webhook_secret_configured(self) -> bool | None:
-        """None without a receiver; else whether this process has the secret its receiver verifies with."""
+        """None without a receiver; else whether the receiver verifies with a secret. The receiver itself says so
+        (the demo and tests hand it one directly); only a receiver that cannot tell is judged by the secret store."""
         if self.receiver is None:
             return None
+        told = getattr(self.receiver, "secret_configured", None)
+        if told is not None:
+            return bool(told)
         from erpsync_tui import secrets as secret_store
 
         return secret_store.lookup(secret_store.WEBHOOK_REF).value is not None

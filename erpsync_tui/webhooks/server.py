@@ -51,8 +51,10 @@ def http_url(host: str, port: int) -> str:
 class ReceiverHandle:
     """A running receiver: its bound address, and `stop()`."""
 
-    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], sock: socket.socket) -> None:
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], sock: socket.socket,
+                 *, secret_configured: bool | None = None) -> None:
         self._server = server
+        self.secret_configured = secret_configured  # None: not a receiver app of ours (health cannot tell)
         self._task = task
         self._sock = sock
         address = sock.getsockname()
@@ -107,7 +109,9 @@ async def serve_receiver(app: ASGIApp, host: str, port: int, *, log_level: str =
             await task
         sock.close()
         raise
-    return ReceiverHandle(server, task, sock)
+    receiver = getattr(getattr(app, "state", None), "receiver", None)
+    secret_configured = None if receiver is None else receiver.secret is not None
+    return ReceiverHandle(server, task, sock, secret_configured=secret_configured)
 
 
 async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:

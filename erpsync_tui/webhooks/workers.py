@@ -92,6 +92,7 @@ class ReceiverWorkers:
         self.metrics = metrics
         self.on_stored = on_stored
         self._secret = webhook_secret
+        self.secret_configured = bool(webhook_secret)
         self._log_level = log_level
         self._log_file = log_file
         self._workers: dict[int, _Worker] = {}

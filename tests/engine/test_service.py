@@ -206,3 +206,16 @@ async def test_receiver_on_port_zero_reports_its_real_port(cluster: SimCluster, 
         assert result.status == "ok", result
     finally:
         await service.stop()
+
+
+async def test_a_receiver_given_its_secret_directly_is_reported_as_having_one(cluster: SimCluster, db) -> None:
+    """The demo hands its receiver the secret (none in the keyring): health must not say "no secret" (ERP006)."""
+    from erpsync_tui import demo
+
+    service = demo.make_engine(cluster, make_config(cluster), db, webhook_secret="d" * 24)
+    await service.start()
+    try:
+        await wait_for(lambda: engine_status(db).info.get("webhook_secret") is not None)
+        assert engine_status(db).info["webhook_secret"] is True
+    finally:
+        await service.stop()

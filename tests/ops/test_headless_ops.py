@@ -72,7 +72,12 @@ class Ops:
     def start_serve(self) -> None:
         self.serve = subprocess.Popen([*self.base, "serve"], env=self.env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, text=True)
+        self.wait_started()
+
+    def wait_started(self) -> None:
+        """The lease is taken before the receiver listens: wait for both (a webhook sent between would be refused)."""
         wait_until(lambda: self.db_path.exists() and engine_status(self.db()).mode != "stopped", 60)
+        wait_until(lambda: receiver_answers(self.port), 60)
 
     def db(self):  # type: ignore[no-untyped-def]
         return open_database(f"sqlite:///{self.db_path}")
@@ -259,10 +264,17 @@ def test_waiting_serve_stops_at_once_on_a_signal(ops: Ops, sig: signal.Signals) 
     assert engine_status(db).holder == "other-engine"
 
 
+def receiver_answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code < 600
+    except httpx.HTTPError:
+        return False
+
+
 def test_serve_prints_a_start_up_line(ops: Ops) -> None:
     ops.serve = subprocess.Popen([*ops.base, "serve"], env=ops.env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: ops.db_path.exists() and engine_status(ops.db()).mode != "stopped", 60)
+    ops.wait_started()
     ops.stop()
     err = ops.serve.stderr.read()
     line = next(x for x in err.splitlines() if x.startswith("erpsync-tui serve "))

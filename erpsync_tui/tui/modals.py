@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import ActiveBinding, Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label, Static, TextArea
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -57,6 +57,35 @@ class PromptScreen(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextEditScreen(ModalScreen[str | None]):
+    """A multi-line value (notes, addresses) in a TextArea: ctrl+s keeps it, escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Keep", id="text_edit_save", priority=True),
+        Binding("escape", "cancel", "Cancel", id="text_edit_cancel"),
+    ]
+
+    def __init__(self, title: str, value: str) -> None:
+        super().__init__()
+        self.edit_title, self.value = title, value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog text-edit"):
+            yield Label(Text(self.edit_title, style="bold"), classes="dialog-title")
+            yield TextArea(self.value, id="text-edit-area", soft_wrap=True, show_line_numbers=False)
+            yield Label(Text("ctrl+s = keep this value for both sites    esc = cancel", style="bold"),
+                        classes="dialog-keys")
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+
+    def action_save(self) -> None:
+        self.dismiss(self.query_one(TextArea).text)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -91,6 +91,26 @@ class TextEditScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class TextViewScreen(ModalScreen[None]):
+    """The full text of a long line, a queue error or a field, scrollable; escape / enter closes."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter,q", "close", "Close", id="text_view_close")]
+
+    def __init__(self, title: str, text: Text) -> None:
+        super().__init__()
+        self.view_title, self.text = title, text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog text-view"):
+            yield Label(Text(self.view_title, style="bold"), classes="dialog-title")
+            with VerticalScroll(id="text-view-body"):
+                yield Static(self.text, id="text-view-text")
+            yield Label(Text("esc / enter = close", style="bold"), classes="dialog-keys")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
 def help_lines(bindings: dict[str, ActiveBinding], key_display: dict[str, str]) -> list[tuple[str, str, str]]:
     """(keys, description, where) per action, merged across keys bound to the same action, in binding order."""
     merged: dict[tuple[str, str], list[str]] = {}

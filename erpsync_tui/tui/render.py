@@ -15,7 +15,7 @@ LEVEL_TAG = {"DEBUG": "DBG", "INFO": "INF", "WARNING": "WRN", "ERROR": "ERR", "C
 HEALTH_TAG = {"ok": ("✓", "ok", "green"), "warn": ("!", "WARN", "yellow"), "fail": ("✗", "FAIL", "bold red")}
 STATUS_TAG = {"failed": ("↻", "failed", "yellow"), "dead": ("✗", "dead", "bold red"),
               "pending": ("·", "pending", ""), "in_progress": ("▶", "in progress", "cyan"),
-              "done": ("✓", "done", "green")}
+              "done": ("✓", "done", "green"), "discarded": ("⊘", "discarded", "dim")}
 
 
 def clock(ts: datetime | None) -> str:

@@ -31,6 +31,7 @@ from erpsync_tui.store.models import SyncLog, utcnow
 from erpsync_tui.tui import data
 from erpsync_tui.tui.commands import COMMANDS, SCREENS, ConsoleCommands, find_command
 from erpsync_tui.tui.modals import HelpScreen, PromptScreen, help_lines
+from erpsync_tui.tui.render import conflict_number
 from erpsync_tui.tui.safe import neutralise
 from erpsync_tui.tui.screens.conflicts import ConflictsScreen
 from erpsync_tui.tui.screens.dashboard import DashboardScreen
@@ -200,21 +201,34 @@ class ConsoleApp(App[int]):
         return True
 
     def jump_to(self, row: SyncLog) -> None:
-        self._find_jump_target(row.record_id, row.queue_item_id)
+        self._find_jump_target(row.record_id, row.queue_item_id, conflict_number(row))
 
     @work(thread=True, exit_on_error=False, group="jump")
-    def _find_jump_target(self, record_id: int | None, item_id: int | None) -> None:
-        conflict_id = data.open_conflict_for(self.db, record_id) if record_id else None
-        self.call_from_thread(self._jump, conflict_id, item_id)
+    def _find_jump_target(self, record_id: int | None, item_id: int | None, number: int | None) -> None:
+        """The line's open conflict (named in its text, or its record's), else its queue item."""
+        conflict_id = None
+        note = ""
+        if number is not None:
+            named = data.conflict(self.db, number)
+            if named is not None and named.status in ("open", "resolving"):
+                conflict_id = number
+            elif named is not None:
+                note = f"conflict #{number} is {named.status}" + (f" (by {named.resolved_by})"
+                                                                  if named.resolved_by else "")
+        if conflict_id is None and record_id:
+            conflict_id = data.open_conflict_for(self.db, record_id)
+        self.call_from_thread(self._jump, conflict_id, item_id, note)
 
-    def _jump(self, conflict_id: int | None, item_id: int | None) -> None:
+    def _jump(self, conflict_id: int | None, item_id: int | None, note: str = "") -> None:
+        if note and conflict_id is None:
+            self.notify(neutralise(note), markup=False)
         if conflict_id is not None:
             self.action_show("conflicts")
             self.screen_of("conflicts").select_conflict(conflict_id)
         elif item_id is not None:
             self.action_show("queue")
             self.screen_of("queue").focus_item(item_id)
-        else:
+        elif not note:
             self.notify("this line has no open conflict or queue item to jump to")
 
     # ------------------------------------------------------------------------------------------ engine actions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -22,6 +23,28 @@ def clock(ts: datetime | None) -> str:
     return ts.strftime("%H:%M:%S") if ts else "--:--:--"
 
 
+CONFLICT_NUMBER = re.compile(r"\bconflict #(\d+)\b")
+
+
+def conflict_number(row: SyncLog) -> int | None:
+    """The conflict a log line is about ("conflict #4 on items; …"), read from the engine's own wording."""
+    if row.outcome not in ("conflict", None) and row.error_code != "ERP009":
+        return None
+    found = CONFLICT_NUMBER.search(row.message or "")
+    return int(found.group(1)) if found else None
+
+
+def where_text(row: SyncLog, width: int | None = None) -> Text:
+    """Which way the line's write went — `cloud → local` — or, for a line with no write, the site it is about."""
+    direction = (row.direction or "").strip()
+    if direction and "→" in direction:
+        source, _, target = direction.partition("→")
+        return safe_text(f"{source.strip()} → {target.strip()}", width=width)
+    if direction:
+        return safe_text(direction, width=width)  # "merge", "resolution": both sites
+    return safe_text(row.site or "", width=width)
+
+
 def level_text(level: str) -> Text:
     return Text(LEVEL_TAG.get(level, level[:3]), style=LEVEL_STYLE.get(level, ""))
 
@@ -33,9 +56,13 @@ def log_line(row: SyncLog) -> Text:
     line.append(" ")
     if row.error_code:
         line.append(f"{row.error_code} ", style=LEVEL_STYLE.get(row.level, ""))
-    where = " ".join(part for part in (row.site, row.doctype, row.name) if part)
-    if where:
-        line.append_text(safe_text(where, "bold"))
+    place = where_text(row)
+    if place.plain:
+        line.append_text(place)
+        line.append(" ")
+    what = " ".join(part for part in (row.doctype, row.name) if part)
+    if what:
+        line.append_text(safe_text(what, "bold"))
         line.append(" ")
     line.append_text(safe_text(row.message))
     return line

@@ -294,6 +294,7 @@ class ConsoleApp(App[int]):
         """
         from erpsync_tui.engine import health
 
+        started = utcnow()
         thread = self.engine_thread
         service: EngineService | None = getattr(thread, "service", None)
         loop = getattr(thread, "_loop", None)
@@ -306,16 +307,16 @@ class ConsoleApp(App[int]):
             else:
                 results = asyncio.run(health.run_checks(self.config, self.db, None, credentials=_credentials(
                     self.config), store=False))
-                self.call_from_thread(self._checks_done, results)
+                self.call_from_thread(self._checks_done, results, started)
         except Exception as exc:
             self.call_from_thread(self.notify, f"checks failed: {type(exc).__name__}: {exc}", severity="error",
                                   markup=False)
 
-    def _checks_done(self, local: list[Any] | None) -> None:
+    def _checks_done(self, local: list[Any] | None, started: datetime | None = None) -> None:
         screen = self.screen_of("health") if "health" in self._screen_stacks else None
         if screen is not None:
             if local is not None:
-                screen.show_local(local)
+                screen.show_local(local, started)
             else:
                 screen.local_results = None
                 screen.poll_now()

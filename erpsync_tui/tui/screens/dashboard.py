@@ -13,6 +13,7 @@ from textual.widgets import Footer, RichLog, Sparkline, Static
 from erpsync_tui.store.control import EngineStatus
 from erpsync_tui.store.models import QueueStatus
 from erpsync_tui.tui import data
+from erpsync_tui.tui.health_view import health_views
 from erpsync_tui.tui.render import health_summary, log_line
 from erpsync_tui.tui.screens.base import EngineHeader, PollingScreen
 
@@ -66,7 +67,11 @@ class DashboardScreen(PollingScreen):
         spark.display = any(self.throughput.history)  # all zeros would draw as full bars
         self.query_one("#conflict-count", Static).update(self._conflict_text(snapshot.open_conflicts))
         rows = max(self.query_one("#side-panel").size.height - 3, 2)
-        self.query_one("#health-summary", Static).update(health_summary(snapshot.health, rows))
+        app = self.console_app
+        views = health_views(snapshot.health, snapshot.status, now=app.now(),
+                             interval_seconds=app.config.scheduler.health_interval_seconds)
+        self.query_one("#health-summary", Static).update(
+            health_summary(views, rows, engine_stopped=snapshot.status.mode == "stopped"))
         tail = self.query_one("#log-tail", RichLog)
         for row in snapshot.new_logs:
             tail.write(log_line(row))

@@ -29,10 +29,11 @@ from erpsync_tui.store.control import EngineStatus, submit_action
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import SyncLog, utcnow
 from erpsync_tui.tui import data
-from erpsync_tui.tui.commands import COMMANDS, SCREENS, ConsoleCommands, find_command
+from erpsync_tui.tui.commands import COMMANDS, SCREENS, ConsoleCommands, command_lines, find_command
 from erpsync_tui.tui.modals import HelpScreen, PromptScreen, help_lines
 from erpsync_tui.tui.render import conflict_number
 from erpsync_tui.tui.safe import neutralise
+from erpsync_tui.tui.screens.actions import ActionsScreen
 from erpsync_tui.tui.screens.conflicts import ConflictsScreen
 from erpsync_tui.tui.screens.dashboard import DashboardScreen
 from erpsync_tui.tui.screens.health import HealthScreen
@@ -43,7 +44,7 @@ from erpsync_tui.tui.themes import DEFAULT_THEME, load_themes
 log = logging.getLogger("erpsync.tui")
 
 ACTION_WAIT_SECONDS = 10.0  # how long the console watches a submitted action for its result
-PREWARM_ORDER = ("conflicts", "queue", "health", "logs")  # screens mounted ahead of their first visit
+PREWARM_ORDER = ("conflicts", "queue", "health", "logs", "actions")  # screens mounted ahead of their first visit
 PREWARM_DELAY_SECONDS = 0.3  # after the dashboard's first frame
 PREWARM_STEP_SECONDS = 0.15
 MUTATING_ACTIONS = frozenset(control.ACTIONS)
@@ -55,7 +56,11 @@ class ConsoleApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     COMMANDS: ClassVar[set[Any]] = {ConsoleCommands, *App.COMMANDS}
     MODES: ClassVar[dict[str, Any]] = {"dashboard": DashboardScreen, "conflicts": ConflictsScreen,
-                                       "queue": QueueScreen, "logs": LogsScreen, "health": HealthScreen}
+                                       "queue": QueueScreen, "logs": LogsScreen, "health": HealthScreen,
+                                       "actions": ActionsScreen}
+    # Classes on the Screen for layouts that follow the terminal (app.tcss: Screen.-short …, Screen.-wide …).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (80, "-normal"), (140, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (24, "-normal-height"), (40, "-tall")]
     DEFAULT_MODE: ClassVar[str] = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, tooltip="leave (the in-process engine stops)"),
@@ -69,6 +74,7 @@ class ConsoleApp(App[int]):
         Binding("f4", "show('queue')", "Queue", id="screen_queue", show=False),
         Binding("f5", "show('logs')", "Logs", id="screen_logs", show=False),
         Binding("f6", "show('health')", "Health", id="screen_health", show=False),
+        Binding("f7", "show('actions')", "Actions", id="screen_actions", show=False),
     ]
 
     def __init__(
@@ -84,9 +90,11 @@ class ConsoleApp(App[int]):
         now: Callable[[], datetime] = utcnow,
         engine_thread: EngineThread | None = None,
         prewarm: bool = True,
+        about: str = "",
     ) -> None:
         super().__init__()
         self.prewarm = prewarm
+        self.about = about  # shown at the top of `?`: e.g. the demo's database path and site URLs
         self.db, self.config, self.mode, self.readonly = db, config, mode, readonly
         self.actor, self.host, self.now = actor, host, now
         self.engine_thread = engine_thread
@@ -179,12 +187,13 @@ class ConsoleApp(App[int]):
         bindings = self.screen.active_bindings
         displays = {key: (active.binding.key_display or self.get_key_display(active.binding))
                     for key, active in bindings.items()}
-        self.push_screen(HelpScreen(self.current_mode, help_lines(bindings, displays)))
+        self.push_screen(HelpScreen(self.current_mode, help_lines(bindings, displays), commands=command_lines(),
+                                    about=self.about))
 
     def action_command_line(self) -> None:
         names = ", ".join(c.name + (f" {c.takes_argument}" if c.takes_argument else "") for c in COMMANDS)
-        self.push_screen(PromptScreen(":", placeholder="dashboard | conflicts | queue | logs | health | pause | "
-                                      "resume | sync [doctype]", hint=names), self._run_command_line)
+        self.push_screen(PromptScreen(":", placeholder="a screen (dashboard conflicts queue logs health actions) or "
+                                      "a command — :help lists them", hint=names), self._run_command_line)
 
     def _run_command_line(self, text: str | None) -> None:
         if not text or not text.strip():

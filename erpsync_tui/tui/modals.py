@@ -138,17 +138,27 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "close", "Close", id="help_close")]
 
-    def __init__(self, screen_name: str, lines: list[tuple[str, str, str]]) -> None:
+    def __init__(self, screen_name: str, lines: list[tuple[str, str, str]], *,
+                 commands: list[tuple[str, str]] | None = None, about: str = "") -> None:
         super().__init__()
         self.screen_name, self.lines = screen_name, lines
+        self.commands, self.about = commands or [], about
 
     def compose(self) -> ComposeResult:
         table = Text()
+        if self.about:
+            table.append(self.about + "\n\n", style="italic")
         width = max((len(keys) for keys, _, _ in self.lines), default=4) + 2
         for keys, description, where in self.lines:
             table.append(keys.ljust(width), style="bold")
             table.append(description)
             table.append(f"  ({where})\n", style="dim")
+        if self.commands:
+            table.append("\nCommands — type : then the name (a prefix is enough)\n", style="bold underline")
+            width = max(len(name) for name, _ in self.commands) + 2
+            for name, description in self.commands:
+                table.append(name.ljust(width), style="bold")
+                table.append(description + "\n")
         with Vertical(id="help-dialog", classes="dialog"):
             yield Label(Text(f"Keys — {self.screen_name}", style="bold"), classes="dialog-title")
             with VerticalScroll(id="help-body"):

@@ -54,7 +54,13 @@ async def test_message_column_follows_the_terminal_width(make_app) -> None:
         await wait_loaded(pilot)
         await pilot.press("l")
         await wait_loaded(pilot)
-        narrow = app.screen.message_width
+        logs = app.screen
+        narrow = logs.message_width
+        assert "doctype" not in logs.query_one("#log-table").columns  # below 100 columns it makes room
         await pilot.resize_terminal(160, 40)
-        await wait_for(pilot, lambda: app.screen.message_width == narrow + 80)
+        await wait_for(pilot, lambda: "doctype" in logs.query_one("#log-table").columns)
+        assert logs.message_width > narrow + 40
         await wait_for(pilot, lambda: "waiting for an operator" in screen_text(app))
+        await pilot.resize_terminal(60, 20)
+        await wait_for(pilot, lambda: "doctype" not in logs.query_one("#log-table").columns)
+        assert logs.message_width >= 12 and len(logs.rows) == 12

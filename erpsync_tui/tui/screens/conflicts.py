@@ -17,7 +17,7 @@ from erpsync_tui.store.models import Conflict
 from erpsync_tui.tui import data
 from erpsync_tui.tui.modals import ConfirmScreen, PromptScreen, TextEditScreen
 from erpsync_tui.tui.safe import display_value, safe_text
-from erpsync_tui.tui.screens.base import EngineHeader, PollingScreen
+from erpsync_tui.tui.screens.base import PollingScreen, top_bar
 from erpsync_tui.tui.widgets.conflict_list import ConflictList
 from erpsync_tui.tui.widgets.detail_pane import DetailPane
 from erpsync_tui.tui.widgets.diff_view import DiffView
@@ -53,7 +53,7 @@ class ConflictsScreen(PollingScreen):
     # ------------------------------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield EngineHeader(id="header")
+        yield from top_bar()
         yield ConflictList(id="conflict-list")
         yield Static(id="conflict-title")
         yield DiffView(id="diff")

@@ -15,7 +15,7 @@ from erpsync_tui.store.models import QueueStatus
 from erpsync_tui.tui import data
 from erpsync_tui.tui.health_view import health_views
 from erpsync_tui.tui.render import health_summary, log_line
-from erpsync_tui.tui.screens.base import EngineHeader, PollingScreen
+from erpsync_tui.tui.screens.base import PollingScreen, top_bar
 
 LOG_LINES_KEPT = 1000
 QUEUE_ROWS = (("pending", QueueStatus.PENDING), ("in progress", QueueStatus.IN_PROGRESS),
@@ -29,6 +29,7 @@ class DashboardScreen(PollingScreen):
         Binding("q", "app.show('queue')", "Queue", id="goto_queue"),
         Binding("l", "app.show('logs')", "Logs", id="goto_logs"),
         Binding("h", "app.show('health')", "Health", id="goto_health"),
+        Binding("a", "app.show('actions')", "Actions", id="goto_actions"),
     ]
 
     def __init__(self) -> None:
@@ -37,7 +38,7 @@ class DashboardScreen(PollingScreen):
         self.throughput = data.Throughput()
 
     def compose(self) -> ComposeResult:
-        yield EngineHeader(id="header")
+        yield from top_bar()
         with Horizontal(id="dash-top"):
             with Vertical(id="queue-panel", classes="panel"):
                 yield Static(id="queue-depth")

@@ -21,7 +21,7 @@ from erpsync_tui.tui.health_view import CheckView, as_check, health_views, newes
 from erpsync_tui.tui.health_view import current as current_results
 from erpsync_tui.tui.render import health_tag
 from erpsync_tui.tui.safe import safe_text
-from erpsync_tui.tui.screens.base import EngineHeader, PollingScreen
+from erpsync_tui.tui.screens.base import PollingScreen, top_bar
 
 COLUMNS = ("status", "check", "target", "value", "age", "code", "quick fix")
 __all__ = ["HealthScreen", "as_check", "triage_text"]
@@ -66,7 +66,7 @@ class HealthScreen(PollingScreen):
         self.results: dict[str, CheckView] = {}
 
     def compose(self) -> ComposeResult:
-        yield EngineHeader(id="header")
+        yield from top_bar()
         yield DataTable(id="health-table", cursor_type="row")
         yield Static(id="triage")
         yield Static(id="health-detail")

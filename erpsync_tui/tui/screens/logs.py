@@ -21,11 +21,14 @@ from erpsync_tui.tui import data
 from erpsync_tui.tui.modals import PromptScreen, TextViewScreen
 from erpsync_tui.tui.render import clock, conflict_number, level_text, where_text
 from erpsync_tui.tui.safe import safe_text
-from erpsync_tui.tui.screens.base import EngineHeader, PollingScreen
+from erpsync_tui.tui.screens.base import PollingScreen, top_bar
 
 MAX_ROWS = 3000  # rows kept in the table; older ones are a page-up away in the database
 LEVEL_KEYS = {"1": "INFO", "2": "WARNING", "3": "ERROR"}
 FIXED_COLUMNS = (("time", 8), ("lvl", 3), ("where", 14), ("doctype", 12), ("name", 16))
+# Below 100 columns the doctype goes (it stays in the line's detail) and the others narrow: the message keeps room.
+NARROW_COLUMNS = (("time", 8), ("lvl", 3), ("where", 11), ("name", 12))
+NARROW_BELOW = 100
 
 
 class LogTable(DataTable[Any]):
@@ -64,34 +67,50 @@ class LogsScreen(PollingScreen):
         self.reset = True  # the next load replaces the table (new filter) instead of appending
         self.exhausted = False
         self.message_width = 40
+        self.columns: tuple[tuple[str, int], ...] = FIXED_COLUMNS
         self.conflict_rows: dict[int, str] = {}  # conflict number → the key of the one line that shows it
         self.repeats: dict[str, int] = {}  # that line's key → how many times the engine logged it
     def compose(self) -> ComposeResult:
-        yield EngineHeader(id="header")
+        yield from top_bar()
         yield Static(id="log-status")
         yield LogTable(id="log-table", cursor_type="row")
         yield Static(id="log-detail")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(LogTable)
-        for name, width in FIXED_COLUMNS:
-            table.add_column(name, key=name, width=width)
-        self.message_width = self._message_width(self.app.size.width)
-        table.add_column("message", key="message", width=self.message_width)
+        self._add_columns(self.app.size.width)
         super().on_mount()
-        table.focus()
+        self.query_one(LogTable).focus()
 
-    @staticmethod
-    def _message_width(width: int) -> int:
+    def _add_columns(self, width: int) -> None:
+        table = self.query_one(LogTable)
+        self.columns = NARROW_COLUMNS if width < NARROW_BELOW else FIXED_COLUMNS
+        for name, column_width in self.columns:
+            table.add_column(name, key=name, width=column_width)
+        self.message_width = self._message_width(width)
+        table.add_column("message", key="message", width=self.message_width)
+
+    def _message_width(self, width: int) -> int:
         """What is left for the message (cells are padded by one column each side)."""
-        return max(width - sum(w for _, w in FIXED_COLUMNS) - 2 * (len(FIXED_COLUMNS) + 1) - 2, 12)
+        return max(width - sum(w for _, w in self.columns) - 2 * (len(self.columns) + 1) - 2, 12)
 
     def on_resize(self) -> None:
-        """The message column follows the terminal's width (cells hold the whole message; the column cuts)."""
-        width = self._message_width(self.size.width)
+        """The columns follow the terminal's width (cells hold the whole message; the column cuts it)."""
+        super().on_resize()
         table = self.query_one(LogTable)
-        if width != self.message_width and "message" in table.columns:
+        if "message" not in table.columns:
+            return
+        wanted = NARROW_COLUMNS if self.size.width < NARROW_BELOW else FIXED_COLUMNS
+        if wanted != self.columns:  # another set of columns: rebuild the table from the rows held
+            rows = self.rows
+            with self.app.batch_update():
+                table.clear(columns=True)
+                self._add_columns(self.size.width)
+                self.rows, self.conflict_rows, self.repeats = [], {}, {}
+                self._append(rows)
+            return
+        width = self._message_width(self.size.width)
+        if width != self.message_width:
             self.message_width = width
             table.columns["message"].width = width  # type: ignore[index]
             table._require_update_dimensions = True
@@ -169,8 +188,9 @@ class LogsScreen(PollingScreen):
         return text
 
     def _cells(self, row: SyncLog) -> list[Text]:
-        return [Text(clock(row.ts), style="dim"), level_text(row.level), where_text(row, width=14),
-                safe_text(row.doctype or "", width=12), safe_text(row.name or "", width=16), self._message(row)]
+        cells = {"time": Text(clock(row.ts), style="dim"), "lvl": level_text(row.level), "where": where_text(row),
+                 "doctype": safe_text(row.doctype or ""), "name": safe_text(row.name or "")}
+        return [cells[name] for name, _ in self.columns] + [self._message(row)]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         row = next((r for r in reversed(self.rows) if str(r.id) == event.row_key.value), None)

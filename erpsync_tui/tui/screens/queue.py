@@ -17,7 +17,7 @@ from erpsync_tui.tui import data
 from erpsync_tui.tui.modals import ConfirmScreen, PromptScreen, TextViewScreen
 from erpsync_tui.tui.render import status_tag
 from erpsync_tui.tui.safe import safe_text
-from erpsync_tui.tui.screens.base import EngineHeader, PollingScreen
+from erpsync_tui.tui.screens.base import PollingScreen, top_bar
 
 COLUMNS = ("id", "status", "site", "doctype", "name", "code", "tries", "next try", "last error")
 # The tabs: a key, a label, the states shown.
@@ -49,7 +49,7 @@ class QueueScreen(PollingScreen):
         self.counts: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
-        yield EngineHeader(id="header")
+        yield from top_bar()
         yield Static(id="queue-tabs")
         yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="queue-detail")

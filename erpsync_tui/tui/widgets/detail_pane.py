@@ -76,8 +76,8 @@ def _table_summary(model: ConflictModel, name: str) -> Text:
     conflicting = sum(1 for h in hunks if h.status == "conflict")
     one_sided = sum(1 for h in hunks if h.status in ("cloud_changed", "local_changed"))
     same = sum(len(h.cloud) for h in hunks if not h.differs)
-    out = _heading(name, f" — {conflicting} row stretches changed on both sites, {one_sided} on one site, "
-                         f"{same} rows the same")
+    out = _heading(name, f" — rows changed on both sites: {conflicting}, on one site: {one_sided}, "
+                         f"the same: {same}")
     out.append("c / l on this line takes the whole table; on a row line below, that row; b keeps rows added "
                "on both sites", style="dim")
     return out

@@ -127,8 +127,8 @@ class DiffView(DataTable[Any]):
         if line.kind == "note":
             hunks = self.model.hunks[line.field]
             same = sum(len(h.cloud) for h in hunks if not h.differs)
-            label = f"  {same} row{'s' if same != 1 else ''} the same (not listed)"
-            return [Text(""), Text(label, style="dim"), Text(""), Text(""), Text(""), Text("")]
+            return [Text(""), Text(f"└ {same} same", style="dim"), Text("rows not listed", style="dim"), Text(""),
+                    Text(""), Text("")]
         hunk = self.model.hunks[line.field][line.hunk or 0]
         if line.kind == "hunk":
             label, style = ("+ BOTH added", "bold red") if hunk.added_on_both else STATE_LABEL[hunk.status]

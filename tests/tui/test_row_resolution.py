@@ -93,7 +93,7 @@ async def test_a_thousand_row_conflict_resolved_row_by_row(cluster: SimCluster, 
             assert sum(k.startswith("h|items|") for k in view.lines) == 25
             assert view.row_count < 60
             text = screen_text(app)
-            assert "975 same" in text and "≠ BOTH" in text and "row 101" in text
+            assert "the same: 975" in text and "≠ BOTH" in text and "row 101" in text
             # Row by row: the cursor moves on to the next row that needs a choice after each pick.
             await pilot.press("down", "c", "l", "c", "l")
             assert view.current_line().kind == "hunk" and view.current_line().hunk == view.lines[conflicting[4]].hunk

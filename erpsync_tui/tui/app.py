@@ -351,6 +351,7 @@ def run_console(
     engine_factory: Callable[[], EngineService] | None,
     readonly: bool = False,
     theme: str | None = None,
+    about: str = "",
 ) -> int:
     """Open the console; with `engine_factory`, run the engine in-process unless a `serve` holds the lease.
 
@@ -368,7 +369,7 @@ def run_console(
         except LeaseHeld as exc:
             log.info("engine runs elsewhere; attaching: %s", exc)
     app = ConsoleApp(db, config, mode=mode, readonly=readonly, theme=theme, actor=getpass.getuser(),
-                     host=socket.gethostname(), engine_thread=thread)
+                     host=socket.gethostname(), engine_thread=thread, about=about)
     try:
         app.run(mouse=config.console.mouse)
     finally:

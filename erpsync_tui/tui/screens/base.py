@@ -129,8 +129,8 @@ class PollingScreen(Screen[None]):
         note = notes.first(Static)
         note.set_class(small, "-shown")
         if small:
-            note.update(Text(f" {width}×{height} < {SMALL[0]}×{SMALL[1]}: columns and footer keys are cut — "
-                             "? lists every key, enter shows a line in full", style="bold"))
+            note.update(Text(f" {width}×{height} < {SMALL[0]}×{SMALL[1]}: columns, keys cut — ? all keys, "
+                             "enter full text", style="bold"))
 
     def on_screen_resume(self) -> None:
         self.poll_now()

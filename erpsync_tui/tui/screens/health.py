@@ -23,7 +23,7 @@ from erpsync_tui.tui.render import health_tag
 from erpsync_tui.tui.safe import safe_text
 from erpsync_tui.tui.screens.base import PollingScreen, top_bar
 
-COLUMNS = ("status", "check", "target", "value", "age", "code", "quick fix")
+COLUMNS = ("status", "age", "check", "target", "value", "code", "quick fix")
 __all__ = ["HealthScreen", "as_check", "triage_text"]
 
 
@@ -119,9 +119,8 @@ class HealthScreen(PollingScreen):
         result = view.result
         tag = Text("? stale", style="dim") if view.stale else health_tag(result.status)
         age = {"live": "live", "local": "just now"}.get(view.source) or data.format_age(view.age) + " ago"
-        return [tag, Text(result.check), safe_text(result.target), safe_text(result.value, width=24),
-                Text(age, style="dim" if view.stale else ""), Text(result.error_code or ""),
-                safe_text(result.quick_fix, width=80)]
+        return [tag, Text(age, style="dim" if view.stale else ""), Text(result.check), safe_text(result.target),
+                safe_text(result.value, width=24), Text(result.error_code or ""), safe_text(result.quick_fix, width=80)]
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
         self._show_detail()

@@ -44,7 +44,7 @@ from erpsync_tui.tui.themes import DEFAULT_THEME, load_themes
 log = logging.getLogger("erpsync.tui")
 
 ACTION_WAIT_SECONDS = 10.0  # how long the console watches a submitted action for its result
-PREWARM_ORDER = ("conflicts", "queue", "health", "logs", "actions")  # screens mounted ahead of their first visit
+PREWARM_ORDER = ("conflicts", "queue")  # mounted ahead of their first visit: the screens operators act on
 PREWARM_DELAY_SECONDS = 0.3  # after the dashboard's first frame
 PREWARM_STEP_SECONDS = 0.15
 MUTATING_ACTIONS = frozenset(control.ACTIONS)

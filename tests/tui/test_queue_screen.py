@@ -90,7 +90,7 @@ async def test_screens_are_mounted_ahead_so_the_first_visit_shows_the_diff_at_on
     app = make_app(prewarm=True)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_loaded(pilot)
-        await wait_for(pilot, lambda: {"conflicts", "queue", "health", "logs"} <= set(app._screen_stacks))
+        await wait_for(pilot, lambda: {"conflicts", "queue"} <= set(app._screen_stacks))
         conflicts = app.screen_of("conflicts")
         await wait_for(pilot, lambda: conflicts.shown_id == 1)  # its data loaded in the background too
         assert app.current_mode == "dashboard"

@@ -31,16 +31,16 @@ async def test_attached_health_screen_recovers_after_the_site_returns(cluster: S
         async with app.run_test(size=(120, 30)) as pilot:
             await wait_loaded(pilot)
             await pilot.press("h")
-            await wait_for(pilot, lambda: reachable(app, "cloud") == "ok", limit=15)
+            await wait_for(pilot, lambda: reachable(app, "cloud") == "ok", limit=40)
             assert " ago" in screen_text(app)  # every stored result shows its age
             cluster["cloud"].set_faults(drop=True)  # the cloud site goes away
             await pilot.press("r")
-            await wait_for(pilot, lambda: app.screen.local_results is not None, limit=20)
+            await wait_for(pilot, lambda: app.screen.local_results is not None, limit=40)
             assert "local run" in app.screen.query_one("#health-table").border_subtitle
             assert reachable(app, "cloud") == "fail"
             cluster["cloud"].clear_faults()  # ... and comes back: the engine's next stored check replaces the run
             await wait_for(pilot, lambda: app.screen.local_results is None and reachable(app, "cloud") == "ok",
-                           limit=20)
+                           limit=40)
             assert "local run" not in screen_text(app)
     finally:
         await asyncio.to_thread(serve.stop)

@@ -62,6 +62,11 @@ async def open_row_conflict(cluster: SimCluster, db, config) -> tuple[str, str]:
     return order["name"], local_name
 
 
+def conflict_status(db) -> str:
+    with db.read() as s:
+        return s.exec(select(Conflict)).one().status
+
+
 def expected_rows() -> list[tuple[float, float]]:
     rows = [(float(i + 1), 10.0) for i in range(ROWS)]
     for i in CLOUD_ONLY:
@@ -103,10 +108,9 @@ async def test_a_thousand_row_conflict_resolved_row_by_row(cluster: SimCluster, 
             await wait_for(pilot, lambda: "Apply resolution" in screen_text(app))
             assert "rows chosen one by one" in screen_text(app)
             await pilot.press("y")
-            await wait_for(pilot, lambda: rows_of(cluster, "local", local_name) == expected_rows(), limit=30)
+            await wait_for(pilot, lambda: conflict_status(db) == "resolved", limit=60)  # written, then closed
+        assert rows_of(cluster, "local", local_name) == expected_rows()
         assert rows_of(cluster, "cloud", cloud_name) == expected_rows()
-        with db.read() as s:
-            assert s.exec(select(Conflict)).one().status == "resolved"
     finally:
         await asyncio.to_thread(thread.stop)
 

@@ -42,3 +42,25 @@ async def test_help_lists_the_colon_commands_and_what_the_console_is_about(make_
         body = str(app.screen.query_one("#help-text").content)  # the whole help, also what needs scrolling
         assert ":requeue-stuck" in body and ":sync [doctype]" in body and ":actions" in body
         assert body.index("Commands") > body.index("Help")  # after the keys
+
+
+async def test_e_on_a_multi_line_value_opens_a_text_area_and_keeps_every_line(make_app) -> None:
+    from erpsync_tui.tui.modals import TextEditScreen
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: bool(app.screen.diffs))
+        screen = app.screen
+        view = screen.query_one("#diff")
+        view.move_cursor(row=list(view.lines).index("f|customer_details"))
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextEditScreen))
+        area = app.screen.query_one("#text-edit-area")
+        assert area.text.count("\n") == 2  # all three lines, not the first one only
+        area.text = area.text + "\nRing twice."
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "customer_details" in view.resolution.choices)
+        kind, value = view.resolution.choices["customer_details"]
+        assert kind == "value" and value.endswith("Call before arriving.\nInvoices by email only.\nRing twice.")

@@ -10,7 +10,12 @@ default, written with executemany in one transaction), then prints:
     seen id, open conflict count, health results — median of `--runs` runs (target < 25 ms), both for the
     first refresh (newest 200 log lines) and a following one (lines after the last seen id);
 (b) console start-to-first-frame: from `ConsoleApp(...)` to the dashboard showing its first data under
-    `run_test` (80×24), median of 5.
+    `run_test` (80×24), median of 5;
+(c) the conflicts screen (run_test 160×48, median of `--visits`): the first visit — from pressing `c` on the
+    dashboard to the first frame drawn with the diff on screen — for a 1,000-row Sales Order conflict (15 rows
+    edited per side, one row on both) and for a 10-field Customer conflict; then, with the screen open, `n` to
+    the other conflict (the open-screen time). Each with screens mounted ahead of time (the console's default,
+    `prewarm`) and without, so the figure says what the prewarm buys. Goal: first visit ≤ 150 ms.
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlmodel import select
+
 from erpsync_tui.config import AppConfig
 from erpsync_tui.store import Database, open_database
+from erpsync_tui.store.models import Conflict
 from erpsync_tui.tui import data
 from erpsync_tui.tui.app import ConsoleApp
 from erpsync_tui.tui.fixture import seed
@@ -114,15 +122,84 @@ async def first_frame_ms(db: Database, config: AppConfig) -> float:
     return elapsed
 
 
+def conflict_db(path: Path) -> Database:
+    """The fixture database with its two conflicts replaced: a 1,000-row Sales Order (#1), a 10-field Customer (#2)."""
+    db = open_database(f"sqlite:///{path}")
+    seed(db, now=NOW)
+    base = {"customer": "Acme", "delivery_date": "2025-03-10",
+            "items": [{"item_code": f"ITEM-{i % 7}", "qty": i + 1, "rate": 10, "warehouse": "Main"}
+                      for i in range(1000)]}
+    cloud = {**base, "items": [dict(r) for r in base["items"]]}
+    local = {**base, "items": [dict(r) for r in base["items"]]}
+    for n in range(15):
+        cloud["items"][n * 60]["qty"] = 9000 + n
+        local["items"][n * 60 + 7]["rate"] = 12
+    local["items"][0]["qty"] = 7000  # the first row changed on both sites: a row conflict
+    customer = {f"field_{i}": f"value {i}" for i in range(10)}
+    with db.write() as session:
+        for old in session.exec(select(Conflict)).all():
+            session.delete(old)
+        session.add(Conflict(id=1, record_id=1, doctype="Sales Order", names={"cloud": "SO-1", "local": "SO-9"},
+                             versions={"cloud": cloud, "local": local}, modified={}, base=base, fields=["items"]))
+        session.add(Conflict(id=2, record_id=2, doctype="Customer", names={"cloud": "C-1", "local": "C-1"},
+                             versions={"cloud": {**customer, "field_1": "cloud", "field_2": "cloud"},
+                                       "local": {**customer, "field_1": "local", "field_3": "local"}},
+                             modified={}, base=customer, fields=["field_1"]))
+    return db
+
+
+async def conflict_visit(db: Database, config: AppConfig, first: int, *, prewarm: bool) -> tuple[float, float]:
+    """(first visit ms, open-screen ms): `c` to the frame showing conflict `first`, then `n` to the other."""
+    app = ConsoleApp(db, config, actor="bench", host="bench", now=lambda: NOW, prewarm=prewarm)
+    frames: list[tuple[float, bool]] = []
+    display = app._display
+
+    def record(screen, renderable) -> None:  # every frame Textual draws, and whether it shows a diff
+        view = getattr(screen, "model", None)
+        frames.append((time.perf_counter(), view is not None and screen.shown_id == wanted[0]))
+        display(screen, renderable)
+
+    app._display = record  # type: ignore[method-assign]
+    wanted = [first]
+    async with app.run_test(size=(160, 48)) as pilot:
+        while getattr(app.screen, "loads", 0) < 1:
+            await pilot.pause(0.005)
+        await pilot.pause(1.5)  # the console idles before the operator's first key (and prewarms meanwhile)
+        conflicts = app._screen_stacks.get("conflicts")
+        if conflicts and conflicts[0].shown_id != first:  # prepared on another conflict: select this one
+            conflicts[0].select_conflict(first)
+            await pilot.pause(0.5)
+        frames.clear()
+        started = time.perf_counter()
+        await pilot.press("c")
+        while not any(shown for _, shown in frames):
+            await pilot.pause(0.001)
+        visit = next(ts for ts, shown in frames if shown) - started
+        await pilot.pause(0.3)
+        wanted[0] = 2 if first == 1 else 1
+        frames.clear()
+        started = time.perf_counter()
+        await pilot.press("n")
+        while not any(shown for _, shown in frames):
+            await pilot.pause(0.001)
+        step = next(ts for ts, shown in frames if shown) - started
+    return visit * 1000, step * 1000
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-rows", type=int, default=1_000_000)
     parser.add_argument("--queue-items", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--visits", type=int, default=5)
+    parser.add_argument("--only-conflicts", action="store_true", help="run (c) only")
     args = parser.parse_args(argv)
     config = AppConfig.model_validate({"sites": {"cloud": {"url": "http://127.0.0.1:9"},
                                                  "local": {"url": "http://127.0.0.1:10"}}})
     with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
+        conflicts_part(Path(tmp) / "conflicts.db", config, args.visits)
+        if args.only_conflicts:
+            return
         started = time.perf_counter()
         db = build(Path(tmp) / "state.db", args.log_rows, args.queue_items)
         print(f"built {args.log_rows:,} log rows + {args.queue_items:,} queue items in "
@@ -140,6 +217,20 @@ def main(argv: list[str] | None = None) -> None:
         median = statistics.median(frames)
         print(f"(b) console start to first data frame (run_test 80×24), median of 5: {median:.0f} ms")
         db.dispose()
+
+
+def conflicts_part(path: Path, config: AppConfig, visits: int) -> None:
+    db = conflict_db(path)
+    for prewarm in (True, False):
+        label = "screens mounted ahead (default)" if prewarm else "no prewarm (mounted on first visit)"
+        for first, name in ((1, "1,000-row Sales Order"), (2, "10-field Customer")):
+            runs = [asyncio.run(conflict_visit(db, config, first, prewarm=prewarm)) for _ in range(visits)]
+            visit = statistics.median(r[0] for r in runs)
+            step = statistics.median(r[1] for r in runs)
+            verdict = "OK" if visit <= 150 else "OVER the 150 ms goal"
+            print(f"(c) {label}: first visit, {name}: {visit:.0f} ms ({verdict}); open screen, next conflict: "
+                  f"{step:.0f} ms — median of {visits}")
+    db.dispose()
 
 
 if __name__ == "__main__":

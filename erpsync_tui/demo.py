@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets as token_source
+import socket
 import tempfile
 import threading
 import time
@@ -24,6 +25,7 @@ from erpsync_tui.store import Database, open_database
 
 FAULT_EVERY_S = 45.0  # an occasional fault, so the console has something to show and the engine to ride out
 FAULT_FOR_S = 6.0
+DEMO_ERROR_RATE = 0.5
 
 
 def demo_config(cluster: SimCluster, db_path: Path) -> AppConfig:
@@ -34,10 +36,25 @@ def demo_config(cluster: SimCluster, db_path: Path) -> AppConfig:
         "sync": {"doctypes": ["Customer", "Item", "Sales Order"], "conflict_resolution": "latest_timestamp",
                  "overrides": {"Customer": {"conflict_resolution": "manual"}},
                  "retry": {"max_attempts": 4, "backoff_base_seconds": 1, "backoff_max_seconds": 20}},
-        "webhooks": {"host": "127.0.0.1", "port": 0},
+        # A port found free now, not 0: the configuration then names the port the receiver binds, so the
+        # receiver health check (and `r` in the console) asks the right one.
+        "webhooks": {"host": "127.0.0.1", "port": _free_port()},
         "scheduler": {"incremental_sync_interval_seconds": 10, "health_interval_seconds": 10},
         "database": {"url": f"sqlite:///{db_path}"},
     })
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def about_text(cluster: SimCluster, db_path: Path) -> str:
+    """Where the demo keeps its state and sites, so the CLI can be pointed at it (printed, and shown in `?`)."""
+    sites = "  ".join(f"{name}: {site.url}" for name, site in cluster.sites.items())
+    return (f"demo database: {db_path}\nsites: {sites}\n"
+            f"try: erpsync-tui --db sqlite:///{db_path} status")
 
 
 def make_engine(cluster: SimCluster, config: AppConfig, db: Database, webhook_secret: str) -> EngineService:
@@ -58,7 +75,11 @@ def make_engine(cluster: SimCluster, config: AppConfig, db: Database, webhook_se
 
 
 class FaultCycle:
-    """Now and then one site answers 500s for a few seconds, then recovers."""
+    """Now and then one site answers 500s for a few seconds, then recovers.
+
+    Faults an operator injected (through the simulator's fault switches) are left alone: no 500s are added
+    while any is set, and recovering only takes back the error rate this cycle set.
+    """
 
     def __init__(self, cluster: SimCluster) -> None:
         self.cluster = cluster
@@ -75,9 +96,18 @@ class FaultCycle:
     def _run(self) -> None:
         site = self.cluster["local"]
         while not self._stop.wait(FAULT_EVERY_S):
-            site.set_faults(error_rate=0.5)
+            if operator_faults(site.faults):
+                continue
+            ours = site.set_faults(error_rate=DEMO_ERROR_RATE)
             self._stop.wait(FAULT_FOR_S)
-            site.clear_faults()
+            if site.faults.error_rate == ours.error_rate:
+                site.set_faults(error_rate=0.0)  # only what this cycle set; anything else stays
+
+
+def operator_faults(faults: Any) -> bool:
+    """Whether a site has faults beyond its base latency (someone injected them)."""
+    return bool(faults.error_rate or faults.rate_limit_always or faults.hang or faults.drop or faults.drop_response
+                or faults.revoked or faults.per_key_rps or faults.jitter_ms)
 
 
 def run_demo(*, seed_docs: int, traffic: float, theme: str | None, headless: bool, seconds: float) -> int:
@@ -95,13 +125,15 @@ def run_demo(*, seed_docs: int, traffic: float, theme: str | None, headless: boo
         if traffic > 0:
             cluster.start_traffic(traffic, conflict_share=0.25, hostile_share=0.15)
         faults.start()
+        about = about_text(cluster, db_path)
+        print(about, flush=True)
         try:
             if headless:
                 return asyncio.run(_headless(cluster, config, db, webhook_secret, seconds))
             from erpsync_tui.tui.app import run_console
 
             return run_console(db, config, engine_factory=lambda: make_engine(cluster, config, db, webhook_secret),
-                               theme=theme)
+                               theme=theme, about=about)
         finally:
             faults.stop()
             cluster.stop_traffic()

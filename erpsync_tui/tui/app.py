@@ -30,9 +30,11 @@ from erpsync_tui.store.control import EngineStatus
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import SyncLog, utcnow
 from erpsync_tui.tui import data
-from erpsync_tui.tui.commands import COMMANDS, SCREENS, ConsoleCommands, find_command
+from erpsync_tui.tui.commands import COMMANDS, SCREENS, ConsoleCommands, command_lines, find_command
 from erpsync_tui.tui.modals import HelpScreen, PromptScreen, help_lines
+from erpsync_tui.tui.render import conflict_number
 from erpsync_tui.tui.safe import neutralise
+from erpsync_tui.tui.screens.actions import ActionsScreen
 from erpsync_tui.tui.screens.conflicts import ConflictsScreen
 from erpsync_tui.tui.screens.dashboard import DashboardScreen
 from erpsync_tui.tui.screens.health import HealthScreen
@@ -44,6 +46,9 @@ from erpsync_tui.tui.themes import DEFAULT_THEME, load_themes
 log = logging.getLogger("erpsync.tui")
 
 ACTION_WAIT_SECONDS = 120.0  # how long the console watches a submitted action for its outcome
+PREWARM_ORDER = ("conflicts", "queue")  # mounted ahead of their first visit: the screens operators act on
+PREWARM_DELAY_SECONDS = 0.3  # after the dashboard's first frame
+PREWARM_STEP_SECONDS = 0.15
 MUTATING_ACTIONS = frozenset(control.ACTIONS)
 
 
@@ -54,7 +59,10 @@ class ConsoleApp(App[int]):
     COMMANDS: ClassVar[set[Any]] = {ConsoleCommands, *App.COMMANDS}
     MODES: ClassVar[dict[str, Any]] = {"dashboard": DashboardScreen, "conflicts": ConflictsScreen,
                                        "queue": QueueScreen, "logs": LogsScreen, "health": HealthScreen,
-                                       "matching": MatchingScreen}
+                                       "matching": MatchingScreen, "actions": ActionsScreen}
+    # Classes on the Screen for layouts that follow the terminal (app.tcss: Screen.-short …, Screen.-wide …).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (80, "-normal"), (140, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (24, "-normal-height"), (40, "-tall")]
     DEFAULT_MODE: ClassVar[str] = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, tooltip="leave (the in-process engine stops)"),
@@ -68,6 +76,7 @@ class ConsoleApp(App[int]):
         Binding("f4", "show('queue')", "Queue", id="screen_queue", show=False),
         Binding("f5", "show('logs')", "Logs", id="screen_logs", show=False),
         Binding("f6", "show('health')", "Health", id="screen_health", show=False),
+        Binding("f7", "show('actions')", "Actions", id="screen_actions", show=False),
     ]
 
     def __init__(
@@ -82,8 +91,12 @@ class ConsoleApp(App[int]):
         host: str = "localhost",
         now: Callable[[], datetime] = utcnow,
         engine_thread: EngineThread | None = None,
+        prewarm: bool = True,
+        about: str = "",
     ) -> None:
         super().__init__()
+        self.prewarm = prewarm
+        self.about = about  # shown at the top of `?`: e.g. the demo's database path and site URLs
         self.db, self.config, self.mode, self.readonly = db, config, mode, readonly
         self.actor, self.host, self.now = actor, host, now
         self.engine_thread = engine_thread
@@ -100,6 +113,22 @@ class ConsoleApp(App[int]):
 
     def on_mount(self) -> None:
         self._install_hangup_handler()
+        if self.prewarm:
+            self.set_timer(PREWARM_DELAY_SECONDS, self._prewarm_next)
+
+    def _prewarm_next(self) -> None:
+        """Compose and mount the next screen not yet visited, in the background, one per idle moment.
+
+        A first visit otherwise pays for composing, styling and the footer (~240 ms measured): mounted ahead
+        of time, the visit only switches to it (see bench/bench_console.py). Each screen then loads its data
+        too, so the first conflict's diff is ready when `c` is pressed.
+        """
+        waiting = [mode for mode in PREWARM_ORDER if mode not in self._screen_stacks]
+        if not waiting:
+            return
+        # Textual mounts a mode's screen when it is first switched to; _init_mode is that step alone.
+        self._init_mode(waiting[0])
+        self.set_timer(PREWARM_STEP_SECONDS, self._prewarm_next)
 
     def on_unmount(self) -> None:
         self._remove_hangup_handler()
@@ -160,12 +189,13 @@ class ConsoleApp(App[int]):
         bindings = self.screen.active_bindings
         displays = {key: (active.binding.key_display or self.get_key_display(active.binding))
                     for key, active in bindings.items()}
-        self.push_screen(HelpScreen(self.current_mode, help_lines(bindings, displays)))
+        self.push_screen(HelpScreen(self.current_mode, help_lines(bindings, displays), commands=command_lines(),
+                                    about=self.about))
 
     def action_command_line(self) -> None:
         names = ", ".join(c.name + (f" {c.takes_argument}" if c.takes_argument else "") for c in COMMANDS)
-        self.push_screen(PromptScreen(":", placeholder="dashboard | conflicts | queue | logs | health | pause | "
-                                      "resume | sync [doctype]", hint=names), self._run_command_line)
+        self.push_screen(PromptScreen(":", placeholder="a screen (dashboard conflicts queue logs health actions) or "
+                                      "a command — :help lists them", hint=names), self._run_command_line)
 
     def _run_command_line(self, text: str | None) -> None:
         if not text or not text.strip():
@@ -182,21 +212,34 @@ class ConsoleApp(App[int]):
         return True
 
     def jump_to(self, row: SyncLog) -> None:
-        self._find_jump_target(row.record_id, row.queue_item_id)
+        self._find_jump_target(row.record_id, row.queue_item_id, conflict_number(row))
 
     @work(thread=True, exit_on_error=False, group="jump")
-    def _find_jump_target(self, record_id: int | None, item_id: int | None) -> None:
-        conflict_id = data.open_conflict_for(self.db, record_id) if record_id else None
-        self.call_from_thread(self._jump, conflict_id, item_id)
+    def _find_jump_target(self, record_id: int | None, item_id: int | None, number: int | None) -> None:
+        """The line's open conflict (named in its text, or its record's), else its queue item."""
+        conflict_id = None
+        note = ""
+        if number is not None:
+            named = data.conflict(self.db, number)
+            if named is not None and named.status in ("open", "resolving"):
+                conflict_id = number
+            elif named is not None:
+                note = f"conflict #{number} is {named.status}" + (f" (by {named.resolved_by})"
+                                                                  if named.resolved_by else "")
+        if conflict_id is None and record_id:
+            conflict_id = data.open_conflict_for(self.db, record_id)
+        self.call_from_thread(self._jump, conflict_id, item_id, note)
 
-    def _jump(self, conflict_id: int | None, item_id: int | None) -> None:
+    def _jump(self, conflict_id: int | None, item_id: int | None, note: str = "") -> None:
+        if note and conflict_id is None:
+            self.notify(neutralise(note), markup=False)
         if conflict_id is not None:
             self.action_show("conflicts")
             self.screen_of("conflicts").select_conflict(conflict_id)
         elif item_id is not None:
             self.action_show("queue")
             self.screen_of("queue").focus_item(item_id)
-        else:
+        elif not note:
             self.notify("this line has no open conflict or queue item to jump to")
 
     # ------------------------------------------------------------------------------------------ engine actions
@@ -268,6 +311,7 @@ class ConsoleApp(App[int]):
         """
         from erpsync_tui.engine import health
 
+        started = utcnow()
         thread = self.engine_thread
         service: EngineService | None = getattr(thread, "service", None)
         loop = getattr(thread, "_loop", None)
@@ -280,16 +324,16 @@ class ConsoleApp(App[int]):
             else:
                 results = asyncio.run(health.run_checks(self.config, self.db, None, credentials=_credentials(
                     self.config), store=False))
-                self.call_from_thread(self._checks_done, results)
+                self.call_from_thread(self._checks_done, results, started)
         except Exception as exc:
             self.call_from_thread(self.notify, f"checks failed: {type(exc).__name__}: {exc}", severity="error",
                                   markup=False)
 
-    def _checks_done(self, local: list[Any] | None) -> None:
+    def _checks_done(self, local: list[Any] | None, started: datetime | None = None) -> None:
         screen = self.screen_of("health") if "health" in self._screen_stacks else None
         if screen is not None:
             if local is not None:
-                screen.show_local(local)
+                screen.show_local(local, started)
             else:
                 screen.local_results = None
                 screen.poll_now()
@@ -315,6 +359,7 @@ def run_console(
     engine_factory: Callable[[], EngineService] | None,
     readonly: bool = False,
     theme: str | None = None,
+    about: str = "",
 ) -> int:
     """Open the console; with `engine_factory`, run the engine in-process unless a `serve` holds the lease.
 
@@ -332,7 +377,7 @@ def run_console(
         except LeaseHeld as exc:
             log.info("engine runs elsewhere; attaching: %s", exc)
     app = ConsoleApp(db, config, mode=mode, readonly=readonly, theme=theme, actor=getpass.getuser(),
-                     host=socket.gethostname(), engine_thread=thread)
+                     host=socket.gethostname(), engine_thread=thread, about=about)
     try:
         app.run(mouse=config.console.mouse)
     finally:

@@ -12,7 +12,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 if TYPE_CHECKING:
     from erpsync_tui.tui.app import ConsoleApp
 
-SCREENS = ("dashboard", "conflicts", "queue", "logs", "health", "matching")
+SCREENS = ("dashboard", "conflicts", "queue", "logs", "health", "actions", "matching")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +39,16 @@ COMMANDS: tuple[ConsoleCommand, ...] = (
     ConsoleCommand("requeue-stuck", "give stuck in-progress items back to the queue",
                    lambda app, _a: app.submit("requeue_stuck", {}, target="queue"), mutating=True),
     ConsoleCommand("checks", "run the health checks now", lambda app, _a: app.action_rerun_checks()),
-    ConsoleCommand("help", "list the keys of this screen", lambda app, _a: app.action_help()),
+    ConsoleCommand("help", "list the keys of this screen and every : command", lambda app, _a: app.action_help()),
     ConsoleCommand("theme", "switch theme (erpsync-dark, erpsync-light, erpsync-contrast, …)",
                    lambda app, arg: app.use_theme(arg.strip()), takes_argument="<name>"),
     ConsoleCommand("quit", "leave the console (an in-process engine stops cleanly)", lambda app, _a: app.exit()),
 )
+
+
+def command_lines() -> list[tuple[str, str]]:
+    """(`:name [argument]`, what it does) for every command: the help screen lists them beside the keys."""
+    return [(f":{c.name}" + (f" {c.takes_argument}" if c.takes_argument else ""), c.help) for c in COMMANDS]
 
 
 def find_command(word: str) -> ConsoleCommand | None:

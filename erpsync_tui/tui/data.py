@@ -99,6 +99,17 @@ def log_page(
 
 
 PROBLEM_STATUSES: tuple[str, ...] = (QueueStatus.FAILED.value, QueueStatus.DEAD.value)
+DISCARDED = "discarded"  # an operator's discard (issue 15's status); shown and filtered like any state
+QUEUE_STATES: tuple[str, ...] = ("pending", "in_progress", "failed", "dead", DISCARDED, "done")
+STATUS_WORDS = {"retrying": "failed", "retry": "failed", "in-progress": "in_progress", "running": "in_progress",
+                "problems": "failed,dead", "all": ",".join(QUEUE_STATES)}
+FILTER_KEYS = {"code": "error_code", "error": "error_code", "error_code": "error_code", "dt": "doctype",
+               "doctype": "doctype", "site": "site", "status": "status", "state": "status", "name": "name",
+               "doc": "name"}
+
+
+class FilterError(ValueError):
+    """A queue filter the console refuses (unknown key or value), with what would have been accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,45 +118,95 @@ class QueueFilter:
     site: str | None = None
     error_code: str | None = None
     statuses: tuple[str, ...] = PROBLEM_STATUSES
+    name: str | None = None  # part of a document name
 
     @classmethod
-    def parse(cls, text: str) -> QueueFilter:
-        """`code:ERP002 site:local doctype:"Sales Order" status:dead`; a bare word is a doctype."""
+    def parse(cls, text: str, *, sites: Sequence[str] = ()) -> QueueFilter:
+        """`code:ERP002 site:local doctype:"Sales Order" status:dead name:CUST-0001`; a bare word is a name.
+
+        Raises FilterError naming an unknown key, status, site or code — never a filter that silently matches
+        nothing because of a typo.
+        """
         values: dict[str, str] = {}
         try:
             words = shlex.split(text)
-        except ValueError:
-            words = text.split()
+        except ValueError as exc:
+            raise FilterError(f"cannot read the filter: {exc}") from exc
         for word in words:
             key, sep, value = word.partition(":")
             if not sep:
-                key, value = "doctype", word
-            key = {"code": "error_code", "error": "error_code", "dt": "doctype"}.get(key.lower(), key.lower())
-            if key in ("doctype", "site", "error_code", "status") and value:
-                values[key] = value
-        statuses = tuple(values.pop("status").split(",")) if "status" in values else PROBLEM_STATUSES
+                key, value = "name", word
+            field_name = FILTER_KEYS.get(key.lower())
+            if field_name is None:
+                raise FilterError(f"unknown filter key {key!r}; keys: code: site: doctype: status: name:")
+            if not value:
+                raise FilterError(f"{key}: needs a value, e.g. {key}:…")
+            values[field_name] = value
+        statuses = _statuses(values.pop("status")) if "status" in values else PROBLEM_STATUSES
         if "error_code" in values:
             values["error_code"] = values["error_code"].upper()
+            if not _is_error_code(values["error_code"]):
+                raise FilterError(f"unknown error code {values['error_code']!r}; codes look like ERP002")
+        if "site" in values and sites and values["site"] not in sites:
+            raise FilterError(f"unknown site {values['site']!r}; sites: {', '.join(sites)}")
         return cls(statuses=statuses, **values)
 
     def describe(self) -> str:
+        """The filter as it would be typed (what `/` shows again, and the border names)."""
         parts = [f"status:{','.join(self.statuses)}"]
-        parts += [f"{k}:{v}" for k, v in (("doctype", self.doctype), ("site", self.site),
-                                           ("code", self.error_code)) if v]
+        parts += [f"{k}:{_quoted(v)}" for k, v in (("doctype", self.doctype), ("site", self.site),
+                                                  ("code", self.error_code), ("name", self.name)) if v]
         return " ".join(parts)
+
+    def with_statuses(self, statuses: tuple[str, ...]) -> QueueFilter:
+        return QueueFilter(self.doctype, self.site, self.error_code, statuses, self.name)
 
     def action_params(self) -> dict[str, object]:
         params: dict[str, object] = {"statuses": list(self.statuses)}
-        for key in ("doctype", "site", "error_code"):
+        for key in ("doctype", "site", "error_code", "name"):
             if getattr(self, key):
                 params[key] = getattr(self, key)
         return params
 
 
+def _statuses(value: str) -> tuple[str, ...]:
+    wanted: list[str] = []
+    for word in value.lower().split(","):
+        for status in STATUS_WORDS.get(word, word).split(","):
+            if status not in QUEUE_STATES:
+                raise FilterError(f"unknown status {word!r}; states: {', '.join(QUEUE_STATES)}, retrying, all")
+            if status not in wanted:
+                wanted.append(status)
+    return tuple(wanted)
+
+
+def _is_error_code(code: str) -> bool:
+    from erpsync_tui.errors import ErrorCode
+
+    return code in {c.value for c in ErrorCode}
+
+
+def _quoted(value: str) -> str:
+    return shlex.quote(value) if any(ch.isspace() or ch in "\"'" for ch in value) else value
+
+
 def queue_page(db: Database, flt: QueueFilter, limit: int = QUEUE_PAGE) -> list[QueueItem]:
+    """The newest `limit` items matching the filter (name: a part of the document name, case as typed)."""
+    stmt = select(QueueItem).where(col(QueueItem.status).in_(list(flt.statuses)))
+    for column, value in ((QueueItem.doctype, flt.doctype), (QueueItem.site, flt.site),
+                          (QueueItem.error_code, flt.error_code)):
+        if value:
+            stmt = stmt.where(column == value)
+    if flt.name:
+        stmt = stmt.where(col(QueueItem.name).contains(flt.name, autoescape=True))
     with db.read() as session:
-        return queries.queue_items(session, flt.statuses, doctype=flt.doctype, site=flt.site,
-                                   error_code=flt.error_code, limit=limit)
+        return list(session.exec(stmt.order_by(col(QueueItem.id).desc()).limit(limit)).all())
+
+
+def queue_counts(db: Database) -> dict[str, int]:
+    """Items per state, for the queue screen's tabs."""
+    with db.read() as session:
+        return dict(queries.queue_depth(session).by_status)
 
 
 # ------------------------------------------------------------------------------------------------ conflicts

@@ -53,7 +53,8 @@ def seed(db: Database, *, now: datetime = FIXTURE_NOW, lease: str = "running") -
         ]
         for index, (status, site, doctype, name, code, attempts, error) in enumerate(failures):
             s.add(QueueItem(site=site, doctype=doctype, name=name, status=status, attempts=attempts, max_attempts=5,
-                            error_code=code, last_error=error, created_at=at(50 - index), updated_at=at(20 - index)))
+                            error_code=code, last_error=error, created_at=at(50 - index), updated_at=at(20 - index),
+                            next_attempt_at=at(-0.5 * (index + 1))))
         s.flush()
         _logs(s, at)
         _conflicts(s, at)

@@ -9,6 +9,7 @@ import pytest
 from erpsync_tui.engine.documents import (
     FieldDiff,
     MergeResult,
+    align_rows,
     apply_resolution,
     changed_fields,
     content_hash,
@@ -16,8 +17,10 @@ from erpsync_tui.engine.documents import (
     diff_child_rows,
     diff_documents,
     format_frappe_timestamp,
+    merge_rows,
     normalise,
     parse_frappe_timestamp,
+    resolve_rows,
     text_line_diff,
     three_way_merge,
     to_write_payload,
@@ -190,13 +193,51 @@ def test_delete_vs_edit_conflicts_and_delete_alone_wins() -> None:
     assert result.ours_changed == {"notes"}
 
 
-def test_child_table_is_one_field_in_merge() -> None:
+def test_child_rows_edited_apart_merge_row_by_row() -> None:
     base = sales_order()
     ours = sales_order()
     ours["items"][0]["qty"] = 5
     theirs = sales_order("local")
     theirs["items"][1]["qty"] = 7
+    result = three_way_merge(base, ours, theirs)
+    assert result.conflicting_fields == []
+    assert [row["qty"] for row in result.merged["items"]] == [5, 7]
+
+
+def test_the_same_child_row_changed_on_both_sides_is_a_conflict() -> None:
+    base = sales_order()
+    ours = sales_order()
+    ours["items"][0]["qty"] = 5
+    theirs = sales_order("local")
+    theirs["items"][0]["rate"] = 9  # another field, but the same row: the row conflicts
     assert three_way_merge(base, ours, theirs).conflicting_fields == ["items"]
+    hunks = align_rows(normalise(base)["items"], normalise(ours)["items"], normalise(theirs)["items"])
+    assert [h.status for h in hunks] == ["conflict", "same"]
+    assert hunks[0].single_row and {d.field for d in hunks[0].row_fields() if d.differs} == {"qty", "rate"}
+    # Per-field picks inside the row give both edits; a whole-row pick gives one side's row.
+    both = resolve_rows(hunks, {0: {"qty": "cloud", "rate": "local"}})
+    assert (both[0]["qty"], both[0]["rate"]) == (5, 9)
+    assert resolve_rows(hunks, {0: "local"})[0]["qty"] != 5
+    with pytest.raises(ValueError, match="row 1"):
+        resolve_rows(hunks, {})
+
+
+def test_rows_added_and_removed_align_by_content() -> None:
+    rows = [{"item_code": f"I{i}", "qty": i} for i in range(1, 7)]
+    ours = rows[:2] + rows[3:] + [{"item_code": "NEW-C", "qty": 1}]  # cloud drops row 3, appends a row
+    theirs = [dict(r) for r in rows]
+    theirs[4]["qty"] = 50  # local edits row 5
+    merged = merge_rows(rows, ours, theirs)
+    assert merged is not None
+    assert [r["item_code"] for r in merged] == ["I1", "I2", "I4", "I5", "I6", "NEW-C"]
+    assert merged[3]["qty"] == 50
+    # Rows added at the same place on both sites: a conflict whose "both" pick keeps them all.
+    cloud_add, local_add = [*rows, {"item_code": "C", "qty": 1}], [*rows, {"item_code": "L", "qty": 1}]
+    assert merge_rows(rows, cloud_add, local_add) is None
+    hunks = align_rows(rows, cloud_add, local_add)
+    added = next(h for h in hunks if h.status == "conflict")
+    assert added.added_on_both
+    assert [r["item_code"] for r in resolve_rows(hunks, {added.index: "both"})][-2:] == ["C", "L"]
 
 
 def test_merge_without_base() -> None:

@@ -12,6 +12,7 @@ from erpsync_tui.engine.documents import (
     content_hash,
     diff_documents,
     likeness,
+    merge_rows,
     normalise,
     three_way_merge,
 )
@@ -121,7 +122,12 @@ def test_conflicts_are_exactly_divergent_two_sided_changes(
     result = three_way_merge(base, ours, theirs)
     n_ours, n_theirs = normalise(ours), normalise(theirs)
     both = result.ours_changed & result.theirs_changed
-    assert set(result.conflicting_fields) == {k for k in both if n_ours.get(k) != n_theirs.get(k)}
+    n_base = normalise(base)
+    # A child table changed on both sides still merges when its rows were edited apart (row-level merge).
+    row_merged = {k for k in both
+                  if all(v is None or isinstance(v, list) for v in (n_base.get(k), n_ours.get(k), n_theirs.get(k)))
+                  and merge_rows(n_base.get(k), n_ours.get(k), n_theirs.get(k)) is not None}
+    assert set(result.conflicting_fields) == {k for k in both if n_ours.get(k) != n_theirs.get(k)} - row_merged
     assert result.conflicting_fields == sorted(result.conflicting_fields)
 
 
@@ -142,3 +148,27 @@ def test_likeness_is_a_symmetric_share_that_is_one_for_equal_documents(doc: dict
     assert likeness(a, b) == likeness(b, a)
     assert 0.0 <= likeness(a, b) <= 1.0
     assert (likeness(a, b) == 1.0) == (a == b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=tables, ours=tables, theirs=tables)
+def test_row_merge_is_symmetric_and_keeps_one_sided_tables(base, ours, theirs) -> None:
+    forward, backward = merge_rows(base, ours, theirs), merge_rows(base, theirs, ours)
+    assert forward == backward
+    n_base, n_ours = normalise({"t": base}).get("t"), normalise({"t": ours}).get("t")
+    if normalise({"t": theirs}).get("t") == n_base:
+        assert forward == (n_ours or [])  # only one side moved: its table, exactly
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=tables, data=st.data())
+def test_edits_to_different_rows_always_merge(base, data: st.DataObject) -> None:
+    """Each side edits its own rows in place: every edit survives, nothing conflicts."""
+    rows = normalise({"t": base}).get("t") or []
+    if len(rows) < 2:
+        return
+    split = data.draw(st.integers(1, len(rows) - 1))
+    ours = [{**row, "qty": f"ours-{i}"} if i < split else row for i, row in enumerate(rows)]
+    theirs = [{**row, "qty": f"theirs-{i}"} if i >= split else row for i, row in enumerate(rows)]
+    merged = merge_rows(rows, ours, theirs)
+    assert merged == ours[:split] + theirs[split:]

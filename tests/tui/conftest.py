@@ -38,8 +38,9 @@ AppFactory = Callable[..., ConsoleApp]
 @pytest.fixture
 def make_app(fixture_db: Database) -> AppFactory:
     def make(*, readonly: bool = False, mode: str = "attached", config: AppConfig | None = None,
-             db: Database | None = None, **kw: Any) -> ConsoleApp:
+             db: Database | None = None, prewarm: bool = False, **kw: Any) -> ConsoleApp:
+        # Screens are not mounted ahead here (timing-free tests); tests of the prewarm ask for it.
         return ConsoleApp(db or fixture_db, config or offline_config(), mode=mode, readonly=readonly, actor="ops",
-                          host="test-host", now=lambda: FIXTURE_NOW, **kw)
+                          host="test-host", now=lambda: FIXTURE_NOW, prewarm=prewarm, **kw)
 
     return make

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -11,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
 from erpsync_tui.store.control import EngineStatus
@@ -21,18 +22,23 @@ if TYPE_CHECKING:
 
 CIRCUIT_LABEL = {"closed": ("✓", "", "green"), "open": ("✗", "OPEN", "bold red"),
                  "half_open": ("~", "half-open", "yellow"), "auth_refused": ("✗", "KEY REFUSED", "bold red")}
+SMALL = (80, 24)  # below this the console says what it hides
 MODE_LABEL = {"running": ("▶", "RUNNING", "bold green"), "paused": ("‖", "PAUSED", "bold yellow"),
               "stopped": ("■", "STOPPED", "bold red")}
 
 
 def header_text(status: EngineStatus | None, *, mode: str, readonly: bool, screen: str, width: int = 80) -> Text:
-    """Engine state, circuits, where the engine runs, then the screen's name if it fits.
+    """Engine state, circuits, where the engine runs, then the screen's name if it fits — on ONE line.
 
     Words and symbols carry the meaning (RUNNING, ✗OPEN), never colour alone (NO_COLOR, colour blindness).
+    Where the engine runs is said at the length that fits: in full, then shorter, then as one word.
     """
-    text = Text(" READ-ONLY ", style="bold reverse") if readonly else Text()
-    text.append(" ")
-    text.append_text(_engine_text(status, mode))
+    for detail in range(3):
+        text = Text(" READ-ONLY ", style="bold reverse") if readonly else Text()
+        text.append(" ")
+        text.append_text(_engine_text(status, mode, detail))
+        if text.cell_len <= width:
+            break
     badge = f" {screen} "
     if text.cell_len + len(badge) + 1 <= width:
         text.append(" " * (width - text.cell_len - len(badge)))
@@ -40,7 +46,7 @@ def header_text(status: EngineStatus | None, *, mode: str, readonly: bool, scree
     return text
 
 
-def _engine_text(status: EngineStatus | None, mode: str) -> Text:
+def _engine_text(status: EngineStatus | None, mode: str, detail: int = 0) -> Text:
     text = Text()
     if status is None:
         text.append("engine …")
@@ -54,16 +60,24 @@ def _engine_text(status: EngineStatus | None, mode: str) -> Text:
         text.append(f" {mark}{label}", style=style)
     text.append(" │ ")
     if mode == "in-process":
-        text.append("in-process engine")
+        text.append(("in-process engine", "in-process", "local")[detail])
     elif status.mode == "stopped":
-        text.append("attached · no engine running", style="bold red")
+        text.append(("attached · no engine running", "no engine", "no engine")[detail], style="bold red")
     else:
-        text.append(f"attached to serve on {status.hostname or '?'} pid {status.pid or '?'}")
+        host = status.hostname or "?"
+        text.append((f"attached to serve on {host} pid {status.pid or '?'}",
+                     f"serve@{host[:16]}{'…' if len(host) > 16 else ''}", "attached")[detail])
     return text
 
 
 class EngineHeader(Static):
     """The top line of every screen."""
+
+
+def top_bar() -> Iterator[Static]:
+    """The header and, below 80×24, the note on what a small terminal hides: the top of every screen."""
+    yield EngineHeader(id="header")
+    yield Static(id="small-note")
 
 
 class PollingScreen(Screen[None]):
@@ -97,7 +111,26 @@ class PollingScreen(Screen[None]):
         return self.app
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self.update_small_note)
         self.poll_now()
+
+    def on_resize(self) -> None:
+        self.update_small_note()
+
+    def update_small_note(self) -> None:
+        """Below 80×24 say what the terminal hides; the footer goes compact so the screen's own keys fit."""
+        width, height = self.size
+        small = width < SMALL[0] or height < SMALL[1]
+        for footer in self.query(Footer):
+            footer.compact = width < 120
+        notes = self.query("#small-note")
+        if not notes:
+            return
+        note = notes.first(Static)
+        note.set_class(small, "-shown")
+        if small:
+            note.update(Text(f" {width}×{height} < {SMALL[0]}×{SMALL[1]}: columns, keys cut — ? all keys, "
+                             "enter full text", style="bold"))
 
     def on_screen_resume(self) -> None:
         self.poll_now()

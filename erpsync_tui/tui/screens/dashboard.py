@@ -13,8 +13,9 @@ from textual.widgets import Footer, RichLog, Sparkline, Static
 from erpsync_tui.store.control import EngineStatus
 from erpsync_tui.store.models import QueueStatus
 from erpsync_tui.tui import data
+from erpsync_tui.tui.health_view import health_views
 from erpsync_tui.tui.render import health_summary, log_line
-from erpsync_tui.tui.screens.base import EngineHeader, PollingScreen
+from erpsync_tui.tui.screens.base import PollingScreen, top_bar
 
 LOG_LINES_KEPT = 1000
 QUEUE_ROWS = (("pending", QueueStatus.PENDING), ("in progress", QueueStatus.IN_PROGRESS),
@@ -28,6 +29,7 @@ class DashboardScreen(PollingScreen):
         Binding("q", "app.show('queue')", "Queue", id="goto_queue"),
         Binding("l", "app.show('logs')", "Logs", id="goto_logs"),
         Binding("h", "app.show('health')", "Health", id="goto_health"),
+        Binding("a", "app.show('actions')", "Actions", id="goto_actions"),
     ]
 
     def __init__(self) -> None:
@@ -36,7 +38,7 @@ class DashboardScreen(PollingScreen):
         self.throughput = data.Throughput()
 
     def compose(self) -> ComposeResult:
-        yield EngineHeader(id="header")
+        yield from top_bar()
         with Horizontal(id="dash-top"):
             with Vertical(id="queue-panel", classes="panel"):
                 yield Static(id="queue-depth")
@@ -66,7 +68,11 @@ class DashboardScreen(PollingScreen):
         spark.display = any(self.throughput.history)  # all zeros would draw as full bars
         self.query_one("#conflict-count", Static).update(self._conflict_text(snapshot.open_conflicts))
         rows = max(self.query_one("#side-panel").size.height - 3, 2)
-        self.query_one("#health-summary", Static).update(health_summary(snapshot.health, rows))
+        app = self.console_app
+        views = health_views(snapshot.health, snapshot.status, now=app.now(),
+                             interval_seconds=app.config.scheduler.health_interval_seconds)
+        self.query_one("#health-summary", Static).update(
+            health_summary(views, rows, engine_stopped=snapshot.status.mode == "stopped"))
         tail = self.query_one("#log-tail", RichLog)
         for row in snapshot.new_logs:
             tail.write(log_line(row))

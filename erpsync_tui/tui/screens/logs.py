@@ -1,4 +1,8 @@
-"""Logs: the whole sync log paged from the database (newest page first, older pages on demand)."""
+"""Logs: the whole sync log paged from the database (newest page first, older pages on demand).
+
+Each line says which way a write went (`cloud → local`); a conflict is one line however often the engine met
+it again; enter jumps to the conflict or queue item a line names, else shows the line's full text.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,17 @@ from textual.widgets import DataTable, Footer, Static
 from erpsync_tui.store.control import EngineStatus, engine_status
 from erpsync_tui.store.models import SyncLog
 from erpsync_tui.tui import data
-from erpsync_tui.tui.modals import PromptScreen
-from erpsync_tui.tui.render import clock, level_text
+from erpsync_tui.tui.modals import PromptScreen, TextViewScreen
+from erpsync_tui.tui.render import clock, conflict_number, level_text, where_text
 from erpsync_tui.tui.safe import safe_text
-from erpsync_tui.tui.screens.base import EngineHeader, PollingScreen
+from erpsync_tui.tui.screens.base import PollingScreen, top_bar
 
 MAX_ROWS = 3000  # rows kept in the table; older ones are a page-up away in the database
 LEVEL_KEYS = {"1": "INFO", "2": "WARNING", "3": "ERROR"}
+FIXED_COLUMNS = (("time", 8), ("lvl", 3), ("where", 14), ("doctype", 12), ("name", 16))
+# Below 100 columns the doctype goes (it stays in the line's detail) and the others narrow: the message keeps room.
+NARROW_COLUMNS = (("time", 8), ("lvl", 3), ("where", 11), ("name", 12))
+NARROW_BELOW = 100
 
 
 class LogTable(DataTable[Any]):
@@ -59,24 +67,54 @@ class LogsScreen(PollingScreen):
         self.reset = True  # the next load replaces the table (new filter) instead of appending
         self.exhausted = False
         self.message_width = 40
-
+        self.columns: tuple[tuple[str, int], ...] = FIXED_COLUMNS
+        self.conflict_rows: dict[int, str] = {}  # conflict number → the key of the one line that shows it
+        self.repeats: dict[str, int] = {}  # that line's key → how many times the engine logged it
     def compose(self) -> ComposeResult:
-        yield EngineHeader(id="header")
+        yield from top_bar()
         yield Static(id="log-status")
         yield LogTable(id="log-table", cursor_type="row")
         yield Static(id="log-detail")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(LogTable)
-        fixed = (("time", 8), ("lvl", 3), ("site", 6), ("doctype", 12), ("name", 16))
-        for name, width in fixed:
-            table.add_column(name, key=name, width=width)
-        # The message takes what is left (cells are padded by one column each side).
-        self.message_width = max(self.app.size.width - sum(w for _, w in fixed) - 2 * (len(fixed) + 1) - 2, 20)
-        table.add_column("message", key="message", width=self.message_width)
+        self._add_columns(self.app.size.width)
         super().on_mount()
-        table.focus()
+        self.query_one(LogTable).focus()
+
+    def _add_columns(self, width: int) -> None:
+        table = self.query_one(LogTable)
+        self.columns = NARROW_COLUMNS if width < NARROW_BELOW else FIXED_COLUMNS
+        for name, column_width in self.columns:
+            table.add_column(name, key=name, width=column_width)
+        self.message_width = self._message_width(width)
+        table.add_column("message", key="message", width=self.message_width)
+
+    def _message_width(self, width: int) -> int:
+        """What is left for the message (cells are padded by one column each side)."""
+        return max(width - sum(w for _, w in self.columns) - 2 * (len(self.columns) + 1) - 2, 12)
+
+    def on_resize(self) -> None:
+        """The columns follow the terminal's width (cells hold the whole message; the column cuts it)."""
+        super().on_resize()
+        table = self.query_one(LogTable)
+        if "message" not in table.columns:
+            return
+        wanted = NARROW_COLUMNS if self.size.width < NARROW_BELOW else FIXED_COLUMNS
+        if wanted != self.columns:  # another set of columns: rebuild the table from the rows held
+            rows = self.rows
+            with self.app.batch_update():
+                table.clear(columns=True)
+                self._add_columns(self.size.width)
+                self.rows, self.conflict_rows, self.repeats = [], {}, {}
+                self._append(rows)
+            return
+        width = self._message_width(self.size.width)
+        if width != self.message_width:
+            self.message_width = width
+            table.columns["message"].width = width  # type: ignore[index]
+            table._require_update_dimensions = True
+            table.refresh()
 
     # ------------------------------------------------------------------------------------------ loading
 
@@ -96,6 +134,7 @@ class LogsScreen(PollingScreen):
             self.reset = False
             self.exhausted = False
             self.rows = []
+            self.conflict_rows, self.repeats = {}, {}
             table.clear()
         self._append(rows)
         self._update_status()
@@ -104,24 +143,54 @@ class LogsScreen(PollingScreen):
         table = self.query_one(LogTable)
         with self.app.batch_update():
             for row in rows:
+                if self._repeat_of_a_conflict(row, table):
+                    continue
                 table.add_row(*self._cells(row), key=str(row.id))
-            self.rows.extend(rows)
+                self.rows.append(row)
             overflow = len(self.rows) - MAX_ROWS
             if overflow > 0:
                 for row in self.rows[:overflow]:
                     table.remove_row(str(row.id))
+                    self._forget(row)
                 del self.rows[:overflow]
                 self.exhausted = False
         if rows and self.following:
             table.move_cursor(row=table.row_count - 1, animate=False)
 
+    def _repeat_of_a_conflict(self, row: SyncLog, table: LogTable) -> bool:
+        """The engine meets an open conflict again at every sync of its document: one line per conflict, with
+        a count, instead of one per meeting."""
+        number = conflict_number(row)
+        if number is None:
+            return False
+        key = self.conflict_rows.get(number)
+        if key is None or key not in table.rows:
+            self.conflict_rows[number] = str(row.id)
+            return False
+        self.repeats[key] = self.repeats.get(key, 1) + 1
+        first = next((r for r in self.rows if str(r.id) == key), None)
+        if first is not None:
+            table.update_cell(key, "message", self._message(first))
+        return True
+
+    def _forget(self, row: SyncLog) -> None:
+        self.repeats.pop(str(row.id), None)
+        number = conflict_number(row)
+        if number is not None and self.conflict_rows.get(number) == str(row.id):
+            del self.conflict_rows[number]
+
+    def _message(self, row: SyncLog) -> Text:
+        message = f"{row.error_code} {row.message}" if row.error_code else row.message
+        text = safe_text(message)
+        seen = self.repeats.get(str(row.id))
+        if seen:
+            text.append(f"  (logged {seen}×)", style="dim")
+        return text
+
     def _cells(self, row: SyncLog) -> list[Text]:
-        message = row.message
-        if row.error_code:
-            message = f"{row.error_code} {message}"
-        return [Text(clock(row.ts), style="dim"), level_text(row.level), safe_text(row.site or "", width=6),
-                safe_text(row.doctype or "", width=12), safe_text(row.name or "", width=16),
-                safe_text(message, width=self.message_width)]
+        cells = {"time": Text(clock(row.ts), style="dim"), "lvl": level_text(row.level), "where": where_text(row),
+                 "doctype": safe_text(row.doctype or ""), "name": safe_text(row.name or "")}
+        return [cells[name] for name, _ in self.columns] + [self._message(row)]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         row = next((r for r in reversed(self.rows) if str(r.id) == event.row_key.value), None)
@@ -130,13 +199,17 @@ class LogsScreen(PollingScreen):
             detail.update("")
             return
         out = Text(f"#{row.id} {row.ts:%Y-%m-%d %H:%M:%S} {row.level} ", style="bold")
-        out.append_text(safe_text(" ".join(p for p in (row.site, row.doctype, row.name) if p), "bold"))
+        out.append_text(where_text(row))
+        out.append(" ")
+        out.append_text(safe_text(" ".join(p for p in (row.doctype, row.name) if p), "bold"))
         if row.error_code:
             out.append(f" {row.error_code}", style="bold")
         out.append(" ")
         out.append_text(safe_text(row.message, width=500))
-        if row.record_id or row.queue_item_id:
+        if row.record_id or row.queue_item_id or conflict_number(row) is not None:
             out.append("  (enter: jump to it)", style="dim")
+        else:
+            out.append("  (enter: full text)", style="dim")
         detail.update(out)
 
     def _update_status(self) -> None:
@@ -179,9 +252,8 @@ class LogsScreen(PollingScreen):
         with self.app.batch_update():
             table.clear()
             self.rows = []
-            for row in keep:
-                table.add_row(*self._cells(row), key=str(row.id))
-            self.rows = keep
+            self.conflict_rows, self.repeats = {}, {}
+            self._append(keep)
         table.move_cursor(row=max(len(older) - 1, 0), animate=False)
         self._update_status()
 
@@ -217,5 +289,13 @@ class LogsScreen(PollingScreen):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         row = next((r for r in self.rows if str(r.id) == event.row_key.value), None)
-        if row is not None:
+        if row is None:
+            return
+        if row.record_id or row.queue_item_id or conflict_number(row) is not None:
             self.console_app.jump_to(row)
+            return
+        text = Text(f"#{row.id} {row.ts:%Y-%m-%d %H:%M:%S} {row.level} ", style="bold")
+        text.append_text(where_text(row))
+        text.append_text(safe_text(f" {row.doctype or ''} {row.name or ''}\n\n"))
+        text.append_text(safe_text(f"{row.error_code or ''} {row.message}".strip(), single_line=False))
+        self.app.push_screen(TextViewScreen("Log line", text))

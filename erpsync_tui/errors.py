@@ -83,7 +83,9 @@ ERROR_TABLE: dict[ErrorCode, ErrorInfo] = {
             ErrorCode.RECONCILIATION,
             "The sites disagree",
             "Run `erpsync-tui reconcile` to see each difference with its values, then `erpsync-tui reconcile "
-            "--apply`; open conflicts: `erpsync-tui conflicts` / `erpsync-tui resolve`.",
+            "--apply`; open conflicts: `erpsync-tui conflicts` / `erpsync-tui resolve`; documents matching "
+            "several on the other site (ambiguous, never created): `erpsync-tui match` names them — merge or "
+            "rename the duplicates on the site, then `erpsync-tui sync`.",
         ),
         ErrorInfo(
             ErrorCode.QUEUE,

@@ -86,6 +86,18 @@ def fail_config(exc: ConfigError) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
+def check_keymap(ctx: Context, config: AppConfig) -> None:
+    """`console.keymap` against the console's binding ids: an unknown id or a clash is a config error (exit 2)."""
+    if not config.console.keymap:
+        return
+    from erpsync_tui.config import config_error_at
+    from erpsync_tui.tui.keymap import keymap_problems
+
+    problems = keymap_problems(config.console.keymap)
+    if problems:
+        fail_config(config_error_at(ctx.config_file(), problems))
+
+
 def emit_json(data: Any) -> None:
     """JSON for scripts; redacted like everything else the program prints."""
     click.echo(secret_store.redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)))
@@ -169,6 +181,7 @@ def config_group() -> None:
 def config_check(ctx: Context, as_json: bool) -> None:
     """Validate config.yaml and print the effective configuration (secrets masked)."""
     config = ctx.config()
+    check_keymap(ctx, config)
     effective = config.model_dump(mode="json")
     effective["secrets"] = _secret_summary(list(config.sites))
     if as_json:
@@ -953,7 +966,9 @@ def console_command(ctx: Context, readonly: bool = False, theme: str | None = No
     from erpsync_tui.store.control import engine_status
     from erpsync_tui.tui.app import run_console
 
-    config, db = ctx.config(), ctx.database()
+    config = ctx.config()
+    check_keymap(ctx, config)
+    db = ctx.database()
     warn_insecure_tls(config)
     factory = None
     if not readonly and engine_status(db).mode == "stopped":

@@ -461,6 +461,20 @@ def parse_config(text: str, file: Path | None = None) -> AppConfig:
         raise ConfigError(file, _in_line_order(problems)) from None
 
 
+def config_error_at(file: Path | None, problems: list[tuple[str, str]]) -> ConfigError:
+    """A ConfigError for a check made above this layer (the console's keymap against its binding ids), each
+    key path with its line in the file, like every other configuration error."""
+    tree: Any = None
+    if file is not None:
+        try:
+            tree = YAML(typ="rt").load(file.read_text(encoding="utf-8"))
+        except Exception:  # the file parsed a moment ago; if it cannot be read again, the lines are unknown
+            tree = None
+    found = [ConfigProblem(path, _line_of(tree, path.split(".")) if tree is not None else None, message)
+             for path, message in problems]
+    return ConfigError(file, _in_line_order(found))
+
+
 def _safe_cross_problems(data: dict[str, Any]) -> list[str]:
     try:
         return cross_problems(data)

@@ -11,11 +11,12 @@ Exit codes: 0 ok · 1 the operation failed (a site, a sync, a check) · 2 bad us
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
@@ -365,6 +366,26 @@ def backup_command(ctx: Context, path: Path) -> None:
     click.echo(f"backed up {db.label} to {path}{how}")
 
 
+@contextlib.contextmanager
+def _state_change_errors() -> Iterator[None]:
+    """What restore and reset-state refuse with: an engine holding the lease (exit 1), a database or backup that
+    cannot be used (exit 3), each with its message."""
+    from erpsync_tui.store import StoreError
+    from erpsync_tui.store.restore import EngineRunning
+
+    try:
+        yield
+    except EngineRunning as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_STORE)
+
+
+NEXT_AFTER_FORGETTING = "next: `erpsync-tui match` to review, then `erpsync-tui sync` (it re-pairs before it creates)"
+
+
 @cli.command("restore")
 @click.argument("backup_file", metavar="BACKUP", type=click.Path(path_type=Path))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
@@ -374,35 +395,22 @@ def restore_command(ctx: Context, backup_file: Path, yes: bool) -> None:
 
     Then run `erpsync-tui sync`: documents the backup does not know are paired again, never created twice.
     """
-    from erpsync_tui.store import StoreError
-    from erpsync_tui.store.restore import EngineRunning, check_backup, refuse_while_engine_runs, restore_database
+    from erpsync_tui.store.restore import check_backup, refuse_while_engine_runs, restore_database
 
     db = ctx.database()
     if db.path is None:
         click.echo("error: restore works on SQLite; for PostgreSQL use pg_restore, then `erpsync-tui sync`", err=True)
         sys.exit(EXIT_USAGE)
-    try:
+    with _state_change_errors():
         version = check_backup(backup_file)
         refuse_while_engine_runs(db)
-    except EngineRunning as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_STORE)
     if not yes:
         click.confirm(f"Replace the state in {db.path} with {backup_file} (schema {version})? A copy of the current "
                       "database is kept", abort=True)
-    try:
+    with _state_change_errors():
         copy = restore_database(db, backup_file)
-    except EngineRunning as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_STORE)
     click.echo(f"restored {backup_file} into {db.path}; the replaced database is kept as {copy}\n"
-               "next: `erpsync-tui match` to review, then `erpsync-tui sync` (it re-pairs before it creates)")
+               + NEXT_AFTER_FORGETTING)
 
 
 @cli.command("reset-state")
@@ -415,27 +423,20 @@ def reset_state_command(ctx: Context, doctype: str | None, yes: bool) -> None:
     The next `erpsync-tui sync` pairs them again by the matching rules before it creates anything.
     """
     from erpsync_tui.engine.state import SyncState
-    from erpsync_tui.store import StoreError
-    from erpsync_tui.store.restore import EngineRunning, keep_copy, refuse_while_engine_runs
+    from erpsync_tui.store.restore import keep_copy, refuse_while_engine_runs
 
     db = ctx.database()
-    try:
+    with _state_change_errors():
         refuse_while_engine_runs(db)
-    except EngineRunning as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
     if not yes:
         click.confirm(f"Forget the sync state of {doctype or 'every doctype'} in {db.label}? The documents on the "
                       "sites are not touched", abort=True)
-    try:
+    with _state_change_errors():
         copy = keep_copy(db, "reset") if db.path is not None else None
-    except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_STORE)
     counts = SyncState(db).reset(doctype)
     kept = f"; the previous database is kept as {copy}" if copy else ""
     click.echo(f"reset {doctype or 'every doctype'}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + kept
-               + "\nnext: `erpsync-tui match` to review, then `erpsync-tui sync` (it re-pairs before it creates)")
+               + "\n" + NEXT_AFTER_FORGETTING)
 
 
 @cli.command("match")

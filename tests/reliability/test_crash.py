@@ -152,6 +152,7 @@ class Harness:
     kills: int = 0
     orphans: list[QueueItem] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    wiped: frozenset[Ack] = frozenset()  # acknowledged before a restore took their queue rows out
 
     def __post_init__(self) -> None:
         self.config_path = self.tmp_path / "config.yaml"
@@ -269,7 +270,11 @@ class Harness:
         lost = [a for a in acks if a not in excused and not (by_id.get(a.queue_id) == (a.site, a.doctype, a.name)
                                         or (a.site, a.doctype, a.name) in queued
                                         or (a.site, a.doctype, a.name) in mapped)]
-        assert not lost, f"{phase}: {len(lost)} acknowledged webhooks lost, e.g. {lost[:5]}"
+        # A restore took the queue rows of these out; lifecycle traffic may since have renamed or deleted the
+        # document, so no record carries that name any more. That is no lost webhook: what happened to the
+        # document must reach the other site, which the reconcile at the end checks field by field.
+        lost = [a for a in lost if a not in self.wiped or self.still_named(a)]
+        assert not lost, f"{phase}: {len(lost)} acknowledged webhooks lost, e.g. {lost[:5]}\n{self.trace_acks(lost)}"
         # 2. no duplicates
         for name, site in self.cluster.sites.items():
             seen = collections.Counter(d["customer_name"] for d in site.all("Customer")
@@ -306,6 +311,7 @@ class Harness:
             if proc.poll() is None:
                 self.kill(proc)
         excused = frozenset(poster.acks() + self.site_acks())
+        self.wiped = self.wiped | excused
         deadline = time.monotonic() + 10
         while engine_status(self.database()).mode != "stopped":  # a killed holder's lease lapses
             assert time.monotonic() < deadline, "the lease of killed engines did not lapse"
@@ -317,6 +323,19 @@ class Harness:
         assert synced.returncode in (0, 1), synced.stdout + synced.stderr  # 1: some documents went to the queue
         self.events.append(f"sync after restore: {synced.stdout.strip()[:300]}")
         return excused
+
+    def still_named(self, ack: Ack) -> bool:
+        """The site still holds a document of that doctype under the acknowledged name."""
+        return any(d["name"] == ack.name for d in self.cluster[ack.site].all(ack.doctype))
+
+    def trace_acks(self, acks: list[Ack]) -> str:
+        """The story of lost acknowledgements: whether each document is still there, and what the log says."""
+        names = {a.name for a in acks}
+        with self.database().read() as session:
+            lines = session.exec(select(SyncLog).where(col(SyncLog.name).in_(names)).order_by(col(SyncLog.id))).all()
+        return "\n".join([*(f"{a} still named: {self.still_named(a)}" for a in acks),
+                          *(f"{x.id} {x.ts} {x.site} {x.name} {x.outcome} {x.message[:160]}" for x in lines),
+                          *self.events])
 
     def trace(self, customer_names: set[str]) -> str:
         """Where the documents of these customer names are, and what the log says of them (a failure's story)."""

@@ -80,6 +80,10 @@ class DiffView(DataTable[Any]):
         self.value_width = max((width - 50) // 3, 8)
         self.set_reactive(DiffView.resolution, resolution)
         self.clear()
+        # clear() keeps the columns' measured widths: without this the layout of a conflict would depend on the
+        # widest values of the conflicts shown before it.
+        for column in self.columns.values():
+            column.content_width = column.label.cell_len
         self.lines = {}
         if model is None:
             return

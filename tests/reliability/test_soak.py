@@ -22,7 +22,7 @@ from erpsync_tui.engine.bulk import reconcile
 from erpsync_tui.engine.service import EngineService, engine_status
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import Database, open_database
-from erpsync_tui.store.models import Conflict, ConflictStatus, QueueItem, QueueStatus
+from erpsync_tui.store.models import Conflict, ConflictStatus, QueueItem, QueueStatus, SyncLog
 from erpsync_tui.webhooks import create_app, serve_receiver
 
 SECRET = "soak-webhook-secret-0123456789"
@@ -184,6 +184,16 @@ async def run_soak(cluster: SimCluster, db: Database, *, phase_seconds: float, r
         await service.stop()
 
 
+def story(db: Database, differences: list[Any]) -> str:
+    """What the engine logged and queued for the documents of these differences (a failure's story)."""
+    names = {name for diff in differences for name in diff.names.values()}
+    with db.read() as s:
+        logs = s.exec(select(SyncLog).where(col(SyncLog.name).in_(names)).order_by(col(SyncLog.id))).all()
+        items = s.exec(select(QueueItem).where(col(QueueItem.name).in_(names)).order_by(col(QueueItem.id))).all()
+    return "\n".join([*(f"log {x.id} {x.ts} {x.site} {x.name} {x.outcome} {x.message[:200]}" for x in logs),
+                      *(f"queue {q.id} {q.site} {q.name} {q.status} {q.attempts} {q.last_error}" for q in items)])
+
+
 async def assert_nothing_dropped(service: EngineService, cluster: SimCluster, db: Database) -> None:
     engine = service.engine
     with db.read() as s:
@@ -218,7 +228,7 @@ async def assert_nothing_dropped(service: EngineService, cluster: SimCluster, db
         for diff in report.differences:
             if not any((doctype, site, name) in explained for site, name in diff.names.items()):
                 unexplained.append(diff)
-    assert unexplained == [], f"silently dropped / diverged: {unexplained}"
+    assert unexplained == [], f"silently dropped / diverged: {unexplained}\n{story(db, unexplained)}"
     # Few, and each explained: dead items and open conflicts stay a small share of what the soak touched.
     assert len(dead) + len(conflicts) <= max(5, total_docs // 10), (
         f"{len(dead)} dead, {len(conflicts)} open conflicts of {total_docs} documents: "

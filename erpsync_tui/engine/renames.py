@@ -184,7 +184,11 @@ async def named_by_field(engine: SyncEngine, site: str, doctype: str) -> bool:
 
 async def renamed_to(engine: SyncEngine, doctype: str, site: str, old: str) -> str | None:
     """The name `old` on `site` now has, if a rename Comment says so and that document exists (follows a chain
-    of renames); None otherwise — then the 404 is handled as a delete. A failed read counts as no answer."""
+    of renames); None otherwise — then the 404 is handled as a delete.
+
+    A read that failed for a while (outage, rate limit, timeout: `retryable`) is raised, not taken for "no
+    rename": the caller's 404 would otherwise delete the renamed document's counterpart. Only a lasting refusal
+    (no permission to read Comments) counts as no answer."""
     current, seen = old, {old}
     connector = engine.connectors[site]
     for _ in range(5):
@@ -194,7 +198,9 @@ async def renamed_to(engine: SyncEngine, doctype: str, site: str, old: str) -> s
         try:
             newer = [str(row.get("reference_name") or "") async for row in rows
                      if parse_rename(str(row.get("content") or ""), str(row.get("reference_name") or "")) == current]
-        except ConnectorError:
+        except ConnectorError as exc:
+            if exc.retryable:
+                raise
             return None
         newer = [n for n in newer if n and n not in seen]
         if not newer:
@@ -204,7 +210,9 @@ async def renamed_to(engine: SyncEngine, doctype: str, site: str, old: str) -> s
         try:
             if await connector.get(doctype, current) is not None:
                 return current
-        except ConnectorError:
+        except ConnectorError as exc:
+            if exc.retryable:
+                raise
             return None
     return None
 

@@ -76,14 +76,17 @@ class DiffView(DataTable[Any]):
 
     def show_conflict(self, conflict_id: int | None, model: ConflictModel | None, resolution: Resolution,
                       width: int) -> None:
+        another = conflict_id != self.conflict_id
         self.conflict_id, self.model = conflict_id, model
         self.value_width = max((width - 50) // 3, 8)
         self.set_reactive(DiffView.resolution, resolution)
         self.clear()
-        # clear() keeps the columns' measured widths: without this the layout of a conflict would depend on the
-        # widest values of the conflicts shown before it.
-        for column in self.columns.values():
-            column.content_width = column.label.cell_len
+        if another:
+            # clear() keeps the columns' measured widths: a new conflict starts from its labels, so its layout
+            # does not depend on the conflicts shown before it. (Not on a refresh of the same conflict: its
+            # columns would shrink for a frame, until the rows are measured again.)
+            for column in self.columns.values():
+                column.content_width = column.label.cell_len
         self.lines = {}
         if model is None:
             return

@@ -76,24 +76,26 @@ class DiffView(DataTable[Any]):
 
     def show_conflict(self, conflict_id: int | None, model: ConflictModel | None, resolution: Resolution,
                       width: int) -> None:
-        another = conflict_id != self.conflict_id
         self.conflict_id, self.model = conflict_id, model
         self.value_width = max((width - 50) // 3, 8)
         self.set_reactive(DiffView.resolution, resolution)
         self.clear()
-        if another:
-            # clear() keeps the columns' measured widths: a new conflict starts from its labels, so its layout
-            # does not depend on the conflicts shown before it. (Not on a refresh of the same conflict: its
-            # columns would shrink for a frame, until the rows are measured again.)
-            for column in self.columns.values():
-                column.content_width = column.label.cell_len
         self.lines = {}
+        # Column widths are measured here, from this conflict's cells: clear() keeps the widths measured for the
+        # conflicts shown before (the layout depended on them), and the table's own measuring happens on a later
+        # idle, so the first frame would show the columns at their labels' width.
+        widths = [column.label.cell_len for column in self.ordered_columns]
+        if model is not None:
+            with self.app.batch_update():
+                for line_key, line in self._layout(model):
+                    cells = self._cells(line)
+                    self.lines[line_key] = line
+                    self.add_row(*cells, key=line_key)
+                    widths = [max(w, _cell_width(cell)) for w, cell in zip(widths, cells, strict=False)]
+        for column, content_width in zip(self.ordered_columns, widths, strict=False):
+            column.content_width = content_width
         if model is None:
             return
-        with self.app.batch_update():
-            for line_key, line in self._layout(model):
-                self.lines[line_key] = line
-                self.add_row(*self._cells(line), key=line_key)
         if self.row_count:
             self.move_cursor(row=0, animate=False)
 
@@ -255,6 +257,12 @@ class DiffView(DataTable[Any]):
         if self.model is not None:
             self.refresh_picks()
         self.post_message(self.ResolutionChanged(self, self.conflict_id, resolution))
+
+
+def _cell_width(cell: Any) -> int:
+    """Cells are Rich Text (one line each): their width in terminal cells."""
+    return max((Text(line).cell_len for line in str(cell.plain if isinstance(cell, Text) else cell).split("\n")),
+               default=0)
 
 
 def _value_cell(value: Any, width: int, style: str) -> Text:

@@ -25,9 +25,9 @@ from erpsync_tui import __version__
 from erpsync_tui.config import AppConfig, ConfigError, load_config
 from erpsync_tui.connectors.base import Connector
 from erpsync_tui.engine.bulk import incremental_sync
-from erpsync_tui.engine.metrics import Metrics
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.engine.worker import QueueWorker, worker_id
+from erpsync_tui.metrics import Metrics
 from erpsync_tui.store import actions, control, queue, retention
 from erpsync_tui.store.control import EngineStatus, LeaseHeld, engine_status, submit_action
 from erpsync_tui.store.db import Database

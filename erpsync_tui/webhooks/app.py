@@ -23,8 +23,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from erpsync_tui.config import AppConfig
-from erpsync_tui.engine.metrics import Metrics
 from erpsync_tui.errors import ErrorCode, quick_fix
+from erpsync_tui.metrics import Metrics
 from erpsync_tui.secrets import redact
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import Meta, utcnow

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from erpsync_tui.config import AppConfig
-from erpsync_tui.engine.metrics import Metrics
 from erpsync_tui.errors import ErrorCode
+from erpsync_tui.metrics import Metrics
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.queries import queue_depth
 from erpsync_tui.webhooks.server import bind, http_url

@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import col, select
 
 from erpsync_tui.config import AppConfig
-from erpsync_tui.engine.metrics import Metrics
+from erpsync_tui.metrics import Metrics
 from erpsync_tui.store import Database, open_database
 from erpsync_tui.store.models import QueueItem
 from erpsync_tui.webhooks import ReceiverHandle, create_app, serve_receiver

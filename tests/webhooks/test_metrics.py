@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from erpsync_tui.engine.metrics import Metrics
+from erpsync_tui.metrics import Metrics
 
 
 def test_instances_have_their_own_registries() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from erpsync_tui.engine.metrics import Metrics
+from erpsync_tui.metrics import Metrics
 from erpsync_tui.store import Database
 from erpsync_tui.webhooks.workers import ReceiverWorkers, reuseport_supported
 
@@ -127,7 +127,7 @@ def test_workers_stop_when_the_engine_is_killed(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio, sys
         sys.path.insert(0, {str(Path(__file__).parents[2])!r})
-        from erpsync_tui.engine.metrics import Metrics
+        from erpsync_tui.metrics import Metrics
         from erpsync_tui.store import open_database
         from erpsync_tui.webhooks.workers import ReceiverWorkers
         from tests.webhooks.conftest import SECRET, make_config

@@ -2,6 +2,8 @@
 
 Each `Metrics` owns its own `CollectorRegistry` (never the process-global default), so tests and several
 engines in one process can each create one without "Duplicated timeseries" errors.
+
+It lives beside config.py, below both engine/ and webhooks/, so the receiver can count without importing the engine.
 """
 
 from __future__ import annotations

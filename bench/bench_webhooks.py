@@ -55,6 +55,7 @@ SECRET = "bench-webhook-secret-1234"
 MAX_SECONDS = 120.0
 START_TIMEOUT_S = 30.0
 DOCTYPE = "Customer"
+RUN_RECEIVER = Path(__file__).resolve().parents[1] / "tests" / "webhooks" / "run_receiver.py"  # the receiver alone
 
 
 def webhook_body(name: str) -> bytes:
@@ -200,10 +201,10 @@ def bare_server(tmp: Path) -> Iterator[Server]:
 
 @contextlib.contextmanager
 def receiver_server(tmp: Path) -> Iterator[Server]:
-    """The receiver alone (erpsync_tui.webhooks.run_for_tests): no engine, for comparison only."""
+    """The receiver alone (tests/webhooks/run_receiver.py): no engine, for comparison only."""
     db_path = tmp / "state.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "erpsync_tui.webhooks.run_for_tests", "--db", f"sqlite:///{db_path}", "--port", "0"],
+        [sys.executable, str(RUN_RECEIVER), "--db", f"sqlite:///{db_path}", "--port", "0"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "ERPSYNC_WEBHOOK_SECRET": SECRET})
     try:
         url = read_tagged_line(proc, "READY")

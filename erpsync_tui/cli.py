@@ -891,7 +891,7 @@ def receiver_starter(log_level: str, log_file: Path | None) -> Any:
 
 async def start_receiver_workers(service: Any, log_level: str, log_file: Path | None) -> Any:
     """`webhooks.workers` receiver processes beside the engine's; their commits wake the queue at once."""
-    from erpsync_tui.webhooks.workers import ReceiverWorkers
+    from erpsync_tui.webhooks.processes import ReceiverWorkers
 
     secret = secret_store.lookup(secret_store.WEBHOOK_REF).value
     workers = ReceiverWorkers(service.config, service.db, webhook_secret=secret, metrics=service.metrics,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from erpsync_tui.store import open_database
 from .conftest import SECRET, frappe_body, queue_rows, signed
 
 START_TIMEOUT_S = 20.0
+RUN_RECEIVER = Path(__file__).with_name("run_receiver.py")  # a test helper, not shipped in the package
 
 
 pytestmark = pytest.mark.backends
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.backends
 @pytest.fixture
 def receiver_process(db_url: str) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "erpsync_tui.webhooks.run_for_tests", "--db", db_url, "--port", "0"],
+        [sys.executable, str(RUN_RECEIVER), "--db", db_url, "--port", "0"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "ERPSYNC_WEBHOOK_SECRET": SECRET},
     )
     try:

@@ -80,8 +80,8 @@ async def _run(bootstrap: dict[str, Any], stop: asyncio.Event) -> None:
     from erpsync_tui.config import AppConfig
     from erpsync_tui.store import open_database
     from erpsync_tui.webhooks.app import create_app
+    from erpsync_tui.webhooks.processes import bind_reuseport, worker_status
     from erpsync_tui.webhooks.server import serve_receiver
-    from erpsync_tui.webhooks.workers import bind_reuseport, worker_status
 
     config = AppConfig.model_validate(bootstrap["config"])
     db = await asyncio.to_thread(open_database, bootstrap["database"])

@@ -18,7 +18,7 @@ import pytest
 
 from erpsync_tui.metrics import Metrics
 from erpsync_tui.store import Database
-from erpsync_tui.webhooks.workers import ReceiverWorkers, reuseport_supported
+from erpsync_tui.webhooks.processes import ReceiverWorkers, reuseport_supported
 
 from .conftest import SECRET, frappe_body, make_config, queue_rows, signed
 
@@ -129,7 +129,7 @@ def test_workers_stop_when_the_engine_is_killed(tmp_path: Path) -> None:
         sys.path.insert(0, {str(Path(__file__).parents[2])!r})
         from erpsync_tui.metrics import Metrics
         from erpsync_tui.store import open_database
-        from erpsync_tui.webhooks.workers import ReceiverWorkers
+        from erpsync_tui.webhooks.processes import ReceiverWorkers
         from tests.webhooks.conftest import SECRET, make_config
 
         async def main():

@@ -148,7 +148,7 @@ class ReceiverWorkers:
 
     def _spawn(self, index: int) -> _Worker:
         process = subprocess.Popen(
-            [sys.executable, "-m", "erpsync_tui.webhooks.worker_main"],
+            [sys.executable, "-m", "erpsync_tui.webhooks.process_main"],
             stdin=subprocess.PIPE, pass_fds=(self._notify_write,), close_fds=True,
         )
         assert process.stdin is not None

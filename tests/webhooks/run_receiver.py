@@ -1,6 +1,6 @@
-"""A standalone receiver process for the durability test and the benchmark (not a product entry point).
+"""A standalone receiver process for the durability test and the benchmark (a test helper, not shipped).
 
-    ERPSYNC_WEBHOOK_SECRET=… python -m erpsync_tui.webhooks.run_for_tests --db sqlite:///state.db [--port 0]
+    ERPSYNC_WEBHOOK_SECRET=… python tests/webhooks/run_receiver.py --db sqlite:///state.db [--port 0]
 
 Prints `READY <url>` on stdout once listening; stops cleanly on SIGTERM/SIGINT. The secret comes from the
 environment, never argv (argv is visible to every user in `ps`).

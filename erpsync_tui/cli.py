@@ -883,20 +883,20 @@ async def _serve(service: Any, wait: bool, on_started: Callable[[], None] | None
 def receiver_starter(log_level: str, log_file: Path | None) -> Any:
     async def start(service: Any) -> Any:
         if service.config.webhooks.workers > 0:
-            return await start_receiver_workers(service, log_level, log_file)
+            return await start_receiver_processes(service, log_level, log_file)
         return await start_receiver(service)
 
     return start
 
 
-async def start_receiver_workers(service: Any, log_level: str, log_file: Path | None) -> Any:
+async def start_receiver_processes(service: Any, log_level: str, log_file: Path | None) -> Any:
     """`webhooks.workers` receiver processes beside the engine's; their commits wake the queue at once."""
-    from erpsync_tui.webhooks.processes import ReceiverWorkers
+    from erpsync_tui.webhooks.processes import ReceiverProcesses
 
     secret = secret_store.lookup(secret_store.WEBHOOK_REF).value
-    workers = ReceiverWorkers(service.config, service.db, webhook_secret=secret, metrics=service.metrics,
-                              on_stored=service.wake, log_level=log_level, log_file=log_file)
-    return await workers.start()
+    receivers = ReceiverProcesses(service.config, service.db, webhook_secret=secret, metrics=service.metrics,
+                                  on_stored=service.wake, log_level=log_level, log_file=log_file)
+    return await receivers.start()
 
 
 async def start_receiver(service: Any) -> Any:

@@ -154,7 +154,7 @@ def _healthy(port: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="receiver workers need SO_REUSEPORT (Linux)")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="receiver processes need SO_REUSEPORT (Linux)")
 def test_serve_with_receiver_workers_syncs_webhooks_and_stops_them(setup, cluster: SimCluster) -> None:
     base, env, _db_path, port = setup
     config = Path(base[base.index("--config") + 1])

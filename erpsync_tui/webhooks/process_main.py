@@ -1,4 +1,4 @@
-"""One receiver worker process (see workers.py): started by the engine, never by hand.
+"""One receiver process (see processes.py): started by the engine, never by hand.
 
 Reads its settings as one JSON line on stdin, listens beside its siblings (SO_REUSEPORT), stores webhooks
 exactly as the in-process receiver does, and reports what it stored on the engine's pipe. Stops cleanly on
@@ -21,7 +21,7 @@ REPORT_INTERVAL_S = 0.5
 STATUS_INTERVAL_S = 1.0
 
 
-class WorkerMetrics:
+class ReceiverProcessMetrics:
     """The receiver's side of `Metrics`: counts reported to the engine, /metrics served from its snapshot."""
 
     content_type = "text/plain; version=0.0.4; charset=utf-8"
@@ -80,14 +80,14 @@ async def _run(bootstrap: dict[str, Any], stop: asyncio.Event) -> None:
     from erpsync_tui.config import AppConfig
     from erpsync_tui.store import open_database
     from erpsync_tui.webhooks.app import create_app
-    from erpsync_tui.webhooks.processes import bind_reuseport, worker_status
+    from erpsync_tui.webhooks.processes import bind_reuseport, receiver_process_status
     from erpsync_tui.webhooks.server import serve_receiver
 
     config = AppConfig.model_validate(bootstrap["config"])
     db = await asyncio.to_thread(open_database, bootstrap["database"])
     index = int(bootstrap["index"])
-    metrics = WorkerMetrics(index, int(bootstrap["notify_fd"]), Path(bootstrap["metrics_file"]))
-    status: dict[str, Any] = await asyncio.to_thread(worker_status, db)
+    metrics = ReceiverProcessMetrics(index, int(bootstrap["notify_fd"]), Path(bootstrap["metrics_file"]))
+    status: dict[str, Any] = await asyncio.to_thread(receiver_process_status, db)
     app = create_app(config, db, webhook_secret=bootstrap.get("secret"), status_provider=lambda: status,
                      metrics=metrics)  # type: ignore[arg-type]
     sock = bind_reuseport(config.webhooks.host, int(bootstrap["port"]))
@@ -98,7 +98,7 @@ async def _run(bootstrap: dict[str, Any], stop: asyncio.Event) -> None:
         while True:
             await asyncio.sleep(STATUS_INTERVAL_S)
             with contextlib.suppress(Exception):
-                status.update(await asyncio.to_thread(worker_status, db))
+                status.update(await asyncio.to_thread(receiver_process_status, db))
             if metrics.behind:
                 metrics.flush()
 
@@ -153,7 +153,7 @@ def main() -> None:
     if bootstrap.get("secret"):
         register_secret(bootstrap["secret"])
     log_file = bootstrap.get("log_file")
-    # Watched, not rotating: the engine's process rotates the shared file; a worker reopens it after a move.
+    # Watched, not rotating: the engine's process rotates the shared file; a receiver process reopens it after a move.
     configure_logging(bootstrap.get("log_level") or "WARNING", Path(log_file) if log_file else None, watched=True)
     asyncio.run(_main(bootstrap))
 

@@ -3,20 +3,20 @@
 One Python process runs one thread of Python at a time: with the receiver in the engine's process, every
 webhook waits for the engine's work and the engine for the webhooks (measured: the receiver alone takes
 ~3,500 webhooks/s, beside the engine ~1,800/s, the process at 100% of one core with the other core idle).
-With workers, the engine's process starts N receiver processes that each listen on webhooks.host:port
+With them, the engine's process starts N receiver processes that each listen on webhooks.host:port
 (SO_REUSEPORT: the kernel spreads connections over them) and store events in the same database. The
 engine stays the only one to sync; the receivers only store, as the in-process receiver does.
 
 What crosses between the processes, and how:
-- configuration, the database URL and the webhook secret: one JSON line on the worker's stdin (never argv
-  or the environment, which other users can read); the engine keeps that pipe open, so a worker sees EOF
+- configuration, the database URL and the webhook secret: one JSON line on the receiver process's stdin (never argv
+  or the environment, which other users can read); the engine keeps that pipe open, so a receiver process sees EOF
   and stops (finishing its requests) when the engine dies, even by SIGKILL;
 - "stored" and the receiver's counters: short lines on one shared pipe (each under PIPE_BUF, so lines of
-  several workers never interleave) carrying running totals, so a line lost to a full pipe costs nothing;
+  several receiver processes never interleave) carrying running totals, so a line lost to a full pipe costs nothing;
   each line wakes the engine's queue as the in-process receiver's commit does;
-- /metrics: the engine's registry, written by the engine to a file every second that the workers serve;
+- /metrics: the engine's registry, written by the engine to a file every second that the receiver processes serve;
 - /status: the engine's state from its lease row, the queue depth from the database.
-A worker that exits unexpectedly is started again (at most once a second each).
+A receiver process that exits unexpectedly is started again (at most once a second each).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ SUPERVISE_INTERVAL_S = 0.5
 
 
 @dataclass
-class _Worker:
+class _ReceiverProcess:
     index: int
     process: subprocess.Popen[bytes]
     started_at: float
@@ -72,7 +72,7 @@ def bind_reuseport(host: str, port: int) -> socket.socket:
     return bind(host, port, reuseport=True)
 
 
-class ReceiverWorkers:
+class ReceiverProcesses:
     """N receiver processes on one address; `url`, `port`, `running` and `stop()` like a ReceiverHandle."""
 
     def __init__(
@@ -95,7 +95,7 @@ class ReceiverWorkers:
         self.secret_configured = bool(webhook_secret)
         self._log_level = log_level
         self._log_file = log_file
-        self._workers: dict[int, _Worker] = {}
+        self._processes: dict[int, _ReceiverProcess] = {}
         self._placeholder: socket.socket | None = None
         self._notify_read = self._notify_write = -1
         self._buffer = b""
@@ -113,19 +113,19 @@ class ReceiverWorkers:
 
     @property
     def running(self) -> bool:
-        return not self._stopping and any(w.process.poll() is None for w in self._workers.values())
+        return not self._stopping and any(w.process.poll() is None for w in self._processes.values())
 
     @property
     def pids(self) -> list[int]:
-        return [w.process.pid for w in self._workers.values() if w.process.poll() is None]
+        return [w.process.pid for w in self._processes.values() if w.process.poll() is None]
 
     # ------------------------------------------------------------------------------ start
 
-    async def start(self) -> ReceiverWorkers:
+    async def start(self) -> ReceiverProcesses:
         if not reuseport_supported():
             raise OSError("webhooks.workers needs SO_REUSEPORT (Linux); set webhooks.workers: 0")
-        # Held, never listened on: it reserves the port (and tells us which one port 0 gave) while the workers'
-        # own sockets, bound beside it, take the connections.
+        # Held, never listened on: it reserves the port (and tells us which one port 0 gave) while the receiver
+        # processes' own sockets, bound beside it, take the connections.
         self._placeholder = bind_reuseport(self.config.webhooks.host, self.config.webhooks.port)
         self.port = int(self._placeholder.getsockname()[1])
         self._notify_read, self._notify_write = os.pipe()
@@ -135,18 +135,18 @@ class ReceiverWorkers:
         await asyncio.to_thread(self._write_snapshot)
         try:
             for index in range(self.count):
-                self._workers[index] = self._spawn(index)
+                self._processes[index] = self._spawn(index)
             await self._wait_ready()
         except BaseException:
             await self.stop()
             raise
-        self._tasks = [asyncio.create_task(self._supervise(), name="receiver-workers"),
+        self._tasks = [asyncio.create_task(self._supervise(), name="receiver-processes"),
                        asyncio.create_task(self._snapshot_loop(), name="receiver-metrics")]
-        log.info("webhook receiver: %d worker processes on %s (pids %s)", self.count, self.url,
+        log.info("webhook receiver: %d receiver processes on %s (pids %s)", self.count, self.url,
                  ",".join(map(str, self.pids)))
         return self
 
-    def _spawn(self, index: int) -> _Worker:
+    def _spawn(self, index: int) -> _ReceiverProcess:
         process = subprocess.Popen(
             [sys.executable, "-m", "erpsync_tui.webhooks.process_main"],
             stdin=subprocess.PIPE, pass_fds=(self._notify_write,), close_fds=True,
@@ -168,17 +168,17 @@ class ReceiverWorkers:
             process.stdin.flush()
         except OSError:
             pass  # it died at once; the supervisor reports and restarts it
-        return _Worker(index, process, time.monotonic())
+        return _ReceiverProcess(index, process, time.monotonic())
 
     async def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not all(w.ready for w in self._workers.values()):
-            for worker in self._workers.values():
-                if worker.process.poll() is not None:
-                    raise RuntimeError(f"webhook receiver worker {worker.index} exited with code "
-                                       f"{worker.process.returncode} while starting (see its log lines)")
+        while not all(w.ready for w in self._processes.values()):
+            for child in self._processes.values():
+                if child.process.poll() is not None:
+                    raise RuntimeError(f"webhook receiver process {child.index} exited with code "
+                                       f"{child.process.returncode} while starting (see its log lines)")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"webhook receiver workers did not start within {START_TIMEOUT_S:g} s")
+                raise RuntimeError(f"webhook receiver processes did not start within {START_TIMEOUT_S:g} s")
             await asyncio.sleep(0.02)
 
     # ------------------------------------------------------------------------------ notifications
@@ -197,26 +197,26 @@ class ReceiverWorkers:
             self.on_stored()
 
     def _apply(self, parts: list[str]) -> bool:
-        """One line from a worker: `ready I`, `stored I TOTAL`, or `rejected I REASON TOTAL`."""
+        """One line from a receiver process: `ready I`, `stored I TOTAL`, or `rejected I REASON TOTAL`."""
         try:
-            worker = self._workers.get(int(parts[1]))
-            if worker is None:
+            child = self._processes.get(int(parts[1]))
+            if child is None:
                 return False
             if parts[0] == "ready":
-                worker.ready = True
+                child.ready = True
             elif parts[0] == "stored":
                 total = int(parts[2])
-                if total > worker.accepted:
-                    self.metrics.accepted(total - worker.accepted)
-                    worker.accepted = total
+                if total > child.accepted:
+                    self.metrics.accepted(total - child.accepted)
+                    child.accepted = total
                 return True
             elif parts[0] == "rejected":
                 reason, total = parts[2], int(parts[3])
-                for _ in range(total - worker.rejected.get(reason, 0)):
+                for _ in range(total - child.rejected.get(reason, 0)):
                     self.metrics.rejected(reason)
-                worker.rejected[reason] = max(total, worker.rejected.get(reason, 0))
+                child.rejected[reason] = max(total, child.rejected.get(reason, 0))
         except (IndexError, ValueError):
-            log.warning("webhook receiver: unreadable worker notification %r code=%s", " ".join(parts)[:80],
+            log.warning("webhook receiver: unreadable receiver process notification %r code=%s", " ".join(parts)[:80],
                         ErrorCode.WEBHOOK)
         return False
 
@@ -225,15 +225,15 @@ class ReceiverWorkers:
     async def _supervise(self) -> None:
         while not self._stopping:
             await asyncio.sleep(SUPERVISE_INTERVAL_S)
-            for index, worker in list(self._workers.items()):
-                code = worker.process.poll()
+            for index, child in list(self._processes.items()):
+                code = child.process.poll()
                 if code is None or self._stopping:
                     continue
-                if time.monotonic() - worker.started_at < RESTART_MIN_INTERVAL_S:
-                    continue  # restarted less than a second ago: wait, rather than spin on a worker that cannot start
-                log.error("webhook receiver worker %d (pid %d) exited with code %s code=%s; starting it again",
-                          index, worker.process.pid, code, ErrorCode.WEBHOOK)
-                self._workers[index] = self._spawn(index)
+                if time.monotonic() - child.started_at < RESTART_MIN_INTERVAL_S:
+                    continue  # restarted less than a second ago: wait, rather than spin on a process that cannot start
+                log.error("webhook receiver process %d (pid %d) exited with code %s code=%s; starting it again",
+                          index, child.process.pid, code, ErrorCode.WEBHOOK)
+                self._processes[index] = self._spawn(index)
                 self.restarts += 1
 
     async def _snapshot_loop(self) -> None:
@@ -249,25 +249,25 @@ class ReceiverWorkers:
             self.metrics.set_queue_depth(queue_depth(session).by_status)
         temporary = self.metrics_file.with_suffix(".tmp")
         temporary.write_bytes(self.metrics.render())
-        temporary.replace(self.metrics_file)  # atomic: a worker never serves half a file
+        temporary.replace(self.metrics_file)  # atomic: a receiver process never serves half a file
 
     # ------------------------------------------------------------------------------ stop
 
     async def stop(self) -> None:
-        """SIGTERM every worker (each stops accepting, answers what it holds, stores it), wait, then close."""
+        """SIGTERM every receiver process (each stops accepting, answers what it holds, stores it), wait, then close."""
         self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for worker in self._workers.values():
-            if worker.process.poll() is None:
+        for child in self._processes.values():
+            if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    worker.process.send_signal(signal.SIGTERM)
+                    child.process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(self._reap)
         if self._notify_read >= 0:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._notify_read)
-            self._read_notifications()  # the last totals the workers sent as they stopped
+            self._read_notifications()  # the last totals the receiver processes sent as they stopped
             for fd in (self._notify_read, self._notify_write):
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -282,21 +282,21 @@ class ReceiverWorkers:
 
     def _reap(self) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        for worker in self._workers.values():
+        for child in self._processes.values():
             try:
-                worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.error("webhook receiver worker %d did not stop within %g s; killing it code=%s",
-                          worker.index, STOP_TIMEOUT_S, ErrorCode.WEBHOOK)
-                worker.process.kill()
-                worker.process.wait()
-            if worker.process.stdin is not None:
+                log.error("webhook receiver process %d did not stop within %g s; killing it code=%s",
+                          child.index, STOP_TIMEOUT_S, ErrorCode.WEBHOOK)
+                child.process.kill()
+                child.process.wait()
+            if child.process.stdin is not None:
                 with contextlib.suppress(OSError):
-                    worker.process.stdin.close()
+                    child.process.stdin.close()
 
 
-def worker_status(db: Database) -> dict[str, Any]:
-    """What a worker's /status says of the engine: its state as its lease row tells it."""
+def receiver_process_status(db: Database) -> dict[str, Any]:
+    """What a receiver process's /status says of the engine: its state as its lease row tells it."""
     from erpsync_tui.store.control import engine_status
 
     return {"engine": engine_status(db).mode}

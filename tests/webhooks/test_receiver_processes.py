@@ -18,11 +18,11 @@ import pytest
 
 from erpsync_tui.metrics import Metrics
 from erpsync_tui.store import Database
-from erpsync_tui.webhooks.processes import ReceiverWorkers, reuseport_supported
+from erpsync_tui.webhooks.processes import ReceiverProcesses, reuseport_supported
 
 from .conftest import SECRET, frappe_body, make_config, queue_rows, signed
 
-pytestmark = pytest.mark.skipif(not reuseport_supported(), reason="receiver workers need SO_REUSEPORT (Linux)")
+pytestmark = pytest.mark.skipif(not reuseport_supported(), reason="receiver processes need SO_REUSEPORT (Linux)")
 
 
 class Woken:
@@ -34,9 +34,9 @@ class Woken:
 
 
 @pytest.fixture
-async def workers(db: Database) -> AsyncIterator[tuple[ReceiverWorkers, Metrics, Woken]]:
+async def receivers(db: Database) -> AsyncIterator[tuple[ReceiverProcesses, Metrics, Woken]]:
     metrics, woken = Metrics(), Woken()
-    pool = ReceiverWorkers(make_config(port=0, workers=2), db, webhook_secret=SECRET, metrics=metrics,
+    pool = ReceiverProcesses(make_config(port=0, workers=2), db, webhook_secret=SECRET, metrics=metrics,
                            on_stored=woken)
     await pool.start()
     yield pool, metrics, woken
@@ -59,12 +59,12 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def test_workers_store_every_event_wake_the_engine_and_feed_its_metrics(
-    workers: tuple[ReceiverWorkers, Metrics, Woken], db: Database
+async def test_receiver_processes_store_every_event_wake_the_engine_and_feed_its_metrics(
+    receivers: tuple[ReceiverProcesses, Metrics, Woken], db: Database
 ) -> None:
-    pool, metrics, woken = workers
+    pool, metrics, woken = receivers
     assert len(pool.pids) == 2 and os.getpid() not in pool.pids
-    # Separate clients (connections): the kernel spreads connections, not requests, over the workers.
+    # Separate clients (connections): the kernel spreads connections, not requests, over the receiver processes.
     clients = [httpx.AsyncClient(base_url=pool.url, timeout=20) for _ in range(8)]
     try:
         bodies = [frappe_body(name=f"W-{i:04d}") for i in range(200)]
@@ -82,8 +82,8 @@ async def test_workers_store_every_event_wake_the_engine_and_feed_its_metrics(
     assert woken.count >= 1
 
 
-async def test_status_and_metrics_come_from_the_engine(workers: tuple[ReceiverWorkers, Metrics, Woken]) -> None:
-    pool, metrics, _ = workers
+async def test_status_and_metrics_come_from_the_engine(receivers: tuple[ReceiverProcesses, Metrics, Woken]) -> None:
+    pool, metrics, _ = receivers
     metrics.set_circuit("cloud", "open")  # something only the engine's registry has
     async with httpx.AsyncClient(base_url=pool.url, timeout=10) as client:
         body = frappe_body(name="M-1")
@@ -99,8 +99,10 @@ async def test_status_and_metrics_come_from_the_engine(workers: tuple[ReceiverWo
     assert 'erpsync_queue_depth{status="pending"} 1.0' in exposition
 
 
-async def test_a_dead_worker_is_started_again(workers: tuple[ReceiverWorkers, Metrics, Woken], db: Database) -> None:
-    pool, _, _ = workers
+async def test_a_dead_receiver_process_is_started_again(
+    receivers: tuple[ReceiverProcesses, Metrics, Woken], db: Database
+) -> None:
+    pool, _, _ = receivers
     victim = pool.pids[0]
     os.kill(victim, signal.SIGKILL)
     await _eventually(lambda: pool.restarts == 1 and len(pool.pids) == 2 and victim not in pool.pids)
@@ -111,8 +113,8 @@ async def test_a_dead_worker_is_started_again(workers: tuple[ReceiverWorkers, Me
     assert len(queue_rows(db)) == 10
 
 
-async def test_stop_ends_every_worker_and_frees_the_port(db: Database) -> None:
-    pool = ReceiverWorkers(make_config(port=0, workers=2), db, webhook_secret=SECRET, metrics=Metrics(),
+async def test_stop_ends_every_receiver_process_and_frees_the_port(db: Database) -> None:
+    pool = ReceiverProcesses(make_config(port=0, workers=2), db, webhook_secret=SECRET, metrics=Metrics(),
                            on_stored=None)
     await pool.start()
     pids, port = pool.pids, pool.port
@@ -122,19 +124,19 @@ async def test_stop_ends_every_worker_and_frees_the_port(db: Database) -> None:
         sock.bind(("127.0.0.1", port))  # nobody holds it any more
 
 
-def test_workers_stop_when_the_engine_is_killed(tmp_path: Path) -> None:
-    """SIGKILL leaves no stray receivers listening: each worker sees EOF on its stdin and stops."""
+def test_receiver_processes_stop_when_the_engine_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves no stray receivers listening: each receiver process sees EOF on its stdin and stops."""
     script = textwrap.dedent(f"""
         import asyncio, sys
         sys.path.insert(0, {str(Path(__file__).parents[2])!r})
         from erpsync_tui.metrics import Metrics
         from erpsync_tui.store import open_database
-        from erpsync_tui.webhooks.processes import ReceiverWorkers
+        from erpsync_tui.webhooks.processes import ReceiverProcesses
         from tests.webhooks.conftest import SECRET, make_config
 
         async def main():
             db = open_database({f"sqlite:///{tmp_path / 'state.db'}"!r})
-            pool = ReceiverWorkers(make_config(port=0, workers=2), db, webhook_secret=SECRET, metrics=Metrics(),
+            pool = ReceiverProcesses(make_config(port=0, workers=2), db, webhook_secret=SECRET, metrics=Metrics(),
                                    on_stored=None)
             await pool.start()
             print("PIDS", *pool.pids, flush=True)

@@ -29,7 +29,7 @@ from erpsync_tui.secrets import redact
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import Meta, utcnow
 from erpsync_tui.store.queries import queue_depth
-from erpsync_tui.webhooks.bulk_enqueue import StoredEvent, WebhookWrite
+from erpsync_tui.store.queue import Stored
 from erpsync_tui.webhooks.parsing import (
     SIGNATURE_HEADER,
     Rejected,
@@ -38,7 +38,7 @@ from erpsync_tui.webhooks.parsing import (
     extract_event,
     signature_matches,
 )
-from erpsync_tui.webhooks.writer import GroupCommitWriter, WriterClosed
+from erpsync_tui.webhooks.writer import GroupCommitWriter, WebhookWrite, WriterClosed
 
 log = logging.getLogger("erpsync.webhooks")
 
@@ -158,7 +158,7 @@ class WebhookReceiver:
             raise Rejected(400, "disconnected", "the client disconnected before sending the whole body") from None
         return b"".join(chunks)
 
-    async def _store(self, site: str, event: WebhookEvent) -> StoredEvent:
+    async def _store(self, site: str, event: WebhookEvent) -> Stored:
         try:
             return await self.writer.submit(WebhookWrite(site=site, event=event, received_at=utcnow()))
         except WriterClosed as exc:

@@ -14,9 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
 
 from erpsync_tui.store.db import Database
-from erpsync_tui.webhooks.bulk_enqueue import StoredEvent, WebhookWrite, enqueue_webhooks
+from erpsync_tui.store.models import QueueKind
+from erpsync_tui.store.queue import NewWork, Stored, enqueue_many
+from erpsync_tui.webhooks.parsing import WebhookEvent
 
 log = logging.getLogger("erpsync.webhooks")
 
@@ -24,11 +31,34 @@ MAX_BATCH = 512  # bounds one transaction's duration (and so the lock hold time 
 INLINE_MAX = 64  # a batch this small (~3 ms at most) may be stored on the event loop itself when the lock is free
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookWrite:
+    site: str
+    event: WebhookEvent
+    received_at: datetime
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "event": self.event.event,
+            "modified": self.event.modified,
+            "received_at": self.received_at.isoformat(),
+        }
+
+    def work(self) -> NewWork:
+        return NewWork(QueueKind.WEBHOOK.value, self.site, self.event.doctype, self.event.name, self.payload(),
+                       self.received_at)
+
+
+def enqueue_webhooks(connection: Connection, writes: Sequence[WebhookWrite], *, max_attempts: int) -> list[Stored]:
+    """Store `writes` in order inside the caller's transaction (the queue's one insert); one Stored per write."""
+    return enqueue_many(connection, [write.work() for write in writes], max_attempts=max_attempts)
+
+
 class WriterClosed(Exception):
     """The receiver is shutting down and takes no new events."""
 
 
-_Outcome = StoredEvent | Exception
+_Outcome = Stored | Exception
 
 
 class GroupCommitWriter:
@@ -46,7 +76,7 @@ class GroupCommitWriter:
         self.on_commit = on_commit
         self.batches = 0  # how many transactions were committed (tests and the bench read it)
         self.inline_batches = 0  # of which stored on the event loop (the lock was free)
-        self._pending: list[tuple[WebhookWrite, asyncio.Future[StoredEvent]]] = []
+        self._pending: list[tuple[WebhookWrite, asyncio.Future[Stored]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -55,11 +85,11 @@ class GroupCommitWriter:
     def alive(self) -> bool:
         return not self._closing and (self._task is None or not self._task.done())
 
-    async def submit(self, write: WebhookWrite) -> StoredEvent:
+    async def submit(self, write: WebhookWrite) -> Stored:
         """Store one event; returns once the transaction holding it has committed (raises if it failed)."""
         if self._closing:
             raise WriterClosed("the webhook receiver is shutting down")
-        future: asyncio.Future[StoredEvent] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self._pending.append((write, future))
         self._ensure_running()
         self._wakeup.set()
@@ -87,7 +117,7 @@ class GroupCommitWriter:
             if self._closing:
                 return
 
-    async def _commit_and_answer(self, batch: list[tuple[WebhookWrite, asyncio.Future[StoredEvent]]]) -> None:
+    async def _commit_and_answer(self, batch: list[tuple[WebhookWrite, asyncio.Future[Stored]]]) -> None:
         writes = [write for write, _ in batch]
         try:
             outcomes = self._store_now(writes) if len(writes) <= INLINE_MAX else None
@@ -155,7 +185,7 @@ class GroupCommitWriter:
         except Exception as exc:
             return exc
 
-    def _store_batch(self, writes: Sequence[WebhookWrite]) -> list[StoredEvent]:
+    def _store_batch(self, writes: Sequence[WebhookWrite]) -> list[Stored]:
         # A Core transaction (BEGIN IMMEDIATE on SQLite) behind the process's write lock, so the wait for the
         # engine's writes is a queue, not SQLite's sleeping busy handler. Commits, or rolls back on any error.
         with self.db.write_connection() as connection:

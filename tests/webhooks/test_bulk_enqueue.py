@@ -1,4 +1,4 @@
-"""The batched enqueue must leave exactly the rows `queue.enqueue` would, event for event."""
+"""The receiver's batched enqueue must leave exactly the rows `queue.enqueue` one by one would, event for event."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from sqlmodel import col, select
 from erpsync_tui.store import Database, open_database
 from erpsync_tui.store import queue as store_queue
 from erpsync_tui.store.models import QueueItem, QueueKind, QueueStatus, utcnow
-from erpsync_tui.webhooks.bulk_enqueue import StoredEvent, WebhookWrite, enqueue_webhooks
+from erpsync_tui.store.queue import Stored as StoredEvent
 from erpsync_tui.webhooks.parsing import WebhookEvent
+from erpsync_tui.webhooks.writer import WebhookWrite, enqueue_webhooks
 
 COMPARED = ("id", "kind", "site", "doctype", "name", "payload", "status", "attempts", "max_attempts", "dedupe_key",
             "coalesced", "next_attempt_at", "created_at", "updated_at")

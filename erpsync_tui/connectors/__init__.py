@@ -20,13 +20,9 @@ from erpsync_tui.connectors.base import (
     ValidationFailed,
 )
 from erpsync_tui.connectors.circuit import CircuitBreaker, CircuitSnapshot
-from erpsync_tui.connectors.frappe import (
-    ConnectorStats,
-    FrappeConnector,
-    connect,
-    format_timestamp,
-    parse_timestamp,
-)
+from erpsync_tui.connectors.frappe import FrappeConnector, connect
+from erpsync_tui.connectors.frappe_http import ConnectorStats
+from erpsync_tui.connectors.frappe_wire import format_timestamp, parse_timestamp
 
 __all__ = [
     "DEFAULT_ORDER",

@@ -20,7 +20,7 @@ from erpsync_tui.connectors import (
     TimestampMismatch,
     ValidationFailed,
 )
-from erpsync_tui.connectors.frappe import (
+from erpsync_tui.connectors.frappe_wire import (
     ErrorBody,
     classify_error,
     decode_error_body,

@@ -9,7 +9,8 @@ import pytest
 
 from erpsync_tui.config import SiteConfig
 from erpsync_tui.connectors import Connector, FrappeConnector, format_timestamp, parse_timestamp
-from erpsync_tui.connectors.frappe import _limiter, normalize_filters, quote_segment, resource_path
+from erpsync_tui.connectors.frappe_http import _limiter
+from erpsync_tui.connectors.frappe_wire import normalize_filters, quote_segment, resource_path
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from erpsync_tui.cli import cli
 from erpsync_tui.connectors.base import PermissionDenied
-from erpsync_tui.connectors.frappe import classify_error, decode_error_body
+from erpsync_tui.connectors.frappe_wire import classify_error, decode_error_body
 from erpsync_tui.engine.service import EngineService, engine_status
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import queue

@@ -481,7 +481,7 @@ def match_command(ctx: Context, doctype: str | None, fmt: str, as_json: bool) ->
 
 def _engine_for(ctx: Context) -> Any:
     """A SyncEngine on this configuration's sites and database (credentials from keyring/environment)."""
-    from erpsync_tui.engine.factory import build_connectors, warn_insecure_tls
+    from erpsync_tui.app_context import build_connectors, warn_insecure_tls
     from erpsync_tui.engine.sync import SyncEngine
 
     config, db = ctx.config(), ctx.database()
@@ -571,8 +571,8 @@ def sync_command(ctx: Context, doctype: str | None, docname: str | None, directi
     """Run a full sync now (resumes an interrupted one from its checkpoint)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from erpsync_tui.app_context import build_batch_workers
     from erpsync_tui.engine.bulk import full_sync, sources_for
-    from erpsync_tui.engine.factory import build_batch_workers
     from erpsync_tui.engine.preflight import PreflightFailed, preflight
 
     if docname and not doctype:
@@ -823,11 +823,13 @@ def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -
     log_file = ctx.paths().log_dir / "serve.log"
     configure_logging(log_level, log_file)
     config, db = ctx.config(), ctx.database()
-    from erpsync_tui.engine.factory import build_connectors, warn_insecure_tls
+    from erpsync_tui import app_context
+    from erpsync_tui.app_context import build_connectors, warn_insecure_tls
     from erpsync_tui.engine.service import EngineService, LeaseHeld
 
     warn_insecure_tls(config)
-    receiver = None if no_receiver or not config.webhooks.enabled else receiver_starter(log_level, log_file)
+    receiver = (None if no_receiver or not config.webhooks.enabled
+                else app_context.receiver_starter(log_level, log_file))
     service = EngineService(config, db, build_connectors(config), config_file=ctx.config_file(),
                             start_receiver=receiver, lease_ttl=config.scheduler.lease_ttl_seconds)
     def started() -> None:
@@ -878,36 +880,6 @@ async def _serve(service: Any, wait: bool, on_started: Callable[[], None] | None
     await service.stop()
     signalled.cancel()
     return EXIT_OK if stop.is_set() else EXIT_FAILED  # stopping on its own means the lease was lost
-
-
-def receiver_starter(log_level: str, log_file: Path | None) -> Any:
-    async def start(service: Any) -> Any:
-        if service.config.webhooks.workers > 0:
-            return await start_receiver_processes(service, log_level, log_file)
-        return await start_receiver(service)
-
-    return start
-
-
-async def start_receiver_processes(service: Any, log_level: str, log_file: Path | None) -> Any:
-    """`webhooks.workers` receiver processes beside the engine's; their commits wake the queue at once."""
-    from erpsync_tui.webhooks.processes import ReceiverProcesses
-
-    secret = secret_store.lookup(secret_store.WEBHOOK_REF).value
-    receivers = ReceiverProcesses(service.config, service.db, webhook_secret=secret, metrics=service.metrics,
-                                  on_stored=service.wake, log_level=log_level, log_file=log_file)
-    return await receivers.start()
-
-
-async def start_receiver(service: Any) -> Any:
-    """The webhook receiver inside the engine's event loop; stored events wake the queue at once."""
-    from erpsync_tui.webhooks import create_app, serve_receiver
-
-    secret = secret_store.lookup(secret_store.WEBHOOK_REF).value
-    config = service.config
-    app = create_app(config, service.db, webhook_secret=secret, status_provider=lambda: {"engine": service.state},
-                     on_stored=service.wake, metrics=service.metrics)
-    return await serve_receiver(app, config.webhooks.host, config.webhooks.port)
 
 
 @cli.command("doctor")
@@ -962,7 +934,8 @@ def _print_checks(ctx: Context, results: list[Any], verdict: Any) -> None:
 @handles_missing_secrets
 def console_command(ctx: Context, readonly: bool = False, theme: str | None = None) -> None:
     """Open the operator console (the default command); attaches to a running `serve` if there is one."""
-    from erpsync_tui.engine.factory import build_connectors, warn_insecure_tls
+    from erpsync_tui import app_context
+    from erpsync_tui.app_context import build_connectors, warn_insecure_tls
     from erpsync_tui.engine.service import EngineService
     from erpsync_tui.store.control import engine_status
     from erpsync_tui.tui.app import run_console
@@ -976,7 +949,7 @@ def console_command(ctx: Context, readonly: bool = False, theme: str | None = No
         connectors = build_connectors(config)  # credentials are checked before the screen opens
 
         def factory() -> EngineService:
-            receiver = start_receiver if config.webhooks.enabled else None
+            receiver = app_context.start_receiver if config.webhooks.enabled else None
             return EngineService(config, db, connectors, config_file=ctx.config_file(), start_receiver=receiver,
                                  lease_ttl=config.scheduler.lease_ttl_seconds)
 

@@ -104,7 +104,7 @@ class MatchingScreen(Screen[None]):
 
 
 async def _plans(config: Any, db: Any) -> tuple[list[Any], tuple[str, str]]:
-    from erpsync_tui.engine.factory import build_connectors
+    from erpsync_tui.app_context import build_connectors
     from erpsync_tui.engine.matching import dry_run
     from erpsync_tui.engine.sync import SyncEngine
 

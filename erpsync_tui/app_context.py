@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 from erpsync_tui import secrets
+from erpsync_tui import secrets as secret_store
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
 from erpsync_tui.engine.batch_workers import BatchWorkers
@@ -44,3 +47,33 @@ def build_batch_workers(config: AppConfig, db_url: str, processes: int | None = 
         creds = secrets.site_credentials(name)
         credentials[name] = (creds.api_key, creds.api_secret)
     return BatchWorkers(config, db_url, credentials, count)
+
+
+def receiver_starter(log_level: str, log_file: Path | None) -> Any:
+    async def start(service: Any) -> Any:
+        if service.config.webhooks.workers > 0:
+            return await start_receiver_processes(service, log_level, log_file)
+        return await start_receiver(service)
+
+    return start
+
+
+async def start_receiver_processes(service: Any, log_level: str, log_file: Path | None) -> Any:
+    """`webhooks.workers` receiver processes beside the engine's; their commits wake the queue at once."""
+    from erpsync_tui.webhooks.processes import ReceiverProcesses
+
+    secret = secret_store.lookup(secret_store.WEBHOOK_REF).value
+    receivers = ReceiverProcesses(service.config, service.db, webhook_secret=secret, metrics=service.metrics,
+                                  on_stored=service.wake, log_level=log_level, log_file=log_file)
+    return await receivers.start()
+
+
+async def start_receiver(service: Any) -> Any:
+    """The webhook receiver inside the engine's event loop; stored events wake the queue at once."""
+    from erpsync_tui.webhooks import create_app, serve_receiver
+
+    secret = secret_store.lookup(secret_store.WEBHOOK_REF).value
+    config = service.config
+    app = create_app(config, service.db, webhook_secret=secret, status_provider=lambda: {"engine": service.state},
+                     on_stored=service.wake, metrics=service.metrics)
+    return await serve_receiver(app, config.webhooks.host, config.webhooks.port)

@@ -481,13 +481,12 @@ def match_command(ctx: Context, doctype: str | None, fmt: str, as_json: bool) ->
 
 def _engine_for(ctx: Context) -> Any:
     """A SyncEngine on this configuration's sites and database (credentials from keyring/environment)."""
-    from erpsync_tui.app_context import build_connectors, warn_insecure_tls
-    from erpsync_tui.engine.sync import SyncEngine
+    from erpsync_tui.app_context import build_engine, warn_insecure_tls
 
     config, db = ctx.config(), ctx.database()
     for warning in warn_insecure_tls(config):
         ctx.err.print(f"[bold yellow]WARNING:[/] {escape(warning)}")
-    return SyncEngine(config, db, build_connectors(config), actor="cli:" + "@".join(operator_identity()))
+    return build_engine(config, db, actor="cli:" + "@".join(operator_identity()))
 
 
 async def _close(engine: Any) -> None:
@@ -823,15 +822,12 @@ def serve_command(ctx: Context, wait: bool, log_level: str, no_receiver: bool) -
     log_file = ctx.paths().log_dir / "serve.log"
     configure_logging(log_level, log_file)
     config, db = ctx.config(), ctx.database()
-    from erpsync_tui import app_context
-    from erpsync_tui.app_context import build_connectors, warn_insecure_tls
-    from erpsync_tui.engine.service import EngineService, LeaseHeld
+    from erpsync_tui.app_context import build_service, receiver_starter, warn_insecure_tls
+    from erpsync_tui.engine.service import LeaseHeld
 
     warn_insecure_tls(config)
-    receiver = (None if no_receiver or not config.webhooks.enabled
-                else app_context.receiver_starter(log_level, log_file))
-    service = EngineService(config, db, build_connectors(config), config_file=ctx.config_file(),
-                            start_receiver=receiver, lease_ttl=config.scheduler.lease_ttl_seconds)
+    receiver = None if no_receiver or not config.webhooks.enabled else receiver_starter(log_level, log_file)
+    service = build_service(config, db, config_file=ctx.config_file(), start_receiver=receiver)
     def started() -> None:
         receiver_url = getattr(service.receiver, "url", None) or "off"
         click.echo(f"erpsync-tui serve {__version__}: config {ctx.config_file() or '(defaults)'}, database "
@@ -887,16 +883,14 @@ async def _serve(service: Any, wait: bool, on_started: Callable[[], None] | None
 @pass_ctx
 def doctor_command(ctx: Context, as_json: bool) -> None:
     """Run every health check, walk the triage steps, and say what to fix first."""
+    from erpsync_tui.app_context import gather_credentials
     from erpsync_tui.engine import health
 
     config, db = ctx.config(), ctx.database()
-    credentials = {}
-    for site in config.pair:
-        try:
-            creds = secret_store.site_credentials(site)
-            credentials[site] = (creds.api_key, creds.api_secret)
-        except secret_store.MissingSecret as exc:
-            ctx.err.print(f"[yellow]note:[/] {escape(str(exc))}")
+    def note(exc: Exception) -> None:
+        ctx.err.print(f"[yellow]note:[/] {escape(str(exc))}")
+
+    credentials = gather_credentials(config, on_missing=note)
     results = _run_async(health.run_checks(config, db, None, credentials=credentials))
     verdict = health.triage(results)
     failing = any(r.status == "fail" for r in results)
@@ -934,8 +928,7 @@ def _print_checks(ctx: Context, results: list[Any], verdict: Any) -> None:
 @handles_missing_secrets
 def console_command(ctx: Context, readonly: bool = False, theme: str | None = None) -> None:
     """Open the operator console (the default command); attaches to a running `serve` if there is one."""
-    from erpsync_tui import app_context
-    from erpsync_tui.app_context import build_connectors, warn_insecure_tls
+    from erpsync_tui.app_context import build_connectors, build_service, start_receiver, warn_insecure_tls
     from erpsync_tui.engine.service import EngineService
     from erpsync_tui.store.control import engine_status
     from erpsync_tui.tui.app import run_console
@@ -949,9 +942,9 @@ def console_command(ctx: Context, readonly: bool = False, theme: str | None = No
         connectors = build_connectors(config)  # credentials are checked before the screen opens
 
         def factory() -> EngineService:
-            receiver = app_context.start_receiver if config.webhooks.enabled else None
-            return EngineService(config, db, connectors, config_file=ctx.config_file(), start_receiver=receiver,
-                                 lease_ttl=config.scheduler.lease_ttl_seconds)
+            receiver = start_receiver if config.webhooks.enabled else None
+            return build_service(config, db, connectors=connectors, config_file=ctx.config_file(),
+                                 start_receiver=receiver)
 
     sys.exit(run_console(db, config, engine_factory=factory, readonly=readonly, theme=theme))
 

@@ -433,15 +433,10 @@ def support_bundle_command(ctx: Context, path: Path) -> None:
         return support._json(data)
 
     def doctor() -> str:
+        from erpsync_tui.app_context import gather_credentials
         from erpsync_tui.engine import health
 
-        credentials = {}
-        for site in config.pair:
-            try:
-                creds = secret_store.site_credentials(site)
-                credentials[site] = (creds.api_key, creds.api_secret)
-            except secret_store.MissingSecret:
-                pass
+        credentials = gather_credentials(config, on_missing=lambda _exc: None)
         results = asyncio.run(health.run_checks(config, db, None, credentials=credentials, store=False))
         verdict = health.triage(results)
         from dataclasses import asdict

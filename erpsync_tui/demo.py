@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from erpsync_tui.app_context import build_connectors, build_service, start_receiver
 from erpsync_tui.config import AppConfig
-from erpsync_tui.connectors import FrappeConnector
 from erpsync_tui.engine.service import EngineService
 from erpsync_tui.secrets import register_secret
 from erpsync_tui.sim import SimCluster
@@ -58,20 +58,16 @@ def about_text(cluster: SimCluster, db_path: Path) -> str:
 
 
 def make_engine(cluster: SimCluster, config: AppConfig, db: Database, webhook_secret: str) -> EngineService:
-    connectors = {name: FrappeConnector(name, config.sites[name], site.api_key, site.api_secret)
-                  for name, site in cluster.sites.items()}
+    credentials = {name: (site.api_key, site.api_secret) for name, site in cluster.sites.items()}
 
-    async def start_receiver(service: EngineService) -> Any:
-        from erpsync_tui.webhooks import create_app, serve_receiver
-
-        app = create_app(config, db, webhook_secret=webhook_secret, on_stored=service.wake, metrics=service.metrics,
-                         status_provider=lambda: {"engine": service.state})
-        handle = await serve_receiver(app, config.webhooks.host, config.webhooks.port)
+    async def start_demo_receiver(service: EngineService) -> Any:
+        handle = await start_receiver(service, secret=webhook_secret)
         for name, site in cluster.sites.items():  # point each site's Webhook doctype at the receiver
             site.add_webhook(f"{handle.url}/webhook/{name}", webhook_secret)
         return handle
 
-    return EngineService(config, db, connectors, start_receiver=start_receiver)
+    return build_service(config, db, connectors=build_connectors(config, credentials),
+                         start_receiver=start_demo_receiver)
 
 
 class FaultCycle:

@@ -25,6 +25,7 @@ HEADLESS = [
     "erpsync_tui.engine.service",
     "erpsync_tui.engine.health",
     "erpsync_tui.webhooks",
+    "erpsync_tui.app_context",
     "erpsync_tui.sim",
     "erpsync_tui.cli",
 ]

@@ -20,7 +20,7 @@ from erpsync_tui.connectors.base import (
     ValidationFailed,
 )
 from erpsync_tui.connectors.circuit import CircuitBreaker, CircuitSnapshot
-from erpsync_tui.connectors.frappe import FrappeConnector, connect
+from erpsync_tui.connectors.frappe import FrappeConnector, connect, site_connectors
 from erpsync_tui.connectors.frappe_http import ConnectorStats
 from erpsync_tui.connectors.frappe_wire import format_timestamp, parse_timestamp
 
@@ -49,4 +49,5 @@ __all__ = [
     "connect",
     "format_timestamp",
     "parse_timestamp",
+    "site_connectors",
 ]

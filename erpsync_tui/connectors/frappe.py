@@ -26,7 +26,7 @@ import logging
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
-from erpsync_tui.config import SiteConfig
+from erpsync_tui.config import AppConfig, SiteConfig
 from erpsync_tui.connectors.base import (
     DEFAULT_ORDER,
     AuthenticationFailed,
@@ -280,6 +280,15 @@ class FrappeConnector(FrappeHTTP):
             if len(rows) < page_size:
                 return
             after = rows[-1]["name"]
+
+
+def site_connectors(
+    config: AppConfig, credentials: Mapping[str, tuple[str, str]], **options: Any
+) -> dict[str, FrappeConnector]:
+    """One connector per synced site that has credentials ((api_key, api_secret) by site): the one place a
+    configuration becomes connectors (serve, the console, the demo, the CLI; `options` as FrappeConnector's)."""
+    return {name: FrappeConnector(name, config.sites[name], *credentials[name], **options)
+            for name in config.pair if name in credentials}
 
 
 async def connect(

@@ -342,14 +342,9 @@ class ConsoleApp(App[int]):
 
 def _credentials(config: AppConfig) -> dict[str, tuple[str, str]]:
     """Credentials for an attached console's own health run; a site without them reports "no credentials"."""
-    from erpsync_tui import secrets
+    from erpsync_tui.app_context import gather_credentials
 
-    found: dict[str, tuple[str, str]] = {}
-    for name in config.pair:
-        with contextlib.suppress(Exception):
-            creds = secrets.site_credentials(name)
-            found[name] = (creds.api_key, creds.api_secret)
-    return found
+    return gather_credentials(config, on_missing=lambda _exc: None)
 
 
 def run_console(

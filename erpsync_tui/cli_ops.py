@@ -91,7 +91,7 @@ def send(ctx: Context, action: act.Action, *, no_wait: bool, timeout: float, as_
 def _local_runner(ctx: Context, action: act.Action) -> Any:
     """The engine parts this process needs to carry the action out itself (sites only when the action needs
     them, so `pause` works without credentials)."""
-    from erpsync_tui.cli import _engine_for
+    from erpsync_tui.cli_engine import _engine_for
     from erpsync_tui.engine.sync import SyncEngine
 
     if action.kind in SITE_FREE:
@@ -141,7 +141,7 @@ def _run_here(ctx: Context, engine: Any, action_id: int) -> bool:
                 await asyncio.gather(*spawned, return_exceptions=True)
         finally:
             renewing.cancel()
-            from erpsync_tui.cli import _close
+            from erpsync_tui.cli_engine import _close
 
             await _close(engine)
 
@@ -413,7 +413,7 @@ def support_bundle_command(ctx: Context, path: Path) -> None:
     """Write a zip for a maintainer: versions, config (secrets masked), doctor, status, actions, failed items,
     recent log lines and errors. No secret goes in it."""
     from erpsync_tui import support
-    from erpsync_tui.cli import _secret_summary
+    from erpsync_tui.cli_config import _secret_summary
 
     config, db = ctx.config(), ctx.database()
     for site in config.sites:  # every secret the configuration needs is known to the redactor

@@ -1,9 +1,12 @@
 """The `erpsync-tui` command line.
 
-Layout: the top-level group and its shared context first, then one section per command family
-(config, secrets, store, engine, daemon, console). A new command goes into its family's section; a
-heavy import (the engine, Textual, the simulator) happens inside the command, so `--help` stays fast
-and the engine never drags the console in.
+Layout: this module holds the top-level group, its shared context and helpers, and the index of commands
+(`_register_layer_commands`); each command family lives in a module of its own — cli_config.py (init,
+config, secrets), cli_store.py (backup, restore, reset-state, match), cli_engine.py (test, sync, status,
+conflicts, reconcile), cli_daemon.py (serve, doctor, console, demo), cli_ops.py (operator actions, logs,
+support bundle). Commands parse arguments and print; what they run is built by app_context.py. A new
+command goes into its family's module; a heavy import (the engine, Textual, the simulator) happens inside
+the command, so `--help` stays fast and the engine never drags the console in.
 
 Exit codes: 0 ok · 1 the operation failed (a site, a sync, a check) · 2 bad usage or configuration ·
 3 the state database cannot be used.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from sim_config import FAST_FAILING, QUICK_RETRIES, cli_invoker, config_yaml, site_env
 
-from erpsync_tui.cli import cli
 from erpsync_tui.sim import SimCluster
 
 
@@ -21,29 +21,13 @@ def cluster() -> Iterator[SimCluster]:
 
 
 @pytest.fixture
-def run(cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def run(cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     config = tmp_path / "config.yaml"
-    config.write_text(
-        "sites:\n"
-        f"  cloud:\n    url: {cluster['cloud'].url}\n    timeout_seconds: 2\n    circuit_reset_seconds: 0.2\n"
-        f"  local:\n    url: {cluster['local'].url}\n    timeout_seconds: 2\n    circuit_reset_seconds: 0.2\n"
-        "sync:\n  conflict_resolution: manual\n  retry: {max_attempts: 2, backoff_base_seconds: 0.01}\n"
-    )
-    secrets = {}
-    for name, site in cluster.sites.items():
-        secrets[f"ERPSYNC_{name.upper()}_API_KEY"] = site.api_key
-        secrets[f"ERPSYNC_{name.upper()}_API_SECRET"] = site.api_secret
-    for var, value in secrets.items():
+    config.write_text(config_yaml(cluster, site_options=FAST_FAILING,
+                                  extra="sync:\n  conflict_resolution: manual\n" + QUICK_RETRIES))
+    for var, value in site_env(cluster).items():
         monkeypatch.setenv(var, value)
-    db = tmp_path / "state.db"
-
-    def invoke(*args: str) -> Result:
-        result = CliRunner().invoke(cli, ["--config", str(config), "--db", str(db), *args])
-        for name, site in cluster.sites.items():
-            assert site.api_secret not in result.output, f"secret of {name} printed by {args}"
-        return result
-
-    return invoke
+    return cli_invoker(cluster, config, tmp_path / "state.db")
 
 
 def test_test_command_ok_and_failing(run, cluster: SimCluster) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sim_config import config_yaml, free_port, site_env
 
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.sim.webhooks import sign_webhook
@@ -21,12 +21,6 @@ from erpsync_tui.store import open_database
 from erpsync_tui.store.control import engine_status
 
 SECRET = "serve-test-webhook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -39,17 +33,9 @@ def cluster() -> Iterator[SimCluster]:
 def setup(cluster: SimCluster, tmp_path: Path):
     port = free_port()
     config = tmp_path / "config.yaml"
-    config.write_text(
-        "sites:\n"
-        f"  cloud:\n    url: {cluster['cloud'].url}\n"
-        f"  local:\n    url: {cluster['local'].url}\n"
-        f"webhooks:\n  port: {port}\n"
-        "scheduler:\n  queue_interval_seconds: 0.2\n"
-    )
-    env = {**os.environ, "ERPSYNC_WEBHOOK_SECRET": SECRET}
-    for name, site in cluster.sites.items():
-        env[f"ERPSYNC_{name.upper()}_API_KEY"] = site.api_key
-        env[f"ERPSYNC_{name.upper()}_API_SECRET"] = site.api_secret
+    config.write_text(config_yaml(cluster, extra=f"webhooks:\n  port: {port}\n"
+                                                 "scheduler:\n  queue_interval_seconds: 0.2\n"))
+    env = {**os.environ, "ERPSYNC_WEBHOOK_SECRET": SECRET, **site_env(cluster)}
     db = tmp_path / "state.db"
     base = [sys.executable, "-m", "erpsync_tui", "--config", str(config), "--db", str(db)]
     return base, env, db, port

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from sim_config import FAST_FAILING, QUICK_RETRIES, cli_invoker, config_yaml, site_env
 
-from erpsync_tui.cli import cli
 from erpsync_tui.sim import SimCluster
 
 
@@ -21,26 +21,13 @@ def cluster() -> Iterator[SimCluster]:
 @pytest.fixture
 def config_file(cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     config = tmp_path / "config.yaml"
-    config.write_text(
-        "sites:\n"
-        f"  cloud:\n    url: {cluster['cloud'].url}\n    timeout_seconds: 2\n    circuit_reset_seconds: 0.2\n"
-        f"  local:\n    url: {cluster['local'].url}\n    timeout_seconds: 2\n    circuit_reset_seconds: 0.2\n"
-        "sync:\n  conflict_resolution: latest_timestamp\n  retry: {max_attempts: 2, backoff_base_seconds: 0.01}\n"
-    )
-    for name, site in cluster.sites.items():
-        monkeypatch.setenv(f"ERPSYNC_{name.upper()}_API_KEY", site.api_key)
-        monkeypatch.setenv(f"ERPSYNC_{name.upper()}_API_SECRET", site.api_secret)
+    config.write_text(config_yaml(cluster, site_options=FAST_FAILING,
+                                  extra="sync:\n  conflict_resolution: latest_timestamp\n" + QUICK_RETRIES))
+    for var, value in site_env(cluster).items():
+        monkeypatch.setenv(var, value)
     return config
 
 
 @pytest.fixture
-def run(cluster: SimCluster, config_file: Path, tmp_path: Path):
-    db = tmp_path / "state.db"
-
-    def invoke(*args: str) -> Result:
-        result = CliRunner().invoke(cli, ["--config", str(config_file), "--db", str(db), *args])
-        for name, site in cluster.sites.items():
-            assert site.api_secret not in result.output, f"secret of {name} printed by {args}"
-        return result
-
-    return invoke
+def run(cluster: SimCluster, config_file: Path, tmp_path: Path) -> Callable[..., Result]:
+    return cli_invoker(cluster, config_file, tmp_path / "state.db")

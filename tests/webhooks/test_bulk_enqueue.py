@@ -82,3 +82,20 @@ def test_empty_batch_is_a_no_op(tmp_path: Path) -> None:
     with db.writer_engine.begin() as connection:
         assert enqueue_webhooks(connection, [], max_attempts=5) == []
     db.dispose()
+
+
+def test_without_coalescing_every_event_is_a_row_of_its_own(tmp_path: Path) -> None:
+    """coalesce=False (operator resolutions): no pending twin absorbs the event, one by one or batched."""
+    db = open_database(f"sqlite:///{tmp_path / 'state.db'}")
+    now = utcnow()
+    with db.write() as session:
+        first = store_queue.enqueue(session, kind=QueueKind.RESOLVE, payload={"n": 1}, coalesce=False, now=now)
+        second = store_queue.enqueue(session, kind=QueueKind.RESOLVE, payload={"n": 2}, coalesce=False, now=now)
+    work = [store_queue.NewWork(QueueKind.RESOLVE.value, None, None, None, {"n": n}, now) for n in (3, 4)]
+    with db.writer_engine.begin() as connection:
+        stored = store_queue.enqueue_many(connection, work, max_attempts=5, coalesce=False)
+    rows = _rows(db)
+    assert first.id != second.id and [s.coalesced for s in stored] == [False, False]
+    assert [row["payload"] for row in rows] == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
+    assert {row["coalesced"] for row in rows} == {0} and {row["kind"] for row in rows} == {"resolve"}
+    db.dispose()

@@ -18,9 +18,10 @@ from erpsync_tui.engine import deletes, renames
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.matching import MatchingFailed, pair_before_sync
+from erpsync_tui.engine.outcomes import DocResult, Fetched, Outcome, SyncFailed, failure_code
 from erpsync_tui.engine.reconcile import Difference, ReconcileReport, reconcile  # noqa: F401  (moved; old imports)
 from erpsync_tui.engine.state import RecordView, Side
-from erpsync_tui.engine.sync import DocResult, Fetched, Outcome, SyncEngine, SyncFailed, failure_code
+from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.errors import ErrorCode
 from erpsync_tui.secrets import redact
 from erpsync_tui.store import queue

@@ -147,7 +147,7 @@ def quick_fix(exc: WriteRefused, doctype: str, status_there: int) -> str:
 
 async def refused(engine: SyncEngine, record: RecordView, fetched: dict[str, Fetched], exc: WriteRefused) -> DocResult:
     """A terminal, explained outcome: a conflict holding both versions, logged with ERP008 and a quick fix."""
-    from erpsync_tui.engine.sync import Outcome
+    from erpsync_tui.engine.outcomes import Outcome
 
     a, b = engine.pair
     fa, fb = fetched[a], fetched[b]
@@ -181,7 +181,7 @@ def open_conflict_versions(engine: SyncEngine, record_id: int) -> dict[str, Any]
 
 async def waiting_on_refusal(engine: SyncEngine, record: RecordView, fetched: dict[str, Fetched]) -> DocResult | None:
     """A record in conflict whose versions are exactly those of its open conflict: nothing to try again."""
-    from erpsync_tui.engine.sync import Outcome
+    from erpsync_tui.engine.outcomes import Outcome
 
     if record.status != RecordStatus.CONFLICT:
         return None

@@ -19,14 +19,17 @@ import logging
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import aliased
 from sqlmodel import select
 
 from erpsync_tui.connectors.base import ConnectorError
-from erpsync_tui.engine.sync import Fetched, SyncEngine, failure_code
+from erpsync_tui.engine.outcomes import Fetched, failure_code
 from erpsync_tui.store.models import SyncName
+
+if TYPE_CHECKING:
+    from erpsync_tui.engine.sync import SyncEngine
 
 log = logging.getLogger("erpsync.reconcile")
 

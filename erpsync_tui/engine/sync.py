@@ -11,33 +11,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
 from erpsync_tui.config import AppConfig, DoctypePolicy
 from erpsync_tui.connectors.base import (
-    AuthenticationFailed,
-    CircuitOpen,
     Connector,
     ConnectorError,
     DuplicateEntry,
     LinkValidationFailed,
-    PermissionDenied,
-    RateLimited,
     TimestampMismatch,
 )
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine import lifecycle, matching, renames
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.matching import Rule
+from erpsync_tui.engine.outcomes import (
+    DocResult,
+    Fetched,
+    Outcome,
+    SyncFailed,
+    _differing,
+    _hash_of,
+    _side,
+    missing_link_fix,
+)
 from erpsync_tui.engine.state import AttemptNoted, PendingCreate, RecordView, Side, SyncState
-from erpsync_tui.errors import ErpSyncError, ErrorCode
+from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import RecordStatus
 
@@ -54,56 +57,6 @@ CLOCK_SKEW = timedelta(minutes=2)  # tolerated difference between our clock and 
 # Frappe document events that mean "saved": the webhook's `modified` is then the saved version's.
 SAVE_EVENTS = frozenset({"after_insert", "on_update", "on_change", "on_submit", "on_cancel",
                          "on_update_after_submit"})
-
-
-class Outcome(StrEnum):
-    SKIPPED = "skipped"  # nothing to do (also: the echo of our own write)
-    CREATED = "created"
-    UPDATED = "updated"
-    MERGED = "merged"
-    POLICY = "resolved_by_policy"
-    CONFLICT = "conflict"
-    RESOLVED = "resolved"
-    DELETED = "deleted"
-    ADOPTED = "adopted"  # a lost create found on the target, or a document both sites already had
-    AMBIGUOUS = "ambiguous"  # matches 2+ documents on the other site: neither paired nor created (ERP009)
-    NOT_FOUND = "not_found"
-
-
-@dataclass(slots=True)
-class DocResult:
-    doctype: str
-    site: str
-    name: str
-    outcome: Outcome
-    writes: int = 0
-    direction: str | None = None
-    detail: str = ""
-
-
-class SyncFailed(ErpSyncError):
-    """A document could not be synced now; the queue will retry it."""
-
-    def __init__(self, message: str, *, code: ErrorCode, retry_after: float | None = None,
-                 fix: str | None = None) -> None:
-        super().__init__(message, code=code, fix=fix)
-        self.retry_after = retry_after
-
-
-@dataclass(slots=True)
-class Fetched:
-    site: str
-    doc: dict[str, Any] | None
-    canonical: dict[str, Any] = field(default_factory=dict)
-    content_hash: str = ""
-
-    @property
-    def modified(self) -> str | None:
-        return self.doc.get("modified") if self.doc else None
-
-    @property
-    def name(self) -> str | None:
-        return self.doc.get("name") if self.doc else None
 
 
 class SyncEngine:
@@ -940,28 +893,6 @@ class SyncEngine:
         return await asyncio.to_thread(func, *args, **kwargs)
 
 
-def missing_link_fix(missing: Any, target_site: str) -> str:
-    """ERP003 for a link: the cause is a linked document not yet synced, not a field mapping."""
-    return (f"A linked document ({missing}) is not on {target_site} yet: sync its doctype first (it must be in "
-            "sync.doctypes, listed before this one, e.g. `erpsync-tui sync --doctype <that doctype>`), then "
-            "`erpsync-tui retry --code ERP003`.")
-
-
-def is_site_outage(exc: BaseException) -> bool:
-    """The site refused us, not this document (circuit open, rate limited, key refused — 401 — or a role
-    missing on the doctype — 403): the item waits with its attempts kept; dead-lettering it would not help."""
-    return isinstance(exc, CircuitOpen | RateLimited | AuthenticationFailed | PermissionDenied)
-
-
-def _hash_of(record: RecordView, site: str) -> str | None:
-    side = record.sides.get(site)
-    return side.content_hash if side else None
-
-
-def _side(fetched: Fetched) -> Side:
-    return Side(fetched.site, fetched.name or "", fetched.content_hash, fetched.modified)
-
-
 MIN_LIKENESS = 0.5  # an edited copy keeps most of what we sent; less alike than this, it is not ours
 
 
@@ -1017,21 +948,3 @@ def _creation(doc: Fetched, zone: str) -> datetime | None:
         return docs.parse_frappe_timestamp(str(creation), zone)
     except ValueError:
         return None
-
-
-def _differing(fa: Fetched, fb: Fetched) -> list[str]:
-    keys = fa.canonical.keys() | fb.canonical.keys()
-    return sorted(k for k in keys if fa.canonical.get(k) != fb.canonical.get(k))
-
-
-def failure_code(exc: BaseException) -> tuple[str, float | None]:
-    """The taxonomy code of any failure, and how long to wait before retrying if the site said so."""
-    if isinstance(exc, CircuitOpen):
-        return str(exc.code), max(0.0, (exc.retry_at or 0.0) - time.monotonic())
-    if isinstance(exc, ConnectorError):
-        return str(exc.code), getattr(exc, "retry_after", None)
-    if isinstance(exc, SyncFailed):
-        return str(exc.code), exc.retry_after
-    if isinstance(exc, ErpSyncError):
-        return str(exc.code), None
-    return str(ErrorCode.QUEUE), None

@@ -2,7 +2,7 @@
 
 A bulk full sync is CPU-bound in the engine's process (canonical form, hashes, JSON, state rows). With
 `sync.workers: N` the walk stays where it is — listing, checkpoints, the per-document locks, the per-document
-path for whatever a batch hands back — and each batch's bulk part (`bulk._bulk_locked`: state read, creates,
+path for whatever a batch hands back — and each batch's bulk part (`bulk_batch._bulk_locked`: state read, creates,
 compares, the state and log transaction) runs in one of N worker processes. They open the same database
 (writes queue on its writer lock, as every writer does) and their own connections to the sites, so nothing but
 a batch's rows and its summary crosses a process boundary.
@@ -111,7 +111,8 @@ def _booted() -> int:
 
 def _run_batch(doctype: str, site: str, rows: list[dict[str, Any]], force_from: str | None,
                fence: str | None) -> tuple[dict[str, Any], list[str]]:
-    from erpsync_tui.engine.bulk import SyncSummary, _bulk_locked
+    from erpsync_tui.engine.bulk_batch import _bulk_locked
+    from erpsync_tui.engine.summary import SyncSummary
 
     engine = _state["engine"]
     engine.fence = fence

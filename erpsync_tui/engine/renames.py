@@ -31,8 +31,8 @@ from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.models import RecordStatus, SyncName, SyncRecord
 
 if TYPE_CHECKING:
-    from erpsync_tui.engine.bulk import SyncSummary
     from erpsync_tui.engine.state import RecordView
+    from erpsync_tui.engine.summary import SyncSummary
     from erpsync_tui.engine.sync import DocResult, Fetched, SyncEngine
 
 COMMENT = "Comment"
@@ -69,7 +69,7 @@ async def sync_renames(engine: SyncEngine, doctype: str, site: str, summary: Syn
             value = last
             await asyncio.to_thread(engine.state.set_watermark, site, doctype, value, seen, WATERMARK_KIND)
     except ConnectorError as exc:  # e.g. no permission to read Comment: renames are then found by content
-        from erpsync_tui.engine.bulk import _log_listing_failure
+        from erpsync_tui.engine.summary import _log_listing_failure
 
         summary.failed += 1
         await asyncio.to_thread(_log_listing_failure, engine, f"{COMMENT} ({doctype} renames)", site, exc)
@@ -77,7 +77,7 @@ async def sync_renames(engine: SyncEngine, doctype: str, site: str, summary: Syn
 
 async def _apply_counted(engine: SyncEngine, doctype: str, site: str, old: str, new: str,
                          summary: SyncSummary) -> None:
-    from erpsync_tui.engine.bulk import record_failure
+    from erpsync_tui.engine.summary import record_failure
 
     try:
         result = await apply_rename(engine, doctype, site, old, new)

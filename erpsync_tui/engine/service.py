@@ -360,8 +360,8 @@ class EngineService:
                             outcome="retention")
 
     async def _reconcile_job(self) -> None:
-        from erpsync_tui.engine.bulk import reconcile
         from erpsync_tui.engine.health import record_reconcile
+        from erpsync_tui.engine.reconcile import reconcile
 
         found: dict[str, int] = {}
         for doctype in self.config.sync.doctypes:

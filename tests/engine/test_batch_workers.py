@@ -13,7 +13,8 @@ import pytest
 from sqlmodel import func, select
 
 from erpsync_tui.engine.batch_workers import BatchWorkers
-from erpsync_tui.engine.bulk import full_sync, reconcile
+from erpsync_tui.engine.bulk import full_sync
+from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import Database

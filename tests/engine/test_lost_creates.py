@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import func, select
 
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.bulk import reconcile
+from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import Outcome, SyncEngine, SyncFailed
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import Database

@@ -57,7 +57,7 @@ async def _bulk_batch(
     busy: list[str] = []
     mine: list[dict[str, Any]] = []
     for row in rows:  # the per-document locks: a webhook-driven sync of the same document waits for us
-        lock = engine._lock(doctype, site, row["name"])
+        lock = engine.lock(doctype, site, row["name"])
         if lock.locked() or row["name"] in held:
             busy.append(row["name"])  # being synced right now (a webhook, another run): wait for it below
         else:
@@ -157,7 +157,7 @@ def _prepare(
     out: list[tuple[_Row, dict[str, Any] | None] | None] = []
     for row in rows:
         try:
-            canonical = engine._canonical(policy, site, row)
+            canonical = engine.canonical(policy, site, row)
         except SyncFailed:
             out.append(None)
             continue
@@ -165,11 +165,11 @@ def _prepare(
         item = _Row(site, row["name"], row, canonical, docs.hash_of_json(text), text)
         body: dict[str, Any] | None = canonical
         if fields:
-            mapper = engine._name_mapper(site, target)
+            mapper = engine.name_mapper(site, target)
             if any(mapper(dt, name) is None for dt, name in linked_names(row, fields)):
                 body = None
             elif target != engine.pair[0]:
-                body, missing = translate(canonical, fields, engine._name_mapper(engine.pair[0], target))
+                body, missing = translate(canonical, fields, engine.name_mapper(engine.pair[0], target))
                 body = None if missing else body
         # `body` is in normal form already: `to_write_payload(body)` would only normalise it again (a fixed point).
         out.append((item, dict(body) if body is not None else None))
@@ -303,11 +303,11 @@ class _Batch:
         async def push(source: _Row, record: RecordView, current: Fetched) -> str | None:
             async with semaphore:
                 try:
-                    body = await self.engine._target_body(self.policy, source.canonical, self.target)
+                    body = await self.engine.target_body(self.policy, source.canonical, self.target)
                     normal = docs.normalise(current.doc or {}, self.policy.exclude_fields)
                     payload = docs.to_write_payload(body, normal, expected_modified=current.modified)
                     answer = await connector.update(self.doctype, current.name or "", payload)
-                    written = await self.engine._fetched(self.policy, self.target, answer)
+                    written = await self.engine.fetched(self.policy, self.target, answer)
                 except Exception:  # stale, refused, a link missing: the per-document path decides again
                     return source.name
                 self.done(record.record_id, source, _side_of(written), Outcome.UPDATED, 1, self.direction)
@@ -318,7 +318,7 @@ class _Batch:
 
 
 def _fetched_now(engine: SyncEngine, policy: DoctypePolicy, site: str, doc: dict[str, Any]) -> Fetched:
-    canonical = engine._canonical(policy, site, doc)
+    canonical = engine.canonical(policy, site, doc)
     return Fetched(site, doc, canonical, docs.content_hash(canonical))
 
 

@@ -6,7 +6,7 @@ and someone edited since. Only then does it create, with the intent recorded fir
 finds the same document instead of creating a second one.
 
 `CreatePath` is a mixin of `SyncEngine` (engine/sync.py), which supplies the state, the connectors and the
-shared helpers (`_fetch`, `_fetched`, `_log`, `_run`, `_result`, `_with_links`, `_target_body`, `_sync_once`).
+shared helpers (`fetch`, `fetched`, `_log`, `_run`, `_result`, `_with_links`, `target_body`, `_sync_once`).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ class CreatePath:
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         record = await self._run(self.state.find, source.site, doctype, source.name or "")
         assert record is not None
-        target = await self._fetch(policy, target_site, names[0])
+        target = await self.fetch(policy, target_site, names[0])
         if target.doc is None:  # deleted since it was listed: the record is one-sided; the usual path decides
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         await self._log(f"matched {doctype} {source.name} on {source.site} with {names[0]} on {target_site} by "
@@ -160,7 +160,7 @@ class CreatePath:
                                                           other.record_id, target_site)):
             # Paired meanwhile by another task: decide again from what is recorded now.
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
-        target = await self._fetch(policy, target_site, names[0])
+        target = await self.fetch(policy, target_site, names[0])
         if target.doc is None:
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         await self._log(f"matched {doctype} {source.name} on {source.site} with {names[0]} on {target_site} by "
@@ -200,7 +200,7 @@ class CreatePath:
         await self._log(f"adopted {created.name} on {created.site}: our own create whose answer was lost, edited "
                         "since", "WARNING", record.doctype, created.site, created.name or "", outcome="adopted")
         origin = record.sides[origin_site]
-        source = await self._fetch(policy, origin_site, origin.name)
+        source = await self.fetch(policy, origin_site, origin.name)
         if source.doc is None:  # deleted meanwhile: record the pair, then the delete is handled as configured
             await self._run(self.state.mark_synced, record.record_id, record.doctype, created.canonical,
                             created.content_hash, [origin, Side(created.site, created.name or "", None,
@@ -329,7 +329,7 @@ class CreatePath:
         """
         source = await lifecycle.sync_amended_original_first(self, policy, source, depth)
         source = await self._ensure_links(policy, source, target_site, depth)
-        body = await self._target_body(policy, source.canonical, target_site)
+        body = await self.target_body(policy, source.canonical, target_site)
         payload = docs.to_write_payload(body)
         noted = await self._run(self.state.note_attempt, record.record_id, record.doctype, target_site,
                                 source.content_hash, source.canonical, fence=self.fence)
@@ -342,7 +342,7 @@ class CreatePath:
             answer = await lifecycle.insert_in_order(self, policy, target_site, depth, payload)
         except DuplicateEntry:
             return source, Fetched(target_site, None)
-        return source, await self._fetched(policy, target_site, answer)
+        return source, await self.fetched(policy, target_site, answer)
 
     async def _find_lost_create(
         self, policy: DoctypePolicy, record: RecordView, target_site: str
@@ -379,7 +379,7 @@ class CreatePath:
         for name in listed:
             if name in paired:
                 continue
-            candidate = await self._fetch(policy, target_site, name)
+            candidate = await self.fetch(policy, target_site, name)
             if candidate.doc is None or candidate.content_hash in others:
                 continue
             if candidate.content_hash in mine.hashes:
@@ -401,7 +401,7 @@ class CreatePath:
         self, policy: DoctypePolicy, record: RecordView, source: Fetched, target_site: str, depth: int
     ) -> DocResult:
         """Both sites hold a document of the same natural name (e.g. an Item code): link them, then compare."""
-        existing = await self._fetch(policy, target_site, source.name or "")
+        existing = await self.fetch(policy, target_site, source.name or "")
         duplicate = SyncFailed(f"{record.doctype} {source.name}: {target_site} refused the create as a duplicate "
                                "of a document already paired with another one", code=ErrorCode.VALIDATION)
         if existing.doc is None:

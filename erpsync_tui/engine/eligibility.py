@@ -40,7 +40,7 @@ async def bulk_eligible(engine: SyncEngine, doctype: str) -> bool:
     insert in batches. Meta that cannot be read (no permission to read DocType, another ERP) means no: the
     per-document path needs nothing of the kind.
     """
-    cache: dict[str, bool] = engine.__dict__.setdefault("_bulk_eligible", {})
+    cache = engine.caches.bulk_eligible
     if doctype in cache:
         return cache[doctype]
     eligible = True
@@ -69,7 +69,7 @@ async def _rows_are_documents(engine: SyncEngine, doctype: str, site: str, row: 
 
     Batches in flight together share the one check (and its one read).
     """
-    checked: dict[tuple[str, str], asyncio.Future[bool]] = engine.__dict__.setdefault("_bulk_checked", {})
+    checked = engine.caches.rows_checked
     key = (doctype, site)
     if key not in checked:
         checked[key] = asyncio.ensure_future(_row_is_document(engine, doctype, site, row))
@@ -84,8 +84,8 @@ async def _rows_are_documents(engine: SyncEngine, doctype: str, site: str, row: 
 
 async def _row_is_document(engine: SyncEngine, doctype: str, site: str, row: dict[str, Any]) -> bool:
     policy = engine.config.policy_for(doctype)
-    full = await engine._fetch(policy, site, row["name"])
-    listed = await engine._fetched(policy, site, row)
+    full = await engine.fetch(policy, site, row["name"])
+    listed = await engine.fetched(policy, site, row)
     same = full.doc is None or full.content_hash == listed.content_hash
     if not same:
         log.warning("bulk path off for %s on %s: a listed row differs from the document", doctype, site)

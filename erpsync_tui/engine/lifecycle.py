@@ -131,7 +131,7 @@ async def sync_amended_original_first(
     await engine._log(f"amended from {original}: syncing {original} first", "INFO", policy.doctype, source.site,
                       source.name or "", outcome="link")
     await engine.sync_document(policy.doctype, source.site, str(original), depth=depth + 1)
-    return await engine._fetched(policy, source.site, source.doc)
+    return await engine.fetched(policy, source.site, source.doc)
 
 
 def quick_fix(exc: WriteRefused, doctype: str, status_there: int) -> str:

@@ -129,7 +129,7 @@ def _canonical_all(engine: SyncEngine, doctype: str, site: str, docs: dict[str, 
     policy = engine.config.policy_for(doctype)
     out = {}
     for name, doc in docs.items():
-        canonical = engine._canonical(policy, site, doc)
+        canonical = engine.canonical(policy, site, doc)
         out[name] = Fetched(site, doc, canonical, documents.content_hash(canonical))
     return out
 

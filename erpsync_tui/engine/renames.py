@@ -101,7 +101,7 @@ async def apply_rename(engine: SyncEngine, doctype: str, site: str, old: str, ne
     connector = engine.connectors[site]
     if await connector.get(doctype, old) is not None or await connector.get(doctype, new) is None:
         return None
-    async with engine._lock(doctype, site, new):
+    async with engine.lock(doctype, site, new):
         moved = await move_names(engine, record, doctype, site, old, new)
     if not moved:
         return await engine.sync_document(doctype, site, old)  # `old` is gone: handled as configured for that
@@ -168,7 +168,7 @@ async def renamed_in_batch(engine: SyncEngine, doctype: str, site: str, names: l
 
 async def named_by_field(engine: SyncEngine, site: str, doctype: str) -> bool:
     """Is `doctype` named from a field on `site` (DocType `autoname` "field:…")? Asked once per engine."""
-    cache: dict[tuple[str, str], bool] = engine.__dict__.setdefault("_named_by_field", {})
+    cache = engine.caches.named_by_field
     key = (site, doctype)
     if key not in cache:
         try:

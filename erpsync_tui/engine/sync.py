@@ -22,6 +22,7 @@ from erpsync_tui.connectors.base import (
 )
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine import lifecycle, renames
+from erpsync_tui.engine.caches import EngineCaches
 from erpsync_tui.engine.creates import CreatePath
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.outcomes import (
@@ -54,6 +55,19 @@ SAVE_EVENTS = frozenset({"after_insert", "on_update", "on_change", "on_submit", 
 
 
 class SyncEngine(CreatePath):
+    """Syncs one document at a time; the bulk, reconcile and matching paths build on its public methods.
+
+    Public, for the engine's other paths (bulk sync, batch processes, reconcile, matching, renames):
+    - `sync_document`, `skip_known_version`, `resolve`: the per-document decisions;
+    - `fetch(policy, site, name)` / `fetched(policy, site, doc)`: a document read (or as listed) in canonical
+      form with its content hash; `canonical(policy, site, doc)`: only the canonical form;
+    - `lock(doctype, site, name)`: the lock every write of that document holds (the bulk path takes it too);
+    - `name_mapper(from_site, to_site)`, `target_body(policy, canonical, target_site)`: link values in the
+      target's names, and the body to write there;
+    - `other(site)`, and the attributes `config`, `db`, `state`, `connectors`, `pair`, `caches`.
+    Underscored methods are the engine's own (and its mixins'): the create path lives in `CreatePath`.
+    """
+
     def __init__(
         self,
         config: AppConfig,
@@ -74,6 +88,7 @@ class SyncEngine(CreatePath):
         self.echoes_skipped = 0  # webhooks that were the echo of our own write (settled without a request)
         self.batch_workers: BatchWorkers | None = None  # full-sync batches in worker processes (sync.workers)
         self._users: dict[str, str] = {}  # site → the user our credentials log in as
+        self.caches = EngineCaches()  # what the bulk path and the rename check learned about the sites' doctypes
 
     # ==================================================================================== public API
 
@@ -82,7 +97,7 @@ class SyncEngine(CreatePath):
     ) -> DocResult:
         """Bring one document (named `name` on `site`) in sync on both sites."""
         self._check_site(site)
-        async with self._lock(doctype, site, name):
+        async with self.lock(doctype, site, name):
             for _ in range(MAX_STALE_RETRIES):
                 try:
                     return await self._sync_once(doctype, site, name, force_from=force_from, depth=depth)
@@ -124,7 +139,7 @@ class SyncEngine(CreatePath):
     async def _sync_once(self, doctype: str, site: str, name: str, *, force_from: str | None, depth: int) -> DocResult:
         policy = self.config.policy_for(doctype)
         record = await self._run(self.state.find, site, doctype, name)
-        source = await self._fetch(policy, site, name)
+        source = await self.fetch(policy, site, name)
         if record is not None and record.status == RecordStatus.AMBIGUOUS:
             # Left for the operator; a full sync's matching pass (or `erpsync-tui match`) looks at it again.
             return await self._done(DocResult(doctype, site, name, Outcome.AMBIGUOUS,
@@ -137,7 +152,7 @@ class SyncEngine(CreatePath):
         target_side = record.sides.get(target_site)
         if target_side is None:
             return await self._one_sided(policy, record, source, depth=depth)
-        target = await self._fetch(policy, target_site, target_side.name)
+        target = await self.fetch(policy, target_site, target_side.name)
         fetched = {site: source, target_site: target}
         if source.doc is None or target.doc is None:
             return await self._deleted(policy, record, fetched, depth=depth)
@@ -223,11 +238,11 @@ class SyncEngine(CreatePath):
     ) -> Fetched:
         """PUT `canonical` onto the target, sending the `modified` we read (a stale write fails, never clobbers)."""
         assert target.doc is not None
-        body = await self._target_body(policy, canonical, target.site)
+        body = await self.target_body(policy, canonical, target.site)
         current = docs.normalise(target.doc, policy.exclude_fields)
         payload = docs.to_write_payload(body, current, expected_modified=target.modified)
         answer = await lifecycle.write_in_order(self, policy, target, payload, depth)  # submit/cancel in order
-        return await self._fetched(policy, target.site, answer)
+        return await self.fetched(policy, target.site, answer)
 
     # ==================================================================================== deletes
 
@@ -337,7 +352,7 @@ class SyncEngine(CreatePath):
         fields = link_fields(policy.doctype, policy.links)
         if not fields or source.doc is None:
             return source
-        mapper = self._name_mapper(source.site, target_site)
+        mapper = self.name_mapper(source.site, target_site)
         links = linked_names(source.doc, fields)
         mapped = await self._run(lambda: [mapper(dt, name) for dt, name in links])  # DB reads: off the loop
         missing = [link for link, name in zip(links, mapped, strict=True) if name is None]
@@ -345,26 +360,26 @@ class SyncEngine(CreatePath):
             if links and source.site != self.pair[0]:
                 # Mapped now, perhaps not when `source` was read (its canonical form then kept the raw name, which
                 # on the first site may be another document): translate again before anything is written.
-                return await self._fetched(policy, source.site, source.doc)
+                return await self.fetched(policy, source.site, source.doc)
             return source
         for link_doctype, name in missing:
             await self._sync_linked(link_doctype, source.site, name, depth)
-        return await self._fetched(policy, source.site, source.doc)
+        return await self.fetched(policy, source.site, source.doc)
 
-    async def _target_body(
+    async def target_body(
         self, policy: DoctypePolicy, canonical: dict[str, Any], target_site: str
     ) -> dict[str, Any]:
         """The canonical document (links in the first site's names) with links in the target's names."""
         fields = link_fields(policy.doctype, policy.links)
         if not fields or target_site == self.pair[0]:
             return canonical
-        body, missing = await self._run(translate, canonical, fields, self._name_mapper(self.pair[0], target_site))
+        body, missing = await self._run(translate, canonical, fields, self.name_mapper(self.pair[0], target_site))
         if missing:
             raise SyncFailed(f"{policy.doctype}: linked documents missing on {target_site}: {missing}",
                              code=ErrorCode.FIELD_MAPPING, fix=missing_link_fix(missing, target_site))
         return body
 
-    def _name_mapper(self, from_site: str, to_site: str) -> Callable[[str, str], str | None]:
+    def name_mapper(self, from_site: str, to_site: str) -> Callable[[str, str], str | None]:
         def mapper(link_doctype: str, name: str) -> str | None:
             return self.state.translate_name(link_doctype, from_site, name, to_site)
 
@@ -395,20 +410,20 @@ class SyncEngine(CreatePath):
 
     # ==================================================================================== helpers
 
-    async def _fetch(self, policy: DoctypePolicy, site: str, name: str) -> Fetched:
+    async def fetch(self, policy: DoctypePolicy, site: str, name: str) -> Fetched:
         doc = await self.connectors[site].get(policy.doctype, name)
-        return await self._fetched(policy, site, doc)
+        return await self.fetched(policy, site, doc)
 
-    async def _fetched(self, policy: DoctypePolicy, site: str, doc: dict[str, Any] | None) -> Fetched:
+    async def fetched(self, policy: DoctypePolicy, site: str, doc: dict[str, Any] | None) -> Fetched:
         if doc is None:
             return Fetched(site, None)
         if link_fields(policy.doctype, policy.links) and site != self.pair[0]:
-            canonical = await self._run(self._canonical, policy, site, doc)  # link translation reads the DB
+            canonical = await self._run(self.canonical, policy, site, doc)  # link translation reads the DB
         else:
-            canonical = self._canonical(policy, site, doc)
+            canonical = self.canonical(policy, site, doc)
         return Fetched(site, doc, canonical, docs.content_hash(canonical))
 
-    def _canonical(self, policy: DoctypePolicy, site: str, doc: dict[str, Any]) -> dict[str, Any]:
+    def canonical(self, policy: DoctypePolicy, site: str, doc: dict[str, Any]) -> dict[str, Any]:
         """Normalised, with link values in the pair's first site's names (so both sides compare equal)."""
         try:
             normal = docs.normalise(doc, policy.exclude_fields)
@@ -418,7 +433,7 @@ class SyncEngine(CreatePath):
         fields = link_fields(policy.doctype, policy.links)
         if not fields or site == self.pair[0]:
             return normal
-        translated, _missing = translate(normal, fields, self._name_mapper(site, self.pair[0]))
+        translated, _missing = translate(normal, fields, self.name_mapper(site, self.pair[0]))
         return translated  # unmapped links keep their raw value until their document is synced
 
     async def _write_both(
@@ -440,7 +455,7 @@ class SyncEngine(CreatePath):
     async def _refetch_all(self, policy: DoctypePolicy, record: RecordView) -> tuple[Fetched, Fetched]:
         a, b = self.pair
         fa, fb = await asyncio.gather(
-            self._fetch(policy, a, record.sides[a].name), self._fetch(policy, b, record.sides[b].name)
+            self.fetch(policy, a, record.sides[a].name), self.fetch(policy, b, record.sides[b].name)
         )
         return fa, fb
 
@@ -476,7 +491,7 @@ class SyncEngine(CreatePath):
         await self._run(self.state.log, message, level=level, site=site, doctype=doctype, name=name,
                         outcome=outcome, direction=direction, error_code=code)
 
-    def _lock(self, doctype: str, site: str, name: str) -> asyncio.Lock:
+    def lock(self, doctype: str, site: str, name: str) -> asyncio.Lock:
         key = (doctype, site, name)
         lock = self._locks.get(key)
         if lock is None:  # built only when missing: the bulk path asks for one per listed document

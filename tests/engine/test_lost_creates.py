@@ -257,7 +257,7 @@ async def test_a_retry_racing_the_copy_s_own_webhook_does_not_insert_again(clust
     stale.retrying = False  # as if the retry had read the record before the first attempt was recorded
     await engine.sync_document("Customer", "local", made["name"])  # the webhook's task pairs the copy
     policy = engine.config.policy_for("Customer")
-    source = await engine._fetch(policy, "cloud", doc["name"])
+    source = await engine.fetch(policy, "cloud", doc["name"])
     result = await engine._create_on_target(policy, stale, source, 0)
     assert result.outcome != Outcome.CREATED
     await assert_paired_once(engine, cluster, doc["name"], "Raced")

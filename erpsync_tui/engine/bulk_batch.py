@@ -14,8 +14,8 @@ from erpsync_tui.engine import renames
 from erpsync_tui.engine.eligibility import _Row, _rows_are_documents
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.outcomes import DocResult, Fetched, Outcome, SyncFailed
+from erpsync_tui.engine.records import RecordView, Side
 from erpsync_tui.engine.summary import SyncSummary, record_failure
-from erpsync_tui.engine.sync_state import RecordView, Side
 from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.models import RecordStatus
 

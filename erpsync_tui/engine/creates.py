@@ -24,7 +24,7 @@ from erpsync_tui.engine import lifecycle, matching, renames
 from erpsync_tui.engine.links import link_fields
 from erpsync_tui.engine.matching import Rule
 from erpsync_tui.engine.outcomes import DocResult, Fetched, Outcome, SyncFailed, _side
-from erpsync_tui.engine.sync_state import AttemptNoted, PendingCreate, RecordView, Side
+from erpsync_tui.engine.records import AttemptNoted, PendingCreate, RecordView, Side
 from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.models import RecordStatus
 

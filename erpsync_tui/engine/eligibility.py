@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from erpsync_tui.connectors.base import ConnectorError
 from erpsync_tui.engine.links import link_fields
-from erpsync_tui.engine.sync_state import Side
+from erpsync_tui.engine.records import Side
 
 if TYPE_CHECKING:
     from erpsync_tui.engine.sync import SyncEngine

@@ -28,8 +28,8 @@ from erpsync_tui.store.models import Conflict, ConflictStatus, RecordStatus
 
 if TYPE_CHECKING:
     from erpsync_tui.config import DoctypePolicy
+    from erpsync_tui.engine.records import RecordView
     from erpsync_tui.engine.sync import DocResult, Fetched, SyncEngine
-    from erpsync_tui.engine.sync_state import RecordView
 
 LIFECYCLE_REFUSALS = frozenset({"UpdateAfterSubmitError", "DocstatusTransitionError"})
 DOCSTATUS_WORDS = {0: "draft", 1: "submitted", 2: "cancelled"}

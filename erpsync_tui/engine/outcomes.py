@@ -18,7 +18,7 @@ from erpsync_tui.connectors.base import (
     PermissionDenied,
     RateLimited,
 )
-from erpsync_tui.engine.sync_state import RecordView, Side
+from erpsync_tui.engine.records import RecordView, Side
 from erpsync_tui.errors import ErpSyncError, ErrorCode
 
 

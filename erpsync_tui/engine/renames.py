@@ -31,9 +31,9 @@ from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.models import RecordStatus, SyncName, SyncRecord
 
 if TYPE_CHECKING:
+    from erpsync_tui.engine.records import RecordView
     from erpsync_tui.engine.summary import SyncSummary
     from erpsync_tui.engine.sync import DocResult, Fetched, SyncEngine
-    from erpsync_tui.engine.sync_state import RecordView
 
 COMMENT = "Comment"
 WATERMARK_KIND = "renamed"

@@ -35,7 +35,8 @@ from erpsync_tui.engine.outcomes import (
     _side,
     missing_link_fix,
 )
-from erpsync_tui.engine.sync_state import RecordView, SyncState
+from erpsync_tui.engine.records import RecordView
+from erpsync_tui.engine.sync_state import SyncState
 from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import RecordStatus

@@ -9,8 +9,8 @@ import pytest
 from sqlmodel import select
 
 from erpsync_tui.engine.bulk import full_sync
+from erpsync_tui.engine.records import Side
 from erpsync_tui.engine.sync import Outcome
-from erpsync_tui.engine.sync_state import Side
 from erpsync_tui.engine.worker import QueueWorker
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import queue

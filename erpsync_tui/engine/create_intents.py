@@ -92,8 +92,6 @@ class CreateIntents:
             })
             return AttemptNoted.RECORDED
 
-    # ------------------------------------------------------------------------------------ writes
-
     def begin_create(
         self, doctype: str, source: Side, canonical: dict[str, Any], payload_hash: str
     ) -> RecordView:
@@ -117,20 +115,6 @@ class CreateIntents:
             }).scalar_one()
             conn.execute(_INSERT_NAME, _name_values(record_id, doctype, source, now))
             return RecordView(record_id, doctype, RecordStatus.CREATING, canonical, {source.site: source}, now)
-
-    # ------------------------------------------------------------------------------------ batches (bulk sync)
-
-    def find_many(self, site: str, doctype: str, names: list[str]) -> dict[str, RecordView]:
-        """`find` for many names of one site in one read: name → record, for the names that have one."""
-        found: dict[str, RecordView] = {}
-        with self.db.read() as session:
-            conn = session.connection()
-            for chunk in _chunks(names):
-                ids = conn.execute(select(_NAME.c.name, _NAME.c.record_id).where(
-                    _NAME.c.site == site, _NAME.c.doctype == doctype, _NAME.c.name.in_(chunk))).all()
-                views = _views(conn, [record_id for _, record_id in ids])
-                found.update((name, views[rid]) for name, rid in ids if rid in views)
-        return found
 
     def begin_create_many(
         self, doctype: str, intents: list[tuple[Side, dict[str, Any], str]], *, target: str,

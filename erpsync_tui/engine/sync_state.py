@@ -35,6 +35,7 @@ from erpsync_tui.engine.state_sql import (
     _insert_records,
     _name_values,
     _view,
+    _views,
     _watermark_row,
 )
 from erpsync_tui.store.db import Database
@@ -211,6 +212,20 @@ class SyncState(CreateIntents):
                 select(SyncName.name).where(SyncName.record_id == row.record_id, SyncName.site == to_site)
             ).first()
         return other
+
+    def find_many(self, site: str, doctype: str, names: list[str]) -> dict[str, RecordView]:
+        """`find` for many names of one site in one read: name → record, for the names that have one."""
+        found: dict[str, RecordView] = {}
+        with self.db.read() as session:
+            conn = session.connection()
+            for chunk in _chunks(names):
+                ids = conn.execute(select(_NAME.c.name, _NAME.c.record_id).where(
+                    _NAME.c.site == site, _NAME.c.doctype == doctype, _NAME.c.name.in_(chunk))).all()
+                views = _views(conn, [record_id for _, record_id in ids])
+                found.update((name, views[rid]) for name, rid in ids if rid in views)
+        return found
+
+    # ------------------------------------------------------------------------------------ writes
 
     def mark_synced_many(
         self, doctype: str, synced: list[tuple[int, dict[str, Any], str, list[Side]]], logs: list[dict[str, Any]],

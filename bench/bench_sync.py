@@ -37,7 +37,7 @@ import httpx
 
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.batch_workers import BatchWorkers
+from erpsync_tui.engine.batch_pool import BatchWorkers
 from erpsync_tui.engine.bulk import full_sync
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim.bench import measure_ceiling, measure_server

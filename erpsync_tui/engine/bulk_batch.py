@@ -78,7 +78,7 @@ async def _bulk_batch(
         if ran is None:
             fallback += await _bulk_locked(engine, doctype, site, mine, summary, force_from=force_from,
                                            release=release)
-        else:  # a worker process ran it (engine/batch_workers.py), under the locks this process holds
+        else:  # a worker process ran it (engine/batch_pool.py), under the locks this process holds
             part, handed_back = ran
             summary.merge(part)
             fallback += handed_back

@@ -7,7 +7,7 @@ import logging
 from erpsync_tui import secrets
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.batch_workers import BatchWorkers
+from erpsync_tui.engine.batch_pool import BatchWorkers
 
 log = logging.getLogger("erpsync.engine")
 

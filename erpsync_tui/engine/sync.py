@@ -42,7 +42,7 @@ from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import RecordStatus
 
 if TYPE_CHECKING:
-    from erpsync_tui.engine.batch_workers import BatchWorkers
+    from erpsync_tui.engine.batch_pool import BatchWorkers
 
 log = logging.getLogger("erpsync.engine")
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 
-from erpsync_tui.engine.batch_workers import BatchWorkers
+from erpsync_tui.engine.batch_pool import BatchWorkers
 from erpsync_tui.engine.bulk import full_sync
 from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import SyncEngine

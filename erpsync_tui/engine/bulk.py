@@ -159,8 +159,8 @@ async def _walk(
     batches: asyncio.Queue[list[dict[str, Any]] | BaseException | None] = asyncio.Queue(maxsize=1)
     reader = asyncio.create_task(_read_batches(rows, batch_size, batches))
     in_flight: collections.deque[tuple[asyncio.Task[bool], int]] = collections.deque()
-    workers = engine.batch_workers
-    depth = max(BULK_BATCHES_IN_FLIGHT, 2 * workers.processes if workers and workers.usable else 0) if bulk else 1
+    pool = engine.batch_pool
+    depth = max(BULK_BATCHES_IN_FLIGHT, 2 * pool.processes if pool and pool.usable else 0) if bulk else 1
     done = 0
 
     async def finish_oldest() -> None:

@@ -73,12 +73,12 @@ async def _bulk_batch(
                 lock.release()
 
     try:
-        workers = engine.batch_workers
-        ran = await workers.run(doctype, site, mine, force_from, engine.fence) if workers and mine else None
+        pool = engine.batch_pool
+        ran = await pool.run(doctype, site, mine, force_from, engine.fence) if pool and mine else None
         if ran is None:
             fallback += await _bulk_locked(engine, doctype, site, mine, summary, force_from=force_from,
                                            release=release)
-        else:  # a worker process ran it (engine/batch_pool.py), under the locks this process holds
+        else:  # a batch process ran it (engine/batch_pool.py), under the locks this process holds
             part, handed_back = ran
             summary.merge(part)
             fallback += handed_back

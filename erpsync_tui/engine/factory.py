@@ -7,7 +7,7 @@ import logging
 from erpsync_tui import secrets
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.batch_pool import BatchWorkers
+from erpsync_tui.engine.batch_pool import BatchPool
 
 log = logging.getLogger("erpsync.engine")
 
@@ -34,8 +34,8 @@ def build_connectors(config: AppConfig) -> dict[str, FrappeConnector]:
     return connectors
 
 
-def build_batch_workers(config: AppConfig, db_url: str, processes: int | None = None) -> BatchWorkers | None:
-    """Worker processes for full-sync batches (`sync.workers`, or `processes`); None for none. Not yet started."""
+def build_batch_pool(config: AppConfig, db_url: str, processes: int | None = None) -> BatchPool | None:
+    """Batch processes for full sync (`sync.workers`, or `processes`); None for none. Not yet started."""
     count = config.sync.workers if processes is None else processes
     if count <= 0:
         return None
@@ -43,4 +43,4 @@ def build_batch_workers(config: AppConfig, db_url: str, processes: int | None = 
     for name in config.pair:
         creds = secrets.site_credentials(name)
         credentials[name] = (creds.api_key, creds.api_secret)
-    return BatchWorkers(config, db_url, credentials, count)
+    return BatchPool(config, db_url, credentials, count)

@@ -39,7 +39,7 @@ class SyncSummary:
         self.outcomes[str(result.outcome)] += 1
 
     def merge(self, part: dict[str, Any]) -> None:
-        """Add another summary's counts (as_dict() of one, e.g. from a batch worker)."""
+        """Add another summary's counts (as_dict() of one, e.g. from a batch process)."""
         self.processed += part["processed"]
         self.writes += part["writes"]
         self.failed += part["failed"]

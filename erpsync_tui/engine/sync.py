@@ -42,7 +42,7 @@ from erpsync_tui.store.db import Database
 from erpsync_tui.store.models import RecordStatus
 
 if TYPE_CHECKING:
-    from erpsync_tui.engine.batch_pool import BatchWorkers
+    from erpsync_tui.engine.batch_pool import BatchPool
 
 log = logging.getLogger("erpsync.engine")
 
@@ -87,7 +87,7 @@ class SyncEngine(CreatePath):
         self.fence = fence  # the engine lease holder we run under: no create is sent once it is lost
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
         self.echoes_skipped = 0  # webhooks that were the echo of our own write (settled without a request)
-        self.batch_workers: BatchWorkers | None = None  # full-sync batches in worker processes (sync.workers)
+        self.batch_pool: BatchPool | None = None  # full-sync batches in worker processes (sync.workers)
         self._users: dict[str, str] = {}  # site → the user our credentials log in as
         self.caches = EngineCaches()  # what the bulk path and the rename check learned about the sites' doctypes
 

@@ -168,17 +168,27 @@ def test_function_level_imports_count() -> None:
     assert found == {"erpsync_tui.b"}
 
 
-# Loops known and owned by work in progress elsewhere, each named exactly (its members): any other loop fails,
-# and so does this entry once the loop is gone — delete it then.
-# cli <-> cli_ops: cli_ops takes Context/pass_ctx/emit_json/_engine_for from cli, cli registers cli_ops's commands;
-# the CLI's own rework (the composition module, issue 17) moves those helpers out of cli.py.
-KNOWN_LOOPS = [frozenset({"erpsync_tui.cli", "erpsync_tui.cli_ops"})]
+# The one loop known and owned by work in progress elsewhere: the command line's modules. cli_ops (and, once the
+# CLI is split by command family, cli_config/cli_store/cli_engine/cli_daemon) take Context/pass_ctx/emit_json from
+# cli.py, and cli.py imports them to register their commands. Fixed by moving those helpers out of cli.py and
+# registering with `cli.add_command`; then this test fails until KNOWN_LOOP is deleted. A loop that reaches any
+# other module (engine, store, tui, …) fails at once.
+def is_the_known_cli_loop(group: frozenset[str]) -> bool:
+    return "erpsync_tui.cli" in group and all(m == "erpsync_tui.cli" or m.startswith("erpsync_tui.cli_") for m in group)
+
+
+KNOWN_LOOP = is_the_known_cli_loop
 
 
 def test_no_import_cycles_inside_the_package() -> None:
     graph = import_graph()
     groups = [frozenset(group) for group in loop_groups(graph)]
-    unknown = [example_loop(graph, set(group)) for group in groups if group not in KNOWN_LOOPS]
+    unknown = [example_loop(graph, set(group)) for group in groups if not KNOWN_LOOP(group)]
     assert not unknown, "import loops:\n" + "\n".join(" -> ".join(loop) for loop in unknown)
-    gone = set(KNOWN_LOOPS) - set(groups)
-    assert not gone, f"these loops are fixed: remove them from KNOWN_LOOPS: {gone}"
+    assert any(KNOWN_LOOP(group) for group in groups), "the cli loop is fixed: delete KNOWN_LOOP"
+
+
+def test_the_known_cli_loop_is_only_the_command_line() -> None:
+    assert is_the_known_cli_loop(frozenset({"erpsync_tui.cli", "erpsync_tui.cli_ops", "erpsync_tui.cli_engine"}))
+    assert not is_the_known_cli_loop(frozenset({"erpsync_tui.cli", "erpsync_tui.engine.sync"}))
+    assert not is_the_known_cli_loop(frozenset({"erpsync_tui.cli_ops", "erpsync_tui.cli_engine"}))

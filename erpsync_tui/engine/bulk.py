@@ -1,4 +1,8 @@
-"""Many documents at once: full sync (resumable), incremental sync from watermarks, reconciliation."""
+"""Many documents at once: full sync (resumable), incremental sync from watermarks.
+
+The walk lists the source in pages and keeps the checkpoints; each batch is written by bulk_batch.py (or the
+per-document path), in this process or in the batch processes of batch_pool.py. Reconciliation is reconcile.py.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 `EngineService` is what `erpsync-tui serve` runs headless and what the console runs in-process (through
 `EngineThread`, a background thread with its own event loop, so the UI never waits for the engine).
 Everything it knows is in the database; stopping it gives back its queue items and its lease.
+
+Its parts: the lease kept and waited for (lease.py), the periodic jobs (jobs.py), the operator actions
+(actions.py); this module starts and stops them and runs the queue loop and the config reload.
 """
 
 from __future__ import annotations

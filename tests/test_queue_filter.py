@@ -11,6 +11,8 @@ from erpsync_tui.store.models import QueueItem
 from erpsync_tui.store.queries import QueueFilter, queue_item_ids
 from erpsync_tui.tui import data
 
+pytestmark = pytest.mark.backends  # LIKE escaping differs by dialect: both backends
+
 
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:

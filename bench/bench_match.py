@@ -26,7 +26,8 @@ from typing import Any
 
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.bulk import bulk_eligible, full_sync
+from erpsync_tui.engine.bulk import full_sync
+from erpsync_tui.engine.eligibility import bulk_eligible
 from erpsync_tui.engine.matching import pair_before_sync
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.store import open_database

@@ -37,7 +37,7 @@ import httpx
 
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.batch_workers import BatchWorkers
+from erpsync_tui.engine.batch_pool import BatchPool
 from erpsync_tui.engine.bulk import full_sync
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim.bench import measure_ceiling, measure_server
@@ -153,19 +153,19 @@ async def engine_run(
     engine = SyncEngine(config, db, connectors)
     if workers:
         # Started before the clock, as `serve` or `sync` start them before the first batch (~1 s each, in parallel).
-        engine.batch_workers = BatchWorkers(config, url, {
+        engine.batch_pool = BatchPool(config, url, {
             name: (urls[name][1], urls[name][2]) for name in ("cloud", "local")}, workers)
         booting = time.perf_counter()
-        for future in engine.batch_workers.start():
+        for future in engine.batch_pool.start():
             future.result()
         print(f"({workers} batch worker processes started in {time.perf_counter() - booting:.2f}s, not timed)")
     started = time.perf_counter()
     summary = await full_sync(engine, direction="cloud_to_local")
     elapsed = time.perf_counter() - started
-    if engine.batch_workers:
-        if engine.batch_workers.batches == 0:
+    if engine.batch_pool:
+        if engine.batch_pool.batches == 0:
             print("warning: the worker processes ran no batch", file=sys.stderr)
-        engine.batch_workers.close()
+        engine.batch_pool.close()
     requests = sum(connector.stats.requests for connector in connectors.values())
     for connector in connectors.values():
         await connector.aclose()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from erpsync_tui import secrets
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector, site_connectors
-from erpsync_tui.engine.batch_workers import BatchWorkers
+from erpsync_tui.engine.batch_pool import BatchPool
 from erpsync_tui.store import Database
 
 if TYPE_CHECKING:
@@ -72,12 +72,12 @@ def build_connectors(config: AppConfig, credentials: Credentials | None = None) 
     return site_connectors(config, credentials)
 
 
-def build_batch_workers(config: AppConfig, db_url: str, processes: int | None = None) -> BatchWorkers | None:
-    """Worker processes for full-sync batches (`sync.workers`, or `processes`); None for none. Not yet started."""
+def build_batch_pool(config: AppConfig, db_url: str, processes: int | None = None) -> BatchPool | None:
+    """Batch processes for full sync (`sync.workers`, or `processes`); None for none. Not yet started."""
     count = config.sync.workers if processes is None else processes
     if count <= 0:
         return None
-    return BatchWorkers(config, db_url, gather_credentials(config), count)
+    return BatchPool(config, db_url, gather_credentials(config), count)
 
 
 def build_engine(config: AppConfig, db: Database, *, actor: str) -> SyncEngine:

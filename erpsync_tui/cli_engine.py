@@ -36,8 +36,8 @@ def _engine_for(ctx: Context) -> Any:
 
 
 async def _close(engine: Any) -> None:
-    if getattr(engine, "batch_workers", None) is not None:
-        engine.batch_workers.close()
+    if getattr(engine, "batch_pool", None) is not None:
+        engine.batch_pool.close()
     for connector in engine.connectors.values():
         await connector.aclose()
 
@@ -116,7 +116,7 @@ def sync_command(ctx: Context, doctype: str | None, docname: str | None, directi
     """Run a full sync now (resumes an interrupted one from its checkpoint)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    from erpsync_tui.app_context import build_batch_workers
+    from erpsync_tui.app_context import build_batch_pool
     from erpsync_tui.engine.bulk import full_sync, sources_for
     from erpsync_tui.engine.preflight import PreflightFailed, preflight
 
@@ -124,15 +124,15 @@ def sync_command(ctx: Context, doctype: str | None, docname: str | None, directi
         raise click.UsageError("--docname needs --doctype")
     engine = _engine_for(ctx)
     if not docname:
-        engine.batch_workers = build_batch_workers(engine.config, engine.db.url, workers)
+        engine.batch_pool = build_batch_pool(engine.config, engine.db.url, workers)
     try:
         sources_for(engine, direction)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
     async def run(progress: Progress | None) -> Any:
-        if engine.batch_workers is not None:
-            engine.batch_workers.start()  # they boot (~1 s) while the listing starts
+        if engine.batch_pool is not None:
+            engine.batch_pool.start()  # they boot (~1 s) while the listing starts
         task = progress.add_task("starting", total=None) if progress else None
 
         def report(what: str, done: int) -> None:

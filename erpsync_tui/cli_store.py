@@ -113,7 +113,7 @@ def reset_state_command(ctx: Context, doctype: str | None, yes: bool) -> None:
 
     The next `erpsync-tui sync` pairs them again by the matching rules before it creates anything.
     """
-    from erpsync_tui.engine.state import SyncState
+    from erpsync_tui.engine.sync_state import SyncState
     from erpsync_tui.store.restore import keep_copy, refuse_while_engine_runs
 
     db = ctx.database()

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from erpsync_tui.engine.sync import SyncEngine, failure_code
+from erpsync_tui.engine.outcomes import failure_code
+from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.engine.worker import QueueWorker
 from erpsync_tui.store import actions as act
 from erpsync_tui.store import control, queries, queue

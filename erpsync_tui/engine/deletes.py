@@ -24,7 +24,7 @@ from erpsync_tui.connectors.base import ConnectorError
 from erpsync_tui.store.models import RecordStatus, SyncName, SyncRecord
 
 if TYPE_CHECKING:
-    from erpsync_tui.engine.bulk import SyncSummary
+    from erpsync_tui.engine.summary import SyncSummary
     from erpsync_tui.engine.sync import SyncEngine
 
 log = logging.getLogger("erpsync.engine")
@@ -54,7 +54,7 @@ async def sync_missed_deletes(engine: SyncEngine, doctype: str, site: str, summa
                 page = []
     except ConnectorError as exc:
         # Keep the position reached: the next run reads on from there. Nothing is inferred from a failed read.
-        from erpsync_tui.engine.bulk import _log_listing_failure
+        from erpsync_tui.engine.summary import _log_listing_failure
 
         summary.failed += 1
         await asyncio.to_thread(_log_listing_failure, engine, f"{DELETED_DOCUMENT} ({doctype})", site, exc)
@@ -104,7 +104,7 @@ def tracked_names(engine: SyncEngine, site: str, doctype: str) -> set[str]:
 
 
 async def _sync_one(engine: SyncEngine, doctype: str, site: str, name: str, summary: SyncSummary) -> None:
-    from erpsync_tui.engine.bulk import record_failure
+    from erpsync_tui.engine.summary import record_failure
 
     try:
         summary.add(await engine.sync_document(doctype, site, name))

@@ -28,7 +28,7 @@ from erpsync_tui.store.models import Conflict, ConflictStatus, RecordStatus
 
 if TYPE_CHECKING:
     from erpsync_tui.config import DoctypePolicy
-    from erpsync_tui.engine.state import RecordView
+    from erpsync_tui.engine.records import RecordView
     from erpsync_tui.engine.sync import DocResult, Fetched, SyncEngine
 
 LIFECYCLE_REFUSALS = frozenset({"UpdateAfterSubmitError", "DocstatusTransitionError"})
@@ -131,7 +131,7 @@ async def sync_amended_original_first(
     await engine._log(f"amended from {original}: syncing {original} first", "INFO", policy.doctype, source.site,
                       source.name or "", outcome="link")
     await engine.sync_document(policy.doctype, source.site, str(original), depth=depth + 1)
-    return await engine._fetched(policy, source.site, source.doc)
+    return await engine.fetched(policy, source.site, source.doc)
 
 
 def quick_fix(exc: WriteRefused, doctype: str, status_there: int) -> str:
@@ -147,7 +147,7 @@ def quick_fix(exc: WriteRefused, doctype: str, status_there: int) -> str:
 
 async def refused(engine: SyncEngine, record: RecordView, fetched: dict[str, Fetched], exc: WriteRefused) -> DocResult:
     """A terminal, explained outcome: a conflict holding both versions, logged with ERP008 and a quick fix."""
-    from erpsync_tui.engine.sync import Outcome
+    from erpsync_tui.engine.outcomes import Outcome
 
     a, b = engine.pair
     fa, fb = fetched[a], fetched[b]
@@ -181,7 +181,7 @@ def open_conflict_versions(engine: SyncEngine, record_id: int) -> dict[str, Any]
 
 async def waiting_on_refusal(engine: SyncEngine, record: RecordView, fetched: dict[str, Fetched]) -> DocResult | None:
     """A record in conflict whose versions are exactly those of its open conflict: nothing to try again."""
-    from erpsync_tui.engine.sync import Outcome
+    from erpsync_tui.engine.outcomes import Outcome
 
     if record.status != RecordStatus.CONFLICT:
         return None

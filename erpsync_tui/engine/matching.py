@@ -267,7 +267,7 @@ async def _compare_pairs(engine: SyncEngine, policy: DoctypePolicy, plan: MatchP
 
     async def one(pairing: Pairing) -> None:
         async with semaphore:
-            fetched = [await engine._fetch(policy, site, name) for site, name in pairing.names.items()]
+            fetched = [await engine.fetch(policy, site, name) for site, name in pairing.names.items()]
             if all(f.doc is not None for f in fetched):
                 pairing.differs = fetched[0].content_hash != fetched[1].content_hash
 
@@ -301,7 +301,7 @@ def _compare_listed(engine: SyncEngine, policy: DoctypePolicy, pairs: list[Pairi
         canonical: dict[str, dict[str, Any]] = {}
         hashes: dict[str, str] = {}
         for site, name in pairing.names.items():
-            canonical[site] = engine._canonical(policy, site, rows_of[site][name])
+            canonical[site] = engine.canonical(policy, site, rows_of[site][name])
             hashes[site] = docs.content_hash(canonical[site])
         first = engine.pair[0]
         pairing.differs = len(set(hashes.values())) > 1

@@ -1,7 +1,7 @@
 """Reconciliation: compare a doctype across both sites, report what differs (with values), and apply it.
 
 Linear in the number of documents: each site is read once — in pages of whole documents when list rows stand
-for documents (no child tables, the full sync's own test, `bulk.bulk_eligible`), else names first and each
+for documents (no child tables, the full sync's own test, `eligibility.bulk_eligible`), else names first and each
 document read concurrently — and the pairs of names come from the state database in one query. Values of
 fields whose name looks like a secret are masked in the report.
 
@@ -19,14 +19,17 @@ import logging
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import aliased
 from sqlmodel import select
 
 from erpsync_tui.connectors.base import ConnectorError
-from erpsync_tui.engine.sync import Fetched, SyncEngine, failure_code
+from erpsync_tui.engine.outcomes import Fetched, failure_code
 from erpsync_tui.store.models import SyncName
+
+if TYPE_CHECKING:
+    from erpsync_tui.engine.sync import SyncEngine
 
 log = logging.getLogger("erpsync.reconcile")
 
@@ -108,7 +111,7 @@ async def _documents(engine: SyncEngine, doctype: str, site: str, whole_rows: bo
 
 
 async def _whole_rows(engine: SyncEngine, doctype: str) -> bool:
-    from erpsync_tui.engine.bulk import _rows_are_documents, bulk_eligible
+    from erpsync_tui.engine.eligibility import _rows_are_documents, bulk_eligible
 
     if not await bulk_eligible(engine, doctype):
         return False
@@ -126,7 +129,7 @@ def _canonical_all(engine: SyncEngine, doctype: str, site: str, docs: dict[str, 
     policy = engine.config.policy_for(doctype)
     out = {}
     for name, doc in docs.items():
-        canonical = engine._canonical(policy, site, doc)
+        canonical = engine.canonical(policy, site, doc)
         out[name] = Fetched(site, doc, canonical, documents.content_hash(canonical))
     return out
 
@@ -197,7 +200,7 @@ async def apply_differences(engine: SyncEngine, doctypes: list[str]) -> ApplyRes
             except (ConnectorError, Exception) as exc:  # one document's failure must not stop the others
                 code, _ = failure_code(exc)
                 result.failed.append(f"{code} {doctype} {name}: {exc}"[:300])
-                from erpsync_tui.engine.bulk import record_failure
+                from erpsync_tui.engine.summary import record_failure
 
                 await asyncio.to_thread(record_failure, engine, doctype, site, name, exc)
                 continue

@@ -31,8 +31,8 @@ from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.models import RecordStatus, SyncName, SyncRecord
 
 if TYPE_CHECKING:
-    from erpsync_tui.engine.bulk import SyncSummary
-    from erpsync_tui.engine.state import RecordView
+    from erpsync_tui.engine.records import RecordView
+    from erpsync_tui.engine.summary import SyncSummary
     from erpsync_tui.engine.sync import DocResult, Fetched, SyncEngine
 
 COMMENT = "Comment"
@@ -69,7 +69,7 @@ async def sync_renames(engine: SyncEngine, doctype: str, site: str, summary: Syn
             value = last
             await asyncio.to_thread(engine.state.set_watermark, site, doctype, value, seen, WATERMARK_KIND)
     except ConnectorError as exc:  # e.g. no permission to read Comment: renames are then found by content
-        from erpsync_tui.engine.bulk import _log_listing_failure
+        from erpsync_tui.engine.summary import _log_listing_failure
 
         summary.failed += 1
         await asyncio.to_thread(_log_listing_failure, engine, f"{COMMENT} ({doctype} renames)", site, exc)
@@ -77,7 +77,7 @@ async def sync_renames(engine: SyncEngine, doctype: str, site: str, summary: Syn
 
 async def _apply_counted(engine: SyncEngine, doctype: str, site: str, old: str, new: str,
                          summary: SyncSummary) -> None:
-    from erpsync_tui.engine.bulk import record_failure
+    from erpsync_tui.engine.summary import record_failure
 
     try:
         result = await apply_rename(engine, doctype, site, old, new)
@@ -101,7 +101,7 @@ async def apply_rename(engine: SyncEngine, doctype: str, site: str, old: str, ne
     connector = engine.connectors[site]
     if await connector.get(doctype, old) is not None or await connector.get(doctype, new) is None:
         return None
-    async with engine._lock(doctype, site, new):
+    async with engine.lock(doctype, site, new):
         moved = await move_names(engine, record, doctype, site, old, new)
     if not moved:
         return await engine.sync_document(doctype, site, old)  # `old` is gone: handled as configured for that
@@ -168,7 +168,7 @@ async def renamed_in_batch(engine: SyncEngine, doctype: str, site: str, names: l
 
 async def named_by_field(engine: SyncEngine, site: str, doctype: str) -> bool:
     """Is `doctype` named from a field on `site` (DocType `autoname` "field:…")? Asked once per engine."""
-    cache: dict[tuple[str, str], bool] = engine.__dict__.setdefault("_named_by_field", {})
+    cache = engine.caches.named_by_field
     key = (site, doctype)
     if key not in cache:
         try:

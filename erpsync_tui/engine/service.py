@@ -3,6 +3,9 @@
 `EngineService` is what `erpsync-tui serve` runs headless and what the console runs in-process (through
 `EngineThread`, a background thread with its own event loop, so the UI never waits for the engine).
 Everything it knows is in the database; stopping it gives back its queue items and its lease.
+
+Its parts: the lease kept and waited for (lease.py), the periodic jobs (jobs.py), the operator actions
+(actions.py); this module starts and stops them and runs the queue loop and the config reload.
 """
 
 from __future__ import annotations
@@ -12,41 +15,35 @@ import collections
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.util import undefined
 
-from erpsync_tui import __version__
 from erpsync_tui.config import AppConfig, ConfigError, load_config
 from erpsync_tui.connectors.base import Connector
-from erpsync_tui.engine.bulk import incremental_sync
+from erpsync_tui.engine.jobs import ScheduledJobs
+from erpsync_tui.engine.lease import LeaseKeeping
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.engine.worker import QueueWorker, worker_id
 from erpsync_tui.metrics import Metrics
-from erpsync_tui.store import actions, control, queue, retention
+from erpsync_tui.store import actions, control, queue
 from erpsync_tui.store.control import EngineStatus, LeaseHeld, engine_status, submit_action
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log
-from erpsync_tui.store.models import OperatorAction, utcnow
+from erpsync_tui.store.models import OperatorAction
 
 __all__ = ["EngineService", "EngineStatus", "EngineThread", "LeaseHeld", "engine_status", "submit_action"]
 
 log = logging.getLogger("erpsync.service")
 
 LEASE_TTL = 15.0  # seconds; renewed every LEASE_TTL / 3, so a dead holder's lease lapses within 15 s
-LEASE_MARGIN = 0.05  # a standby tries this long after the expiry it read (both ends' clocks are UTC)
-RECEIVER_RETRY = 1.0  # a standby whose receiver port is taken (the holder on the same host) retries this often
-VACUUM_EVERY = 24  # retention runs between two VACUUMs
-REJECTION_WINDOW_SECONDS = 15 * 60  # health.REJECTION_WINDOW_MINUTES: refused webhooks reported over this window
 ReceiverStarter = Callable[["EngineService"], Awaitable[Any]]
 
 
-class EngineService:
+class EngineService(LeaseKeeping, ScheduledJobs):
     def __init__(
         self,
         config: AppConfig,
@@ -128,52 +125,6 @@ class EngineService:
             self.receiver = await self._start_receiver(self)
             self._adopt_receiver_port(getattr(self.receiver, "port", None))
 
-    async def _try_receiver_while_waiting(self) -> None:
-        """Start the receiver if its port is free; a standby on the holder's own host finds it taken (the
-        holder listens there) and tries again while it waits, so it listens as soon as the holder is gone."""
-        if self._start_receiver is None or self.receiver is not None:
-            return
-        try:
-            await self._start_receiver_once()
-        except OSError as exc:
-            if not self._receiver_port_note:
-                log.warning("standby: the webhook receiver cannot listen yet (%s); trying again while waiting "
-                            "code=ERP006", exc.strerror or exc)
-                self._receiver_port_note = True
-
-    async def _wait_for_lease(self, held: LeaseHeld) -> bool:
-        """Sleep until the expiry the holder last wrote, then try again; True once the lease is ours.
-
-        Not a fixed poll: a dead holder's lease is taken within a moment of its expiry, i.e. within
-        `lease_ttl_seconds` of its last renewal (a live holder renews first, and the next expiry is read).
-        Expiry and "now" are both UTC wall clocks: hosts must keep their clocks in sync (NTP).
-        """
-        log.info("waiting for the engine lease: %s", held)
-        while True:
-            delay = (held.lease.expires_at - utcnow()).total_seconds() + LEASE_MARGIN
-            delay = min(max(delay, LEASE_MARGIN), self.lease_ttl)  # a row from a skewed clock cannot park us
-            if self._start_receiver is not None and self.receiver is None:
-                delay = min(delay, RECEIVER_RETRY)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            if self._stopping.is_set():
-                return False
-            await self._try_receiver_while_waiting()
-            if (held.lease.expires_at - utcnow()).total_seconds() > 0:
-                continue  # woken early to retry the receiver: the lease we read is still live
-            try:
-                lease = await asyncio.to_thread(control.acquire_lease, self.db, self.owner, self.lease_ttl)
-            except LeaseHeld as again:
-                held = again
-                continue
-            except Exception:  # the database is unreachable for a moment: keep waiting, keep receiving
-                log.exception("lease attempt failed code=ERP010")
-                continue
-            waited = (lease.acquired_at - held.lease.heartbeat_at).total_seconds()
-            log.warning("took over the engine lease from %s (host %s, pid %s) %.2f s after its last renewal",
-                        held.lease.holder, held.lease.hostname, held.lease.pid, waited)
-            return True
-
     def _adopt_receiver_port(self, port: int | None) -> None:
         """With `webhooks.port: 0` the OS picks the port: the running config (and health checks) use that one."""
         if not port or port == self.config.webhooks.port:
@@ -232,153 +183,6 @@ class EngineService:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.scheduler.queue_interval_seconds)
-
-    async def _heartbeat_loop(self) -> None:
-        while not self._stopping.is_set():
-            circuits = {site: c.circuit_state for site, c in self.connectors.items()}
-            for site, state in circuits.items():
-                self.metrics.set_circuit(site, state)
-            info = {"circuits": circuits, "version": __version__, "receiver": getattr(self.receiver, "url", None),
-                    # What doctor reads of this engine (its environment may differ from the operator's shell).
-                    "webhook_secret": self._webhook_secret_configured(),
-                    "webhooks_rejected_recent": self._recent_rejections(),
-                    "echoes_skipped": self.engine.echoes_skipped}
-            self.metrics.set_echoes(self.engine.echoes_skipped)
-            try:
-                if not await asyncio.to_thread(control.renew_lease, self.db, self.owner, self.lease_ttl, info):
-                    log.error("lost the engine lease code=ERP010; stopping so two engines never run at once")
-                    self._spawn(self.stop())
-                    return
-            except Exception:
-                log.exception("lease renewal failed code=ERP010")
-            await asyncio.sleep(self.lease_ttl / 3)
-
-    def _webhook_secret_configured(self) -> bool | None:
-        """None without a receiver; else whether the receiver verifies with a secret. The receiver itself says so
-        (the demo and tests hand it one directly); only a receiver that cannot tell is judged by the secret store."""
-        if self.receiver is None:
-            return None
-        told = getattr(self.receiver, "secret_configured", None)
-        if told is not None:
-            return bool(told)
-        from erpsync_tui import secrets as secret_store
-
-        return secret_store.lookup(secret_store.WEBHOOK_REF).value is not None
-
-    def _recent_rejections(self) -> dict[str, int]:
-        """Webhooks refused per reason over the last REJECTION_WINDOW (counter deltas kept at each heartbeat)."""
-        now = time.monotonic()
-        totals = self.metrics.rejected_totals()
-        self._rejection_history.append((now, totals))
-        while self._rejection_history and now - self._rejection_history[0][0] > REJECTION_WINDOW_SECONDS:
-            self._rejection_history.popleft()
-        oldest = self._rejection_history[0][1]
-        return {reason: n - oldest.get(reason, 0) for reason, n in totals.items() if n - oldest.get(reason, 0)}
-
-    def _make_scheduler(self) -> AsyncIOScheduler:
-        scheduler = AsyncIOScheduler()
-        for job_id, func, seconds in self._jobs():
-            if seconds > 0:
-                # Catch up at once on start (whatever changed while no engine ran), then keep the interval.
-                first = datetime.now(UTC) if job_id in ("incremental_sync", "health") else undefined
-                scheduler.add_job(func, "interval", seconds=seconds, id=job_id, name=job_id, max_instances=1,
-                                  coalesce=True, next_run_time=first)
-        return scheduler
-
-    def _tracked(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """A job that `stop()` can cancel and wait for (before it closes the connectors the job uses)."""
-
-        async def run() -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                self._background.add(task)
-            try:
-                await job()
-            except asyncio.CancelledError:
-                log.info("job %s cancelled by shutdown", getattr(job, "__name__", job))
-            except Exception:  # a failing job is reported and runs again at its next interval
-                log.exception("job %s failed code=ERP010", getattr(job, "__name__", job))
-            finally:
-                if task is not None:
-                    self._background.discard(task)
-
-        run.__name__ = getattr(job, "__name__", "job")
-        return run
-
-    def _jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]], float]]:
-        s = self.config.scheduler
-        return [
-            ("incremental_sync", self._tracked(self._incremental_job), s.incremental_sync_interval_seconds),
-            ("health", self._tracked(self._health_job), s.health_interval_seconds),
-            ("retention", self._tracked(self._retention_job), s.retention_interval_seconds),
-            ("reconcile", self._tracked(self._reconcile_job), s.reconcile_interval_seconds),
-            ("requeue_stuck", self._tracked(self._requeue_job), 30.0),
-        ]
-
-    def reschedule(self) -> None:
-        """Apply changed intervals to the running scheduler."""
-        if self._scheduler is None:
-            return
-        for job_id, func, seconds in self._jobs():
-            job = self._scheduler.get_job(job_id)
-            if seconds <= 0:
-                if job is not None:
-                    job.remove()
-            elif job is None:
-                self._scheduler.add_job(func, "interval", seconds=seconds, id=job_id, name=job_id, max_instances=1,
-                                        coalesce=True)
-            else:
-                job.reschedule("interval", seconds=seconds)
-
-    def job_intervals(self) -> dict[str, float]:
-        if self._scheduler is None:
-            return {}
-        return {job.id: job.trigger.interval.total_seconds() for job in self._scheduler.get_jobs()}
-
-    # ==================================================================================== jobs
-
-    async def _incremental_job(self) -> None:
-        if self.paused:
-            return
-        summary = await incremental_sync(self.engine)
-        if summary.writes or summary.failed:
-            await self._log(f"incremental sync: {summary.processed} checked, {summary.writes} written, "
-                            f"{summary.failed} failed", outcome="incremental")
-
-    async def _health_job(self) -> None:
-        from erpsync_tui.engine import health
-
-        await health.run_checks(self.config, self.db, self.connectors)
-
-    async def _retention_job(self) -> None:
-        pruned = await asyncio.to_thread(retention.prune, self.db, keep_days=self.config.scheduler.retention_days)
-        self._retention_runs += 1
-        vacuum = self._retention_runs % VACUUM_EVERY == 0
-        await asyncio.to_thread(retention.maintain, self.db, vacuum=vacuum)
-        if pruned.queue_items or pruned.log_rows:
-            await self._log(f"retention: pruned {pruned.queue_items} done items, {pruned.log_rows} log rows",
-                            outcome="retention")
-
-    async def _reconcile_job(self) -> None:
-        from erpsync_tui.engine.bulk import reconcile
-        from erpsync_tui.engine.health import record_reconcile
-
-        found: dict[str, int] = {}
-        for doctype in self.config.sync.doctypes:
-            report = await reconcile(self.engine, doctype)
-            found[doctype] = len(report.differences)
-            if report.differences:
-                await self._log(f"reconcile {doctype}: {len(report.differences)} differences (`erpsync-tui "
-                                "reconcile` lists them with values)", level="WARNING", outcome="reconcile",
-                                code="ERP009")
-        await asyncio.to_thread(record_reconcile, self.db, found, source="scheduled")
-
-    async def _requeue_job(self) -> None:
-        stuck = timedelta(minutes=self.config.alerts.stuck_item_minutes)
-        count = await asyncio.to_thread(queue.requeue_expired, self.db, stuck_after=stuck)
-        if count:
-            await self._log(f"requeued {count} expired or stuck items", level="WARNING", outcome="requeued",
-                            code="ERP010")
 
     # ==================================================================================== operator actions
 

@@ -11,7 +11,8 @@ import uuid
 from dataclasses import dataclass
 
 from erpsync_tui.connectors.base import AuthenticationFailed, PermissionDenied
-from erpsync_tui.engine.sync import SyncEngine, failure_code, is_site_outage
+from erpsync_tui.engine.outcomes import failure_code, is_site_outage
+from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.metrics import Metrics
 from erpsync_tui.store import queue
 from erpsync_tui.store.actions import note

@@ -228,11 +228,10 @@ def submit(db: Database, action: Action, *, actor: str, host: str) -> int:
 
 def wait(db: Database, action_id: int, timeout: float, *, poll: float = 0.1) -> OperatorAction | None:
     """The row once its outcome is final (done, failed, expired), or its latest state after `timeout`."""
-    from erpsync_tui.store.control import action_row
-
     deadline = time.monotonic() + timeout
     while True:
-        row = action_row(db, action_id)
+        with db.read() as session:  # not control.action_row: control imports this module (no import loop)
+            row = session.get(OperatorAction, action_id)
         if row is None or row.status in FINAL or time.monotonic() >= deadline:
             return row
         time.sleep(poll)

@@ -87,6 +87,7 @@ class QueueFilter:
     error_code: str | None = None
     older_than_seconds: float | None = None  # created longer ago than this
     ids: tuple[int, ...] | None = None
+    name: str | None = None  # part of the document name, case as typed (the console's `name:` filter)
 
     def where(self, query: Any, now: datetime | None = None) -> Any:
         if self.statuses:
@@ -97,6 +98,8 @@ class QueueFilter:
                               (self.error_code, QueueItem.error_code)):
             if value:
                 query = query.where(column == value)
+        if self.name:
+            query = query.where(col(QueueItem.name).contains(self.name, autoescape=True))
         if self.older_than_seconds is not None:
             cutoff = (now or utcnow()) - timedelta(seconds=self.older_than_seconds)
             query = query.where(col(QueueItem.created_at) < cutoff)
@@ -104,7 +107,7 @@ class QueueFilter:
 
     def as_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"statuses": list(self.statuses)}
-        for key in ("doctype", "site", "error_code", "older_than_seconds"):
+        for key in ("doctype", "site", "error_code", "older_than_seconds", "name"):
             if getattr(self, key) is not None:
                 params[key] = getattr(self, key)
         if self.ids is not None:
@@ -118,12 +121,12 @@ class QueueFilter:
         return cls(statuses=tuple(params.get("statuses") or PROBLEM_STATUSES), doctype=params.get("doctype") or None,
                    site=params.get("site") or None, error_code=params.get("error_code") or None,
                    older_than_seconds=float(older) if older is not None else None,
-                   ids=tuple(int(i) for i in ids) if ids is not None else None)
+                   ids=tuple(int(i) for i in ids) if ids is not None else None, name=params.get("name") or None)
 
     def describe(self) -> str:
         parts = [f"status:{','.join(self.statuses)}"]
-        parts += [f"{k}:{v}" for k, v in (("doctype", self.doctype), ("site", self.site), ("code", self.error_code))
-                  if v]
+        parts += [f"{k}:{v}" for k, v in (("doctype", self.doctype), ("site", self.site), ("code", self.error_code),
+                                          ("name", self.name)) if v]
         if self.older_than_seconds is not None:
             parts.append(f"older-than:{self.older_than_seconds:g}s")
         if self.ids is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -65,10 +65,7 @@ class ConsoleCommands(Provider):
     """The same commands in the ctrl+p palette; `sync` is offered once per configured doctype too."""
 
     def _entries(self) -> list[tuple[str, str, Callable[[], None]]]:
-        from erpsync_tui.tui.app import ConsoleApp
-
-        app = self.app
-        assert isinstance(app, ConsoleApp)
+        app = cast("ConsoleApp", self.app)  # no runtime import of tui.app: it imports this module (import loop)
         entries: list[tuple[str, str, Callable[[], None]]] = []
         for command in COMMANDS:
             if command.name == "theme":

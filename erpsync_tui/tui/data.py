@@ -192,13 +192,8 @@ def _quoted(value: str) -> str:
 
 def queue_page(db: Database, flt: QueueFilter, limit: int = QUEUE_PAGE) -> list[QueueItem]:
     """The newest `limit` items matching the filter (name: a part of the document name, case as typed)."""
-    stmt = select(QueueItem).where(col(QueueItem.status).in_(list(flt.statuses)))
-    for column, value in ((QueueItem.doctype, flt.doctype), (QueueItem.site, flt.site),
-                          (QueueItem.error_code, flt.error_code)):
-        if value:
-            stmt = stmt.where(column == value)
-    if flt.name:
-        stmt = stmt.where(col(QueueItem.name).contains(flt.name, autoescape=True))
+    stmt = queries.QueueFilter(flt.statuses, flt.doctype, flt.site, flt.error_code, name=flt.name).where(
+        select(QueueItem))  # the one queue WHERE clause (store/queries.py)
     with db.read() as session:
         return list(session.exec(stmt.order_by(col(QueueItem.id).desc()).limit(limit)).all())
 

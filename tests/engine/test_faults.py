@@ -9,7 +9,8 @@ import httpx
 from sqlmodel import select
 
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.bulk import BULK_BATCHES_IN_FLIGHT, full_sync, reconcile
+from erpsync_tui.engine.bulk import BULK_BATCHES_IN_FLIGHT, full_sync
+from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import Outcome, SyncEngine
 from erpsync_tui.engine.worker import QueueWorker
 from erpsync_tui.sim import SimCluster

@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import func, select
 
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.bulk import reconcile
+from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import Outcome, SyncEngine, SyncFailed
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import Database
@@ -257,7 +257,7 @@ async def test_a_retry_racing_the_copy_s_own_webhook_does_not_insert_again(clust
     stale.retrying = False  # as if the retry had read the record before the first attempt was recorded
     await engine.sync_document("Customer", "local", made["name"])  # the webhook's task pairs the copy
     policy = engine.config.policy_for("Customer")
-    source = await engine._fetch(policy, "cloud", doc["name"])
+    source = await engine.fetch(policy, "cloud", doc["name"])
     result = await engine._create_on_target(policy, stale, source, 0)
     assert result.outcome != Outcome.CREATED
     await assert_paired_once(engine, cluster, doc["name"], "Raced")

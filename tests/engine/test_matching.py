@@ -161,8 +161,9 @@ def test_after_a_restore_an_older_copy_of_ours_is_not_taken_for_a_lost_create_by
     from datetime import UTC, datetime, timedelta
 
     from erpsync_tui.engine import documents as docs
-    from erpsync_tui.engine.state import PendingCreate, RecordView
-    from erpsync_tui.engine.sync import Fetched, owner_of_copy
+    from erpsync_tui.engine.creates import owner_of_copy
+    from erpsync_tui.engine.outcomes import Fetched
+    from erpsync_tui.engine.records import PendingCreate, RecordView
 
     restored = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     sent = {"customer_name": "Crash Poster 641", "customer_type": "Company", "territory": "Germany"}

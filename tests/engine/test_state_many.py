@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from sqlmodel import select
 
 from erpsync_tui.engine import documents as docs
-from erpsync_tui.engine.state import Side, SyncState
-from erpsync_tui.engine.sync import Fetched, owner_of_copy
+from erpsync_tui.engine.creates import owner_of_copy
+from erpsync_tui.engine.outcomes import Fetched
+from erpsync_tui.engine.records import Side
+from erpsync_tui.engine.sync_state import SyncState
 from erpsync_tui.store import Database
 from erpsync_tui.store.models import CreateAttempt, RecordStatus, SyncName, SyncRecord
 

@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from erpsync_tui.engine.bulk import full_sync
-from erpsync_tui.engine.state import Side
+from erpsync_tui.engine.records import Side
 from erpsync_tui.engine.sync import Outcome
 from erpsync_tui.engine.worker import QueueWorker
 from erpsync_tui.sim import SimCluster

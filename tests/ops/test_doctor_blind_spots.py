@@ -153,7 +153,7 @@ def test_a_doctype_typo_is_named(doctor) -> None:
 
 
 def test_erp003_fix_speaks_of_a_missing_link() -> None:
-    from erpsync_tui.engine.sync import missing_link_fix
+    from erpsync_tui.engine.outcomes import missing_link_fix
     from erpsync_tui.errors import quick_fix
 
     assert "linked document" in quick_fix("ERP003")

@@ -42,7 +42,7 @@ from sqlmodel import col, func, select
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
 from erpsync_tui.engine import health
-from erpsync_tui.engine.bulk import reconcile
+from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.sim.webhooks import sign_webhook

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.bulk import reconcile
+from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.service import EngineService, engine_status
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import Database, open_database

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual import work
@@ -105,10 +105,7 @@ class PollingScreen(Screen[None]):
 
     @property
     def console_app(self) -> ConsoleApp:
-        from erpsync_tui.tui.app import ConsoleApp
-
-        assert isinstance(self.app, ConsoleApp)
-        return self.app
+        return cast("ConsoleApp", self.app)  # no runtime import of tui.app: it imports the screens (import loop)
 
     def on_mount(self) -> None:
         self.call_after_refresh(self.update_small_note)

@@ -1,5 +1,5 @@
-"""Full-sync batches in worker processes (sync.workers): the same outcome as in one process, and no worse off
-when a worker dies. Real spawned processes, the simulator over loopback, one SQLite file shared by all."""
+"""Full-sync batches in batch processes (sync.workers): the same outcome as in one process, and no worse off
+when a process dies. Real spawned processes, the simulator over loopback, one SQLite file shared by all."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 
-from erpsync_tui.engine.batch_workers import BatchWorkers
-from erpsync_tui.engine.bulk import full_sync, reconcile
+from erpsync_tui.engine.batch_pool import BatchPool
+from erpsync_tui.engine.bulk import full_sync
+from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import Database
@@ -24,12 +25,12 @@ from .conftest import EngineFactory
 
 @pytest.fixture
 def attach_workers(cluster: SimCluster, db: Database) -> Iterator[Any]:
-    made: list[BatchWorkers] = []
+    made: list[BatchPool] = []
 
-    def attach(engine: SyncEngine, processes: int = 2) -> BatchWorkers:
+    def attach(engine: SyncEngine, processes: int = 2) -> BatchPool:
         credentials = {name: (site.api_key, site.api_secret) for name, site in cluster.sites.items()}
-        workers = BatchWorkers(engine.config, db.url, credentials, processes)
-        engine.batch_workers = workers
+        workers = BatchPool(engine.config, db.url, credentials, processes)
+        engine.batch_pool = workers
         made.append(workers)
         return workers
 

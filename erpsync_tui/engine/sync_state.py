@@ -7,23 +7,44 @@ the event loop (and a console or webhook receiver sharing it) never waits on SQL
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, true, update
-from sqlmodel import Session, col, select
+from sqlalchemy import delete, true
+from sqlmodel import col, select
 
-from erpsync_tui.store import control
+from erpsync_tui.engine.create_intents import CreateIntents
+from erpsync_tui.engine.records import RecordView, Side
+from erpsync_tui.engine.state_sql import (
+    _ATTEMPT,
+    _FIND,
+    _FORGET_ATTEMPTS,
+    _FORGET_ATTEMPTS_IN,
+    _INSERT_NAME,
+    _INSERT_NAME_MANY,
+    _NAME,
+    _NAME_SYNCED,
+    _NAME_SYNCED_MANY,
+    _NAMES_OF,
+    _RECORD,
+    _RECORD_ROW,
+    _SYNCED,
+    _SYNCED_MANY,
+    _ambiguity_text,
+    _chunks,
+    _insert_records,
+    _name_values,
+    _view,
+    _views,
+    _watermark_row,
+)
 from erpsync_tui.store.db import Database
 from erpsync_tui.store.logs import add_log, add_logs
-from erpsync_tui.store.many import Many, ManyReturning, json_texts
+from erpsync_tui.store.many import json_texts
 from erpsync_tui.store.models import (
     IDENTITY_EPOCH,
     Conflict,
     ConflictStatus,
-    CreateAttempt,
     Meta,
     RecordStatus,
     SyncName,
@@ -33,93 +54,7 @@ from erpsync_tui.store.models import (
 )
 
 
-@dataclass(slots=True)
-class Side:
-    """What we know of a document on one site."""
-
-    site: str
-    name: str
-    content_hash: str | None
-    modified: str | None
-
-
-@dataclass(slots=True)
-class RecordView:
-    record_id: int
-    doctype: str
-    status: str
-    base: dict[str, Any] | None
-    sides: dict[str, Side]
-    created_at: datetime | None = None
-    retrying: bool = False  # a create for this record was attempted before (its answer may have been lost)
-
-
-class AttemptNoted(StrEnum):
-    RECORDED = "recorded"
-    ALREADY_PAIRED = "already_paired"
-    LEASE_LOST = "lease_lost"
-
-
-@dataclass(slots=True)
-class PendingCreate:
-    """A record whose counterpart was (perhaps) created on the target without us learning its name."""
-
-    record: RecordView
-    hashes: list[str]  # the content hash of every insert sent for it
-    payloads: list[dict[str, Any]]  # and its canonical content
-    sent: list[datetime]  # and when it was sent (our clock), oldest first
-
-    @property
-    def first_sent(self) -> datetime:
-        return self.sent[0]
-
-
-# Built once: constructing SQLAlchemy statements costs more than running them (about 1 ms each, measured),
-# and these run several times for every synced document.
-_RECORD = SyncRecord.__table__  # type: ignore[attr-defined]
-_NAME = SyncName.__table__  # type: ignore[attr-defined]
-_FIND = select(_NAME.c.record_id).where(
-    _NAME.c.site == bindparam("site"), _NAME.c.doctype == bindparam("doctype"), _NAME.c.name == bindparam("name")
-)
-_RECORD_ROW = select(_RECORD.c.doctype, _RECORD.c.status, _RECORD.c.base, _RECORD.c.created_at).where(
-    _RECORD.c.id == bindparam("rid")
-)
-_NAMES_OF = select(_NAME.c.site, _NAME.c.name, _NAME.c.content_hash, _NAME.c.modified).where(
-    _NAME.c.record_id == bindparam("rid")
-)
-_ATTEMPT = CreateAttempt.__table__  # type: ignore[attr-defined]
-_PENDING_CREATES = select(_ATTEMPT.c.record_id, _ATTEMPT.c.payload_hash, _ATTEMPT.c.payload, _ATTEMPT.c.sent_at).join(
-    _RECORD, _RECORD.c.id == _ATTEMPT.c.record_id
-).where(
-    _RECORD.c.status == RecordStatus.CREATING, _ATTEMPT.c.doctype == bindparam("doctype"),
-    _ATTEMPT.c.target_site == bindparam("target"),
-).order_by(_ATTEMPT.c.id)
-_INSERT_ATTEMPT = insert(_ATTEMPT)
-_SIDE_ON = select(_NAME.c.id).where(_NAME.c.record_id == bindparam("rid"), _NAME.c.site == bindparam("s"))
-_FORGET_ATTEMPTS = delete(_ATTEMPT).where(_ATTEMPT.c.record_id == bindparam("rid"))
-_INSERT_RECORD = insert(_RECORD).returning(_RECORD.c.id)
-_INSERT_NAME = insert(_NAME)
-_INSERT_RECORDS = insert(_RECORD).returning(_RECORD.c.id, sort_by_parameter_order=True)  # many rows, ids in order
-_SYNCED = update(_RECORD).where(_RECORD.c.id == bindparam("rid")).values(
-    base=bindparam("base"), base_hash=bindparam("base_hash"), status=RecordStatus.SYNCED, last_error=None,
-    error_code=None, updated_at=bindparam("now"),
-)
-_NAME_SYNCED = update(_NAME).where(_NAME.c.record_id == bindparam("rid"), _NAME.c.site == bindparam("s")).values(
-    name=bindparam("n"), content_hash=bindparam("h"), modified=bindparam("m"), snapshot=None,
-    synced_at=bindparam("now"),
-)
-# The same statements for a batch of rows (bulk sync): each document converted once, one executemany each.
-_INSERT_RECORDS_MANY = ManyReturning(_INSERT_RECORDS)
-_INSERT_RECORDS_WITH_ID_MANY = Many(insert(_RECORD))  # rows that carry their own id (see begin_create_many)
-_MAX_RECORD_ID = select(func.max(_RECORD.c.id))
-_INSERT_NAME_MANY = Many(_INSERT_NAME)
-_INSERT_ATTEMPT_MANY = Many(_INSERT_ATTEMPT)
-_SYNCED_MANY = Many(_SYNCED)
-_NAME_SYNCED_MANY = Many(_NAME_SYNCED)
-_FORGET_ATTEMPTS_IN = delete(_ATTEMPT).where(_ATTEMPT.c.record_id.in_(bindparam("rids", expanding=True)))
-
-
-class SyncState:
+class SyncState(CreateIntents):
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -278,83 +213,6 @@ class SyncState:
             ).first()
         return other
 
-    def pending_creates(self, doctype: str, target: str) -> list[PendingCreate]:
-        """Creates aimed at `target` that were sent (or about to be) but whose resulting name is not recorded."""
-        with self.db.read() as session:
-            conn = session.connection()
-            pending: dict[int, PendingCreate] = {}
-            for record_id, payload_hash, payload, sent_at in conn.execute(
-                _PENDING_CREATES, {"doctype": doctype, "target": target}
-            ):
-                entry = pending.get(record_id)
-                if entry is None:
-                    view = _view(conn, record_id)
-                    if view is None or target in view.sides:
-                        continue
-                    entry = pending[record_id] = PendingCreate(view, [], [], [])
-                entry.hashes.append(payload_hash)
-                entry.payloads.append(payload or {})
-                entry.sent.append(sent_at)
-            return list(pending.values())
-
-    def creating_with_hash(self, doctype: str, target: str, payload_hash: str) -> RecordView | None:
-        """A create sent to `target` with exactly this content: the document is our own (the echo or a lost answer)."""
-        for pending in self.pending_creates(doctype, target):
-            if payload_hash in pending.hashes:
-                return pending.record
-        return None
-
-    def note_attempt(
-        self, record_id: int, doctype: str, target: str, payload_hash: str, payload: dict[str, Any],
-        *, fence: str | None = None,
-    ) -> AttemptNoted:
-        """Record an insert about to be sent (committed before the request goes out), if it still may be sent.
-
-        Not recorded when, meanwhile, another task paired the record with a document on `target` (it
-        recognised an earlier attempt's copy), or — with `fence`, the engine lease holder we run under — when
-        this engine no longer holds a live lease (a successor took over after a stall): either would make a
-        duplicate.
-        """
-        with self.db.write() as session:
-            conn = session.connection()
-            if fence is not None and not control.holds_lease(session, fence):
-                return AttemptNoted.LEASE_LOST
-            if conn.execute(_SIDE_ON, {"rid": record_id, "s": target}).first() is not None:
-                return AttemptNoted.ALREADY_PAIRED
-            conn.execute(_INSERT_ATTEMPT, {
-                "record_id": record_id, "doctype": doctype, "target_site": target, "payload_hash": payload_hash,
-                "payload": payload, "sent_at": utcnow(),
-            })
-            return AttemptNoted.RECORDED
-
-    # ------------------------------------------------------------------------------------ writes
-
-    def begin_create(
-        self, doctype: str, source: Side, canonical: dict[str, Any], payload_hash: str
-    ) -> RecordView:
-        """Record the intent before the insert request: a lost answer can then be recovered, not repeated.
-
-        A record that already existed in CREATING state comes back with `retrying=True`: an earlier attempt
-        may have created the document on the target without us hearing the answer.
-        """
-        with self.db.write() as session:
-            conn = session.connection()
-            existing = conn.execute(_FIND, {"site": source.site, "doctype": doctype, "name": source.name}).scalar()
-            if existing is not None:
-                view = _view(conn, existing)
-                assert view is not None
-                view.retrying = view.status == RecordStatus.CREATING
-                return view
-            now = utcnow()
-            record_id = conn.execute(_INSERT_RECORD, {
-                "doctype": doctype, "status": RecordStatus.CREATING, "base": canonical, "base_hash": payload_hash,
-                "origin_site": source.site, "created_at": now, "updated_at": now,
-            }).scalar_one()
-            conn.execute(_INSERT_NAME, _name_values(record_id, doctype, source, now))
-            return RecordView(record_id, doctype, RecordStatus.CREATING, canonical, {source.site: source}, now)
-
-    # ------------------------------------------------------------------------------------ batches (bulk sync)
-
     def find_many(self, site: str, doctype: str, names: list[str]) -> dict[str, RecordView]:
         """`find` for many names of one site in one read: name → record, for the names that have one."""
         found: dict[str, RecordView] = {}
@@ -367,83 +225,7 @@ class SyncState:
                 found.update((name, views[rid]) for name, rid in ids if rid in views)
         return found
 
-    def begin_create_many(
-        self, doctype: str, intents: list[tuple[Side, dict[str, Any], str]], *, target: str,
-        fence: str | None = None, texts: Iterable[tuple[dict[str, Any], str]] = (),
-    ) -> tuple[dict[str, RecordView], list[str]]:
-        """`begin_create` for a batch, in one transaction committed before any insert request is sent.
-
-        Each intent is (source side, canonical, payload hash); the records written are exactly what
-        `begin_create` writes (CREATING, base = canonical, base_hash = payload hash), so the lost-create recovery
-        works the same for both paths. Returns the new records by source name, and the names left out: already
-        known (another task got there first) or possibly our own echo (an in-flight create from the other site
-        with the same content) — those go the per-document way. `texts`: (canonical, its canonical JSON) pairs
-        the caller has already made, stored as they are instead of serialising the documents again.
-        """
-        created: dict[str, RecordView] = {}
-        if not intents:
-            return created, []
-        with self.db.write() as session:
-            conn = session.connection()
-            if fence is not None and not control.holds_lease(session, fence):
-                return created, [source.name for source, _, _ in intents]  # the per-document path refuses them
-            hashes = list({payload_hash for _, _, payload_hash in intents})
-            echo_hashes: set[str] = set()
-            for chunk in _chunks(hashes):
-                rows = conn.execute(select(_RECORD.c.id, _RECORD.c.base_hash).where(
-                    _RECORD.c.status == RecordStatus.CREATING, _RECORD.c.doctype == doctype,
-                    _RECORD.c.base_hash.in_(chunk))).all()
-                views = _views(conn, [rid for rid, _ in rows])
-                echo_hashes.update(h for rid, h in rows if rid in views)
-            known: set[str] = set()
-            for chunk in _chunks([source.name for source, _, _ in intents]):
-                known.update(conn.execute(select(_NAME.c.name).where(
-                    _NAME.c.site == intents[0][0].site, _NAME.c.doctype == doctype, _NAME.c.name.in_(chunk),
-                )).scalars())
-            fresh = [(source, canonical, payload_hash) for source, canonical, payload_hash in intents
-                     if source.name not in known and payload_hash not in echo_hashes]
-            left_out = [source.name for source, _, payload_hash in intents
-                        if source.name in known or payload_hash in echo_hashes]
-            if fresh:
-                now = utcnow()
-                memo = json_texts(texts)  # each canonical stored twice, serialised at most once
-                rows = [{
-                    "doctype": doctype, "status": RecordStatus.CREATING, "base": canonical, "base_hash": payload_hash,
-                    "origin_site": source.site, "created_at": now, "updated_at": now,
-                } for source, canonical, payload_hash in fresh]
-                if conn.dialect.name == "sqlite":
-                    # This transaction holds SQLite's write lock (BEGIN IMMEDIATE): nobody else can insert until it
-                    # commits, so the ids after the largest one are ours to hand out — one executemany, no
-                    # statement per row to learn each id.
-                    first = (conn.execute(_MAX_RECORD_ID).scalar() or 0) + 1
-                    ids = list(range(first, first + len(rows)))
-                    _INSERT_RECORDS_WITH_ID_MANY.execute(conn, [{"id": rid, **row} for rid, row in zip(
-                        ids, rows, strict=True)], memo)
-                else:
-                    ids = _INSERT_RECORDS_MANY.returning(conn, rows, memo)
-                _INSERT_NAME_MANY.execute(conn, [_name_values(record_id, doctype, source, now)
-                                                 for record_id, (source, canonical, _) in zip(ids, fresh, strict=True)],
-                                          memo)
-                _INSERT_ATTEMPT_MANY.execute(conn, [{  # the inserts about to be sent (see note_attempt)
-                    "record_id": record_id, "doctype": doctype, "target_site": target, "payload_hash": payload_hash,
-                    "payload": canonical, "sent_at": now,
-                } for record_id, (_, canonical, payload_hash) in zip(ids, fresh, strict=True)], memo)
-                for record_id, (source, canonical, _) in zip(ids, fresh, strict=True):
-                    created[source.name] = RecordView(record_id, doctype, RecordStatus.CREATING, canonical,
-                                                      {source.site: source}, now)
-        return created, left_out
-
-    def discard_creates(self, record_ids: list[int]) -> None:
-        """Forget create intents the target certainly did not carry out (it answered with an error)."""
-        with self.db.write() as session:
-            conn = session.connection()
-            for chunk in _chunks(record_ids):
-                ids = conn.execute(select(_RECORD.c.id).where(
-                    _RECORD.c.id.in_(chunk), _RECORD.c.status == RecordStatus.CREATING)).scalars().all()
-                if ids:
-                    conn.execute(delete(_ATTEMPT).where(_ATTEMPT.c.record_id.in_(ids)))
-                    conn.execute(delete(_NAME).where(_NAME.c.record_id.in_(ids)))
-                    conn.execute(delete(_RECORD).where(_RECORD.c.id.in_(ids)))
+    # ------------------------------------------------------------------------------------ writes
 
     def mark_synced_many(
         self, doctype: str, synced: list[tuple[int, dict[str, Any], str, list[Side]]], logs: list[dict[str, Any]],
@@ -614,63 +396,3 @@ class SyncState:
                 session.delete(row)
 
 
-def _watermark_row(session: Session, site: str, doctype: str, kind: str) -> Watermark | None:
-    return session.exec(
-        select(Watermark).where(Watermark.site == site, Watermark.doctype == doctype, Watermark.kind == kind)
-    ).first()
-
-
-def _view(conn: Connection, record_id: int) -> RecordView | None:
-    record = conn.execute(_RECORD_ROW, {"rid": record_id}).first()
-    if record is None:
-        return None
-    names = conn.execute(_NAMES_OF, {"rid": record_id}).all()
-    sides = {site: Side(site, name, content_hash, modified) for site, name, content_hash, modified in names}
-    doctype, status, base, created_at = record
-    return RecordView(record_id, doctype, status, base, sides, created_at)
-
-
-def _views(conn: Connection, record_ids: list[int]) -> dict[int, RecordView]:
-    """Several records with their sides, in two queries."""
-    views: dict[int, RecordView] = {}
-    for chunk in _chunks(list(dict.fromkeys(record_ids))):
-        for rid, doctype, status, base, created_at in conn.execute(select(
-                _RECORD.c.id, _RECORD.c.doctype, _RECORD.c.status, _RECORD.c.base, _RECORD.c.created_at,
-        ).where(_RECORD.c.id.in_(chunk))):
-            views[rid] = RecordView(rid, doctype, status, base, {}, created_at)
-        for rid, site, name, content_hash, modified in conn.execute(select(
-                _NAME.c.record_id, _NAME.c.site, _NAME.c.name, _NAME.c.content_hash, _NAME.c.modified,
-        ).where(_NAME.c.record_id.in_(chunk))):
-            if rid in views:
-                views[rid].sides[site] = Side(site, name, content_hash, modified)
-    return views
-
-
-def _ambiguity_text(ambiguity: Any) -> str:
-    shown = ", ".join(ambiguity.candidates[:5]) + (" …" if len(ambiguity.candidates) > 5 else "")
-    return (f"matches {len(ambiguity.candidates)} documents on the other site by {'+'.join(ambiguity.rule)}: "
-            f"{shown}")
-
-
-def _insert_records(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert sync_record rows in one executemany; their ids in order."""
-    if not rows:
-        return []
-    if conn.dialect.name == "sqlite":
-        # The caller's transaction holds SQLite's write lock (BEGIN IMMEDIATE): the ids after the largest are ours.
-        first = (conn.execute(_MAX_RECORD_ID).scalar() or 0) + 1
-        ids = list(range(first, first + len(rows)))
-        _INSERT_RECORDS_WITH_ID_MANY.execute(conn, [{"id": rid, **row} for rid, row in zip(ids, rows, strict=True)])
-        return ids
-    return _INSERT_RECORDS_MANY.returning(conn, rows)
-
-
-def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]
-
-
-def _name_values(record_id: int, doctype: str, side: Side, now: datetime) -> dict[str, Any]:
-    # `snapshot` is left empty: nothing reads it (the merge base is the record's `base`; conflicts carry their own
-    # versions), and writing the document into every side row cost more than any other part of the state write.
-    return {"record_id": record_id, "site": side.site, "doctype": doctype, "name": side.name,
-            "content_hash": side.content_hash, "snapshot": None, "modified": side.modified, "synced_at": now}

@@ -1,15 +1,15 @@
-"""Full-sync batches in worker processes: more documents per second than one process's one thread of Python.
+"""Full-sync batches in batch processes: more documents per second than one process's one thread of Python.
 
 A bulk full sync is CPU-bound in the engine's process (canonical form, hashes, JSON, state rows). With
 `sync.workers: N` the walk stays where it is — listing, checkpoints, the per-document locks, the per-document
-path for whatever a batch hands back — and each batch's bulk part (`bulk._bulk_locked`: state read, creates,
-compares, the state and log transaction) runs in one of N worker processes. They open the same database
+path for whatever a batch hands back — and each batch's bulk part (`bulk_batch._bulk_locked`: state read, creates,
+compares, the state and log transaction) runs in one of N batch processes. They open the same database
 (writes queue on its writer lock, as every writer does) and their own connections to the sites, so nothing but
 a batch's rows and its summary crosses a process boundary.
 
-Workers are started once (spawned: a fresh interpreter, no inherited event loop, threads or database handles),
+The processes are started once (spawned: a fresh interpreter, no inherited event loop, threads or database handles),
 get the configuration and the credentials through the pool's pipe (never argv or the environment), and are told
-the fence of the lease the engine runs under with every batch. A worker that dies, or a pool that cannot start,
+the fence of the lease the engine runs under with every batch. A process that dies, or a pool that cannot start,
 costs nothing but speed: the batch runs in the engine's process instead, and the pool is not used again.
 """
 
@@ -28,8 +28,12 @@ from erpsync_tui.config import AppConfig
 log = logging.getLogger("erpsync.engine")
 
 
-class BatchWorkers:
-    """N worker processes that each run one bulk batch at a time for a SyncEngine."""
+class BatchPool:
+    """N batch processes that each run one bulk batch at a time for a SyncEngine.
+
+    ("Worker" is the engine's queue coroutine, engine/worker.py; the user-facing names `sync.workers` and
+    `--workers` stay, and so do the log lines operators may grep for.)
+    """
 
     def __init__(self, config: AppConfig, db_url: str, credentials: dict[str, tuple[str, str]], processes: int,
                  *, log_level: int | None = None) -> None:
@@ -42,24 +46,24 @@ class BatchWorkers:
         }
         self._pool: ProcessPoolExecutor | None = None
         self.broken = False
-        self.batches = 0  # batches the workers ran (for the bench and the tests)
+        self.batches = 0  # batches the processes ran (for the bench and the tests)
 
     @property
     def usable(self) -> bool:
         return self.processes > 0 and not self.broken
 
     def start(self) -> list[Future[int]]:
-        """Spawn the workers now (each boots in ~1 s), not at the first batch; futures of their process ids."""
+        """Spawn the processes now (each boots in ~1 s), not at the first batch; futures of their process ids."""
         if self._pool is not None or not self.usable:
             return []
         self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker, initargs=(self._bootstrap,))
-        # The pool spawns a process per task submitted while none is idle: one warm-up task per worker.
+                                         initializer=_init_process, initargs=(self._bootstrap,))
+        # The pool spawns a process per task submitted while none is idle: one warm-up task per process.
         return [self._pool.submit(_booted) for _ in range(self.processes)]
 
     async def run(self, doctype: str, site: str, rows: list[dict[str, Any]], force_from: str | None,
                   fence: str | None) -> tuple[dict[str, Any], list[str]] | None:
-        """(summary as a dict, names for the per-document path), or None when no worker could take the batch."""
+        """(summary as a dict, names for the per-document path), or None when no process could take the batch."""
         if not self.usable:
             return None
         self.start()
@@ -68,7 +72,7 @@ class BatchWorkers:
             future: Future[tuple[dict[str, Any], list[str]]] = self._pool.submit(
                 _run_batch, doctype, site, rows, force_from, fence)
             result = await asyncio.wrap_future(future)
-        except Exception as exc:  # BrokenProcessPool, a worker that could not start: run it here instead
+        except Exception as exc:  # BrokenProcessPool, a process that could not start: run it here instead
             log.warning("code=ERP010 full-sync worker processes stopped working (%s): batches run in the engine's "
                         "process from now on", exc)
             self.broken = True
@@ -84,20 +88,20 @@ class BatchWorkers:
             log.info("full-sync worker processes stopped after %d batches", self.batches)
 
 
-# ============================================================================================ worker side
+# ============================================================================================ inside a batch process
 
 _state: dict[str, Any] = {}
 
 
-def _init_worker(bootstrap: dict[str, Any]) -> None:
-    from erpsync_tui.connectors import FrappeConnector
+def _init_process(bootstrap: dict[str, Any]) -> None:
+    from erpsync_tui.connectors import site_connectors
     from erpsync_tui.engine.sync import SyncEngine
     from erpsync_tui.store import open_database
 
-    logging.basicConfig(level=bootstrap["log_level"], format="%(levelname)s %(name)s [batch worker] %(message)s")
+    logging.basicConfig(level=bootstrap["log_level"], format="%(levelname)s %(name)s [batch process] %(message)s")
     config = AppConfig.model_validate(bootstrap["config"])
     credentials = bootstrap["credentials"]
-    connectors = {name: FrappeConnector(name, config.sites[name], *credentials[name]) for name in config.pair}
+    connectors = site_connectors(config, {name: tuple(pair) for name, pair in credentials.items()})
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     _state["loop"] = loop
@@ -105,13 +109,14 @@ def _init_worker(bootstrap: dict[str, Any]) -> None:
 
 
 def _booted() -> int:
-    time.sleep(0.05)  # held a moment, so that the next warm-up task finds this worker busy and spawns another
+    time.sleep(0.05)  # held a moment, so that the next warm-up task finds this process busy and spawns another
     return os.getpid()
 
 
 def _run_batch(doctype: str, site: str, rows: list[dict[str, Any]], force_from: str | None,
                fence: str | None) -> tuple[dict[str, Any], list[str]]:
-    from erpsync_tui.engine.bulk import SyncSummary, _bulk_locked
+    from erpsync_tui.engine.bulk_batch import _bulk_locked
+    from erpsync_tui.engine.summary import SyncSummary
 
     engine = _state["engine"]
     engine.fence = fence

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from erpsync_tui.store import counts as status_counts
 from erpsync_tui.store.models import (
     Conflict,
     ConflictStatus,
@@ -19,7 +20,6 @@ from erpsync_tui.store.models import (
     QueueStatus,
     RecordStatus,
     SyncLog,
-    SyncRecord,
     utcnow,
 )
 
@@ -35,9 +35,8 @@ class QueueDepth:
 
 
 def queue_depth(session: Session, now: datetime | None = None) -> QueueDepth:
-    rows = session.exec(select(QueueItem.status, func.count()).group_by(QueueItem.status)).all()
     counts = {status.value: 0 for status in QueueStatus}
-    counts.update({str(status): int(n) for status, n in rows})
+    counts.update(status_counts.counts(session, "queue_item"))  # kept by triggers: no scan of the queue
     oldest = session.exec(
         select(func.min(QueueItem.created_at)).where(QueueItem.status == QueueStatus.PENDING)
     ).one()
@@ -162,8 +161,7 @@ def engine_lease(session: Session) -> EngineLease | None:
 
 
 def record_counts(session: Session) -> dict[str, int]:
-    rows = session.exec(select(SyncRecord.status, func.count()).group_by(SyncRecord.status)).all()
-    counts = {str(status): int(n) for status, n in rows}
+    counts = status_counts.counts(session, "sync_record")  # kept by triggers: no scan of 1M records
     counts["tracked"] = sum(counts.values())
     counts.setdefault(RecordStatus.SYNCED, 0)
     return counts

@@ -153,7 +153,7 @@ async def test_a_crashing_check_fails_alone(
     def explode(_db: Database) -> health.CheckResult:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(health, "check_dead", explode)
+    monkeypatch.setattr(health.run, "check_dead", explode)  # where run_checks looks it up
     results = by_key(await health.run_checks(healthy, db, connectors))
     crashed = results[("queue.dead", "queue")]
     assert (crashed.status, crashed.step) == ("fail", "data_correct")

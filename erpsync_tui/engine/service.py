@@ -361,17 +361,19 @@ class EngineService:
 
     async def _reconcile_job(self) -> None:
         from erpsync_tui.engine.bulk import reconcile
-        from erpsync_tui.engine.health import record_reconcile
+        from erpsync_tui.engine.health import reconcile_names, record_reconcile
 
         found: dict[str, int] = {}
+        names: dict[str, list[dict[str, str]]] = {}
         for doctype in self.config.sync.doctypes:
             report = await reconcile(self.engine, doctype)
             found[doctype] = len(report.differences)
+            names.update(reconcile_names([report]))
             if report.differences:
                 await self._log(f"reconcile {doctype}: {len(report.differences)} differences (`erpsync-tui "
                                 "reconcile` lists them with values)", level="WARNING", outcome="reconcile",
                                 code="ERP009")
-        await asyncio.to_thread(record_reconcile, self.db, found, source="scheduled")
+        await asyncio.to_thread(record_reconcile, self.db, found, source="scheduled", names=names)
 
     async def _requeue_job(self) -> None:
         stuck = timedelta(minutes=self.config.alerts.stuck_item_minutes)

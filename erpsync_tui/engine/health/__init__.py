@@ -66,6 +66,7 @@ from erpsync_tui.engine.health.store_checks import (
     check_receiver_secret,
     check_reconcile,
     check_stuck,
+    reconcile_names,
     record_reconcile,
 )
 from erpsync_tui.engine.health.tls import (
@@ -127,6 +128,7 @@ __all__ = [
     "days_left",
     "fetch_certificate",
     "parse_asn1_time",
+    "reconcile_names",
     "record_reconcile",
     "results_as_json",
     "run_checks",

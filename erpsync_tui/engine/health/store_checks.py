@@ -214,20 +214,74 @@ def _top_code(db: Database, status: str) -> str | None:
 
 
 RECONCILE_KEY = "reconcile_result"  # the meta row: the last reconcile's differences by doctype (JSON)
+RECONCILE_NAMES_KEPT = 1000  # per doctype: the names a later sync can clear the finding by (more: only a new run)
 
 
-def record_reconcile(db: Database, differences: dict[str, int], *, source: str) -> None:
-    """Keep what the last reconcile found (the scheduled job or the CLI), for doctor and the console."""
+def record_reconcile(db: Database, differences: dict[str, int], *, source: str,
+                     names: dict[str, list[dict[str, str]]] | None = None) -> None:
+    """Keep what the last reconcile found (the scheduled job or the CLI), for doctor and the console.
+
+    `names`: per doctype, each difference's names by site (`Difference.names`); with them `check_reconcile`
+    stops reporting a difference once its document has been synced since (`reconcile_names` makes them).
+    """
     import json
 
-    value = json.dumps({"at": utcnow().isoformat(), "source": source, "differences": differences})
+    kept = {d: rows[:RECONCILE_NAMES_KEPT] for d, rows in (names or {}).items()
+            if differences.get(d) and len(rows) == differences[d] <= RECONCILE_NAMES_KEPT}
+    value = json.dumps({"at": utcnow().isoformat(), "source": source, "differences": differences, "names": kept})
     with db.write() as session:
         row = session.get(Meta, RECONCILE_KEY) or Meta(key=RECONCILE_KEY, value="")
         row.value = value
         session.add(row)
 
 
+def reconcile_names(reports: Any) -> dict[str, list[dict[str, str]]]:
+    """`record_reconcile`'s `names` from reconcile reports (engine/reconcile.py's ReconcileReport)."""
+    return {report.doctype: [dict(diff.names) for diff in report.differences] for report in reports}
+
+
+def _synced_since(db: Database, doctype: str, at: datetime, differences: list[dict[str, str]]) -> int:
+    """How many of these differences had their document synced (or its delete carried out) after `at`.
+
+    A difference is settled by the sync that writes it: its record is then `synced` (or `deleted`) with a later
+    `updated_at`. One that only failed or became a conflict since stays reported.
+    """
+    from erpsync_tui.store.models import RecordStatus, SyncName, SyncRecord
+
+    by_site: dict[str, set[str]] = {}
+    for names in differences:
+        for site, name in names.items():
+            by_site.setdefault(site, set()).add(name)
+    settled: set[tuple[str, str]] = set()
+    with db.read() as session:
+        for site, wanted in by_site.items():
+            ordered = sorted(wanted)
+            for start in range(0, len(ordered), 500):
+                rows = session.exec(
+                    select(SyncName.name, SyncRecord.status, SyncRecord.updated_at)
+                    .join(SyncRecord, SyncRecord.id == SyncName.record_id)  # type: ignore[arg-type]
+                    .where(SyncName.site == site, SyncName.doctype == doctype,
+                           col(SyncName.name).in_(ordered[start:start + 500]))).all()
+                settled.update((site, name) for name, status, updated in rows
+                               if status in (RecordStatus.SYNCED, RecordStatus.DELETED) and _aware(updated) > at)
+    return sum(1 for names in differences if any((site, name) in settled for site, name in names.items()))
+
+
+def _aware(moment: datetime) -> datetime:
+    from datetime import UTC
+
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _age(at: datetime) -> str:
+    minutes = max(0, int((utcnow() - at).total_seconds() // 60))
+    if minutes < 120:
+        return f"{minutes} min ago"
+    return f"{minutes // 60} h ago" if minutes < 2880 else f"{minutes // 1440} days ago"
+
+
 def check_reconcile(db: Database) -> CheckResult:
+    """The last reconcile's differences, less those whose documents were synced since (with its age)."""
     import json
 
     check = "sync.reconcile"
@@ -237,14 +291,26 @@ def check_reconcile(db: Database) -> CheckResult:
         return _result(check, "sync", "ok", "not run", "no reconcile has run yet "
                        "(scheduler.reconcile_interval_seconds, `erpsync-tui reconcile`)")
     data = json.loads(row.value)
+    at = _aware(datetime.fromisoformat(data["at"])) if data.get("at") else utcnow()
+    when = f"the reconcile of {data.get('at', '?')[:19]} UTC ({_age(at)}, {data.get('source')})"
     found = {d: n for d, n in data.get("differences", {}).items() if n}
+    left: dict[str, int] = {}
+    settled = 0
+    for doctype, n in found.items():
+        names = data.get("names", {}).get(doctype)
+        done = _synced_since(db, doctype, at, names) if names else 0
+        settled += done
+        if n - done:
+            left[doctype] = n - done
+    since = f"; {settled} of them synced since" if settled else ""
+    if left:
+        listed = ", ".join(f"{d} {n}" for d, n in left.items())
+        return _result(check, "sync", "fail", f"{sum(left.values())} differences",
+                       f"{when} found differences not synced since: {listed}{since}", ErrorCode.RECONCILIATION)
     if found:
-        listed = ", ".join(f"{d} {n}" for d, n in found.items())
-        return _result(check, "sync", "fail", f"{sum(found.values())} differences",
-                       f"the reconcile of {data.get('at', '?')[:19]} UTC ({data.get('source')}) found differences: "
-                       f"{listed}", ErrorCode.RECONCILIATION)
-    return _result(check, "sync", "ok", "0 differences", f"the reconcile of {data.get('at', '?')[:19]} UTC found the "
-                   "sites in agreement")
+        return _result(check, "sync", "ok", "0 differences", f"{when} found {sum(found.values())} differences; "
+                       "every one was synced since")
+    return _result(check, "sync", "ok", "0 differences", f"{when} found the sites in agreement")
 
 
 def check_receiver_secret(db: Database) -> CheckResult:

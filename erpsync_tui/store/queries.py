@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -22,6 +22,9 @@ from erpsync_tui.store.models import (
     SyncLog,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from erpsync_tui.store.control import EngineStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,18 @@ def health_results(session: Session) -> list[HealthResult]:
 
 def engine_lease(session: Session) -> EngineLease | None:
     return session.get(EngineLease, "engine")
+
+
+def echo_count(status: EngineStatus) -> int | None:
+    """Webhooks the running engine settled as echoes of its own writes since it started (each logged at DEBUG
+    only, so the dashboard counts them instead); None while no engine runs or one that does not report them.
+
+    From the engine's lease (`control.engine_status`, which the dashboard reads anyway): no query of its own.
+    """
+    if status.mode == "stopped":
+        return None
+    value = status.info.get("echoes_skipped")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def record_counts(session: Session) -> dict[str, int]:

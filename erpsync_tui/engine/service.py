@@ -306,10 +306,13 @@ class EngineService:
         return run
 
     def _jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]], float]]:
+        from erpsync_tui.engine.health.run import RECHECK_SECONDS as recheck
+
         s = self.config.scheduler
         return [
             ("incremental_sync", self._tracked(self._incremental_job), s.incremental_sync_interval_seconds),
             ("health", self._tracked(self._health_job), s.health_interval_seconds),
+            ("health_recheck", self._tracked(self._health_recheck_job), min(recheck, s.health_interval_seconds)),
             ("retention", self._tracked(self._retention_job), s.retention_interval_seconds),
             ("reconcile", self._tracked(self._reconcile_job), s.reconcile_interval_seconds),
             ("requeue_stuck", self._tracked(self._requeue_job), 30.0),
@@ -349,6 +352,11 @@ class EngineService:
         from erpsync_tui.engine import health
 
         await health.run_checks(self.config, self.db, self.connectors)
+
+    async def _health_recheck_job(self) -> None:
+        from erpsync_tui.engine import health
+
+        await health.recheck_failing(self.config, self.db, self.connectors)  # a fixed error is blamed no longer
 
     async def _retention_job(self) -> None:
         pruned = await asyncio.to_thread(retention.prune, self.db, keep_days=self.config.scheduler.retention_days)

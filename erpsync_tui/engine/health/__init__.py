@@ -33,7 +33,10 @@ from erpsync_tui.engine.health.result import (
     CheckResult,
 )
 from erpsync_tui.engine.health.run import (
+    RECHECK_SECONDS,
     _plan,
+    failing_checks,
+    recheck_failing,
     run_checks,
     store_results,
 )
@@ -94,6 +97,7 @@ __all__ = [
     "MAX_PROBE_SECONDS",
     "PROBE_KEY",
     "RECEIVER_TIMEOUT_SECONDS",
+    "RECHECK_SECONDS",
     "RECONCILE_KEY",
     "REJECTION_WINDOW_MINUTES",
     "STEP_QUESTIONS",
@@ -126,8 +130,10 @@ __all__ = [
     "check_tls_expiry",
     "check_tls_verify",
     "days_left",
+    "failing_checks",
     "fetch_certificate",
     "parse_asn1_time",
+    "recheck_failing",
     "reconcile_names",
     "record_reconcile",
     "results_as_json",

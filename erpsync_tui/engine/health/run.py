@@ -200,6 +200,30 @@ async def run_checks(
     return results
 
 
+RECHECK_SECONDS = 10.0  # how soon a failing check is run again by the engine (scheduler job `health_recheck`)
+
+
+def failing_checks(db: Database) -> set[str]:
+    """The ids of checks whose stored result fails now (what the triage would blame)."""
+    with db.read() as session:
+        return {str(c) for c in session.exec(select(HealthResult.check).where(HealthResult.status == "fail")).all()}
+
+
+async def recheck_failing(config: AppConfig, db: Database, connectors: Mapping[str, Connector] | None
+                          ) -> list[CheckResult]:
+    """Run again, and store, only the checks whose stored result fails; nothing when none fails.
+
+    Why: the triage blames an error only while it is happening. A stored failure is otherwise replaced only by
+    the next full run (`scheduler.health_interval_seconds`), so a restored key or a site back up stayed blamed
+    until then; the engine calls this every RECHECK_SECONDS, so a fixed error clears within seconds, and a
+    lasting one is confirmed with a fresh `checked_at`.
+    """
+    failing = await asyncio.to_thread(failing_checks, db)
+    if not failing:
+        return []
+    return await run_checks(config, db, connectors, only=failing)
+
+
 def store_results(db: Database, results: Iterable[CheckResult], *, full: bool = False) -> None:
     """Upsert one health_result row per check and target in one transaction, logging status changes.
 

@@ -15,6 +15,14 @@ Step assignment decisions:
 - `database.disk_free` is *sync_running*: a full disk stops every write the engine makes.
 - `queue.dead` and `conflicts.open` are *data_correct* warnings: documents that differ and need a person.
 - `queue.backlog` is *performance*: work is flowing, just not fast enough.
+
+The package (this module re-exports every name others import):
+- `result.py`        CheckResult, the steps and which step each check is in;
+- `site_checks.py`   network checks of a site (reachable, authenticated, doctypes, circuit, clock, receiver);
+- `tls.py`           TLS verification and certificate expiry (a small DER reader);
+- `store_checks.py`  the database, the engine, the queue, the receiver's reports, the last reconcile;
+- `run.py`           planning, running and storing checks, and re-running the failing ones;
+- `triage.py`        the walk over the results.
 """
 
 

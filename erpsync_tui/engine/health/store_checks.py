@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,16 @@ from erpsync_tui.engine.health.result import LONG_TRANSACTION_MINUTES, PROBE_KEY
 from erpsync_tui.errors import ErrorCode, quick_fix
 from erpsync_tui.store import control, postgres, queries, sqlite
 from erpsync_tui.store.db import Database
-from erpsync_tui.store.models import Meta, QueueItem, QueueStatus, SyncLog, utcnow
+from erpsync_tui.store.models import (
+    Meta,
+    QueueItem,
+    QueueStatus,
+    RecordStatus,
+    SyncLog,
+    SyncName,
+    SyncRecord,
+    utcnow,
+)
 
 # ============================================================================================ store checks
 # Synchronous: run_checks sends each of these to a worker thread.
@@ -246,8 +255,6 @@ def _synced_since(db: Database, doctype: str, at: datetime, differences: list[di
     A difference is settled by the sync that writes it: its record is then `synced` (or `deleted`) with a later
     `updated_at`. One that only failed or became a conflict since stays reported.
     """
-    from erpsync_tui.store.models import RecordStatus, SyncName, SyncRecord
-
     by_site: dict[str, set[str]] = {}
     for names in differences:
         for site, name in names.items():
@@ -268,8 +275,6 @@ def _synced_since(db: Database, doctype: str, at: datetime, differences: list[di
 
 
 def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 

@@ -169,3 +169,18 @@ def test_status_queries_read_the_kept_counts_not_the_rows(db: Database) -> None:
     assert not [q for q in statements if "count(" in q], statements
     with db.read() as s:
         assert s.exec(select(StatusCount)).all()
+
+
+def test_the_integrity_check_repairs_counts_written_around_the_triggers(db: Database) -> None:
+    """Rows written with the triggers off (a data-only restore): the health job's integrity check recounts."""
+    from erpsync_tui.engine.health import check_database_integrity
+
+    enqueue(db, "A", "B")
+    assert check_database_integrity(db).status == "ok"
+    with db.write() as s:  # as if loaded with triggers disabled
+        s.execute(update(StatusCount).where(StatusCount.source == "queue_item").values(n=StatusCount.n + 5))
+    result = check_database_integrity(db)
+    assert (result.status, result.value) == ("warn", "counts repaired"), result.detail
+    assert "queue_item: kept {'pending': 7}, rows {'pending': 2}" in result.detail
+    assert assert_counts_exact(db)["queue_item"] == {"pending": 2}
+    assert check_database_integrity(db).status == "ok"

@@ -12,11 +12,16 @@ COUNT; until then (another backend, a backup restored from before) readers fall 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
 from erpsync_tui.store import postgres, sqlite
 from erpsync_tui.store.models import Meta, QueueItem, StatusCount, SyncRecord
+
+if TYPE_CHECKING:  # db.py imports this module to install the counts on open
+    from erpsync_tui.store.db import Database
 
 META_KEY = "status_counts"
 COUNTED: dict[str, type[SyncRecord] | type[QueueItem]] = {"sync_record": SyncRecord, "queue_item": QueueItem}
@@ -74,3 +79,34 @@ def counts(session: Session, table: str) -> dict[str, int]:
     """Rows per status: the kept counts where installed, else the exact COUNT."""
     cached = cached_counts(session, table)
     return cached if cached is not None else exact_counts(session, table)
+
+
+def _drift(session: Session) -> list[str]:
+    """Tables whose kept counts differ from their rows ("table: kept {…}, rows {…}"); none when not installed."""
+    found = []
+    for table in COUNTED:
+        cached = cached_counts(session, table)
+        if cached is None:
+            return []
+        exact = {status: n for status, n in exact_counts(session, table).items() if n}
+        if cached != exact:
+            found.append(f"{table}: kept {cached}, rows {exact}")
+    return found
+
+
+def verify(db: Database) -> list[str]:
+    """Compare the kept counts with the rows; where they differ, recount them (and say what differed).
+
+    They cannot drift through this product (the triggers run in every writing transaction), but a data-only
+    restore with the triggers active, or rows written with triggers disabled, would leave them wrong: the
+    integrity check (health job, `doctor`) calls this. Read first; the writer lock only when a repair is due,
+    and the comparison is repeated under it (a PostgreSQL read may see two commits apart).
+    """
+    with db.read() as session:
+        if not _drift(session):
+            return []
+    with db.write() as session:
+        found = _drift(session)
+        if found:
+            recount(session)
+        return found

@@ -5,6 +5,10 @@ some queue items), then `status --json` runs as a real subprocess (the operator'
 imports, open, queries) `--runs` times on each, interleaved; the medians and their ratio are printed. Goal
 (issue 15): the large one within 1.2x of the small one, i.e. no work that grows with the database on open.
 
+The process figure is mostly interpreter start and imports, which a loaded machine stretches; so the database
+part — open, then the queries `status` makes — is also timed in this process (cold: page cache dropped first),
+and so is the exact COUNT per status that the kept counts (store/counts.py) replaced, for comparison.
+
     python bench/bench_status.py [--large 1000000] [--small 10000] [--runs 5] [--keep DIR]
 """
 
@@ -79,6 +83,31 @@ def time_status(path: Path, *, cold: bool) -> float:
     return time.perf_counter() - started
 
 
+def time_queries(path: Path, *, cold: bool, exact: bool = False) -> float:
+    """Open the database and make the reads `status` makes, in this process (or, `exact`, a COUNT per status)."""
+    from erpsync_tui.store import counts, queries
+    from erpsync_tui.store.control import engine_status
+
+    if cold:
+        drop_page_cache(path)
+    started = time.perf_counter()
+    db = open_database(f"sqlite:///{path}")
+    try:
+        with db.read() as session:
+            if exact:
+                counts.exact_counts(session, "sync_record")
+                counts.exact_counts(session, "queue_item")
+            else:
+                queries.record_counts(session)
+                queries.queue_depth(session)
+            queries.open_conflict_count(session)
+            queries.log_tail(session, limit=10)
+        engine_status(db)
+        return time.perf_counter() - started
+    finally:
+        db.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", type=int, default=1_000_000)
@@ -106,6 +135,16 @@ def main() -> None:
         print(f"status --json, {'cold' if cold else 'warm'} page cache, median of {args.runs}: "
               f"{args.small:,} records {small * 1000:.0f} ms, {args.large:,} records {large * 1000:.0f} ms, "
               f"ratio {large / small:.2f} (goal <= 1.2)")
+    for exact in (False, True):
+        for cold in (False, True):
+            db_times: dict[str, list[float]] = {"small": [], "large": []}
+            for _ in range(args.runs):
+                for label, path in paths.items():
+                    db_times[label].append(time_queries(path, cold=cold, exact=exact))
+            small, large = statistics.median(db_times["small"]), statistics.median(db_times["large"])
+            what = "with an exact COUNT per status instead (before)" if exact else "as status makes them"
+            print(f"open + queries {what}, {'cold' if cold else 'warm'}: {small * 1000:.1f} ms vs "
+                  f"{large * 1000:.1f} ms, ratio {large / small:.2f}")
 
 
 if __name__ == "__main__":

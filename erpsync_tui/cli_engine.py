@@ -296,9 +296,10 @@ def reconcile_command(ctx: Context, doctypes: tuple[str, ...], fmt: str, as_json
     except ConnectorError as exc:
         _fail_with_code(exc)
     total = sum(len(r.differences) for r in reports)
-    from erpsync_tui.engine.health import record_reconcile
+    from erpsync_tui.engine.health import reconcile_names, record_reconcile
 
-    record_reconcile(engine.db, {r.doctype: len(r.differences) for r in reports}, source="cli")
+    record_reconcile(engine.db, {r.doctype: len(r.differences) for r in reports}, source="cli",
+                     names=reconcile_names(reports))
     _print_reconcile(ctx, reports, fmt, dry_run=apply_)
     if apply_ and total:
         _apply_reconcile(ctx, wanted, total, yes=yes, as_json=fmt == "json")

@@ -14,9 +14,6 @@ from erpsync_tui.config import AppConfig
 
 PACKAGE = Path(erpsync_tui.__file__).parent
 
-# Still building their own connectors, in files other work of issue 17 is moving (health → health/ package,
-# batch workers): they should call connectors.site_connectors as well. Listed so that no new one appears.
-CONNECTOR_BUILDERS_LEFT = {"engine/health.py"}
 
 
 def _config() -> AppConfig:
@@ -72,4 +69,4 @@ def test_one_place_reads_site_credentials() -> None:
 
 
 def test_one_place_builds_connectors_from_a_config() -> None:
-    assert _calls("FrappeConnector") - CONNECTOR_BUILDERS_LEFT == {"connectors/frappe.py"}
+    assert _calls("FrappeConnector") == {"connectors/frappe.py"}

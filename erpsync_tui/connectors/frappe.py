@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from erpsync_tui.config import AppConfig, SiteConfig
@@ -283,12 +283,15 @@ class FrappeConnector(FrappeHTTP):
 
 
 def site_connectors(
-    config: AppConfig, credentials: Mapping[str, tuple[str, str]], **options: Any
+    config: AppConfig, credentials: Mapping[str, tuple[str, str]], *, sites: Iterable[str] | None = None,
+    **options: Any,
 ) -> dict[str, FrappeConnector]:
-    """One connector per synced site that has credentials ((api_key, api_secret) by site): the one place a
-    configuration becomes connectors (serve, the console, the demo, the CLI; `options` as FrappeConnector's)."""
+    """One connector per synced site (or per name in `sites`) that has credentials ((api_key, api_secret) by
+    site): the one place a configuration becomes connectors (serve, the console, the demo, the CLI, doctor's
+    probes; `options` as FrappeConnector's)."""
+    names = config.pair if sites is None else [name for name in sites if name in config.sites]
     return {name: FrappeConnector(name, config.sites[name], *credentials[name], **options)
-            for name in config.pair if name in credentials}
+            for name in names if name in credentials}
 
 
 async def connect(

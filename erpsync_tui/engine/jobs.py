@@ -54,10 +54,13 @@ class ScheduledJobs:
         return run
 
     def _jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]], float]]:
+        from erpsync_tui.engine.health.run import RECHECK_SECONDS as recheck
+
         s = self.config.scheduler
         return [
             ("incremental_sync", self._tracked(self._incremental_job), s.incremental_sync_interval_seconds),
             ("health", self._tracked(self._health_job), s.health_interval_seconds),
+            ("health_recheck", self._tracked(self._health_recheck_job), min(recheck, s.health_interval_seconds)),
             ("retention", self._tracked(self._retention_job), s.retention_interval_seconds),
             ("reconcile", self._tracked(self._reconcile_job), s.reconcile_interval_seconds),
             ("requeue_stuck", self._tracked(self._requeue_job), 30.0),
@@ -98,6 +101,11 @@ class ScheduledJobs:
 
         await health.run_checks(self.config, self.db, self.connectors)
 
+    async def _health_recheck_job(self) -> None:
+        from erpsync_tui.engine import health
+
+        await health.recheck_failing(self.config, self.db, self.connectors)  # a fixed error is blamed no longer
+
     async def _retention_job(self) -> None:
         pruned = await asyncio.to_thread(retention.prune, self.db, keep_days=self.config.scheduler.retention_days)
         self._retention_runs += 1
@@ -108,18 +116,20 @@ class ScheduledJobs:
                             outcome="retention")
 
     async def _reconcile_job(self) -> None:
-        from erpsync_tui.engine.health import record_reconcile
+        from erpsync_tui.engine.health import reconcile_names, record_reconcile
         from erpsync_tui.engine.reconcile import reconcile
 
         found: dict[str, int] = {}
+        names: dict[str, list[dict[str, str]]] = {}
         for doctype in self.config.sync.doctypes:
             report = await reconcile(self.engine, doctype)
             found[doctype] = len(report.differences)
+            names.update(reconcile_names([report]))
             if report.differences:
                 await self._log(f"reconcile {doctype}: {len(report.differences)} differences (`erpsync-tui "
                                 "reconcile` lists them with values)", level="WARNING", outcome="reconcile",
                                 code="ERP009")
-        await asyncio.to_thread(record_reconcile, self.db, found, source="scheduled")
+        await asyncio.to_thread(record_reconcile, self.db, found, source="scheduled", names=names)
 
     async def _requeue_job(self) -> None:
         stuck = timedelta(minutes=self.config.alerts.stuck_item_minutes)

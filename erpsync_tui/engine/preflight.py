@@ -36,7 +36,7 @@ class PreflightFailed(Exception):
 
 
 async def check_site(name: str, connector: Connector, doctypes: Sequence[str]) -> list[Problem]:
-    """Authentication first (nothing else can be judged without it), then one row of each doctype."""
+    """Authentication first (nothing else can be judged without it), then each doctype's meta and one row."""
     try:
         await connector.whoami()
     except AuthenticationFailed as exc:
@@ -53,19 +53,42 @@ async def check_site(name: str, connector: Connector, doctypes: Sequence[str]) -
 
 
 async def check_doctype(name: str, connector: Connector, doctype: str) -> Problem | None:
+    """The doctype's meta says it exists and is no child table; one row says the sync user may read it.
+
+    The meta is `GET /api/resource/DocType/<doctype>` (the DocType document): a 404 there is a doctype the site
+    does not have, told apart from a route or permission problem. It says nothing about reading the doctype's
+    documents, hence the one-row list after it. A sync user who may not read DocType itself (a 403 on the meta)
+    is no problem of the sync: existence is then judged by the row read alone.
+    """
+    try:
+        meta = await connector.get("DocType", doctype)
+    except PermissionDenied:
+        meta = {}
+    except ConnectorError as exc:
+        return Problem(name, str(exc.code), str(exc), exc.quick_fix or quick_fix(exc.code), doctype)
+    if meta is None:
+        return _missing(name, doctype)
+    if meta.get("istable"):
+        return Problem(name, str(ErrorCode.FIELD_MAPPING), f"{doctype!r} on {name} is a child table: its rows are "
+                       "synced inside their parent documents, never on their own",
+                       f"Remove {doctype} from sync.doctypes and sync the doctype whose table it is.", doctype)
     try:
         async for _row in connector.list_documents(doctype, fields=("name",), limit=1):  # type: ignore[attr-defined]
             break
     except NotFound:
-        return Problem(name, str(ErrorCode.FIELD_MAPPING), f"doctype {doctype!r} does not exist on {name}",
-                       f"Check the spelling in sync.doctypes (or overrides), or install the app that defines "
-                       f"{doctype} on {name}.", doctype)
+        return _missing(name, doctype)
     except PermissionDenied as exc:
         return Problem(name, str(exc.code), f"the sync user may not read {doctype} on {name}: {exc}",
                        exc.quick_fix, doctype)
     except ConnectorError as exc:
         return Problem(name, str(exc.code), str(exc), exc.quick_fix or quick_fix(exc.code), doctype)
     return None
+
+
+def _missing(name: str, doctype: str) -> Problem:
+    return Problem(name, str(ErrorCode.FIELD_MAPPING), f"doctype {doctype!r} does not exist on {name}",
+                   f"Check the spelling in sync.doctypes (or overrides), or install the app that defines "
+                   f"{doctype} on {name}.", doctype)
 
 
 async def preflight(connectors: Mapping[str, Connector], doctypes: Sequence[str]) -> list[Problem]:

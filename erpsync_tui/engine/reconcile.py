@@ -96,7 +96,12 @@ def name_pairs(engine: SyncEngine, doctype: str) -> dict[str, str]:
 
 
 async def _documents(engine: SyncEngine, doctype: str, site: str, whole_rows: bool) -> dict[str, dict[str, Any]]:
-    """Every document of `doctype` on `site`, by name."""
+    """Every document of `doctype` on `site`, by name.
+
+    Whole rows: pages of list rows. Otherwise (child tables) one GET per document, at most `max_concurrency` at
+    a time, each under the connector's rate limiter and circuit: Frappe's list API leaves child tables out and
+    the reference names no batch read of whole documents (bench/bench_reconcile.py --doctype "Sales Order").
+    """
     connector: Any = engine.connectors[site]
     if whole_rows:
         return {str(row["name"]): row async for row in connector.list_documents(doctype, fields=("*",))}

@@ -541,6 +541,8 @@ class Store:
             child = SPECS[parent].tables[parentfield]
             return doctype_meta(doctype, child.fields, {}, child.links, istable=True)
         spec = SPECS.get(doctype)
+        if spec is None and doctype in self._docs:  # an ad-hoc doctype: the fields its documents brought
+            return doctype_meta(doctype, tuple(sorted(self._dynamic_fields.get(doctype, ()))), {}, {})
         if spec is None:
             raise errors.DoesNotExistError(f"DocType {doctype} not found")
         return doctype_meta(doctype, spec.fields, spec.tables, spec.links, selects=spec.selects, spec=spec)

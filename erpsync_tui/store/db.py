@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, SQLModel
 
-from erpsync_tui.store import postgres, sqlite
+from erpsync_tui.store import counts, postgres, sqlite
 from erpsync_tui.store.models import SCHEMA_VERSION, Meta
 from erpsync_tui.store.sqlite import StoreError
 
@@ -99,6 +99,7 @@ class Database:
         with self.write() as session:
             if session.get(Meta, "schema_version") is None:
                 session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            counts.install(session)  # once per database; after that one read of its meta key
 
     def schema_version(self) -> int | None:
         with self.read() as session:

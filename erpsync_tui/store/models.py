@@ -75,6 +75,19 @@ class ActionStatus(StrEnum):
     EXPIRED = "expired"  # older than scheduler.action_max_age_seconds when an engine could take it: not replayed
 
 
+class StatusCount(SQLModel, table=True):
+    """How many rows of a table (`sync_record`, `queue_item`) hold each status: `status` reads these, not a COUNT.
+
+    Kept by database triggers in the very transaction that inserts, deletes or changes a row's status
+    (store/counts.py installs them), so a rollback or a crash mid-write leaves them as right as the rows.
+    """
+
+    __tablename__ = "status_count"
+    source: str = Field(primary_key=True)  # the counted table
+    status: str = Field(primary_key=True)
+    n: int = 0
+
+
 class Meta(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True)

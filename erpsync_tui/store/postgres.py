@@ -61,6 +61,39 @@ def schema_lock(engine: Engine) -> Iterator[None]:
             conn.commit()
 
 
+# One trigger function for every counted table: TG_TABLE_NAME says which (store/counts.py).
+_COUNT_FUNCTION = """
+CREATE OR REPLACE FUNCTION erpsync_count_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO status_count (source, status, n) VALUES (TG_TABLE_NAME, OLD.status, -1)
+        ON CONFLICT (source, status) DO UPDATE SET n = status_count.n - 1;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        INSERT INTO status_count (source, status, n) VALUES (TG_TABLE_NAME, NEW.status, 1)
+        ON CONFLICT (source, status) DO UPDATE SET n = status_count.n + 1;
+    END IF;
+    RETURN NULL;
+END $$
+"""
+
+
+def status_count_ddl(table: str) -> list[str]:
+    """Triggers that keep `status_count` right for `table` in the transaction of every change.
+
+    No contention of their own: every write transaction already holds the writer lock (`serialise_writers`).
+    """
+    return [
+        _COUNT_FUNCTION,
+        f"DROP TRIGGER IF EXISTS {table}_count_insdel ON {table}",
+        f"DROP TRIGGER IF EXISTS {table}_count_upd ON {table}",
+        f"CREATE TRIGGER {table}_count_insdel AFTER INSERT OR DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION erpsync_count_status()",
+        f"CREATE TRIGGER {table}_count_upd AFTER UPDATE OF status ON {table} FOR EACH ROW "
+        "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION erpsync_count_status()",
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class LongTransaction:
     pid: int

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from erpsync_tui.store import counts as status_counts
 from erpsync_tui.store.models import (
     Conflict,
     ConflictStatus,
@@ -19,9 +20,11 @@ from erpsync_tui.store.models import (
     QueueStatus,
     RecordStatus,
     SyncLog,
-    SyncRecord,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from erpsync_tui.store.control import EngineStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +38,8 @@ class QueueDepth:
 
 
 def queue_depth(session: Session, now: datetime | None = None) -> QueueDepth:
-    rows = session.exec(select(QueueItem.status, func.count()).group_by(QueueItem.status)).all()
     counts = {status.value: 0 for status in QueueStatus}
-    counts.update({str(status): int(n) for status, n in rows})
+    counts.update(status_counts.counts(session, "queue_item"))  # kept by triggers: no scan of the queue
     oldest = session.exec(
         select(func.min(QueueItem.created_at)).where(QueueItem.status == QueueStatus.PENDING)
     ).one()
@@ -164,9 +166,20 @@ def engine_lease(session: Session) -> EngineLease | None:
     return session.get(EngineLease, "engine")
 
 
+def echo_count(status: EngineStatus) -> int | None:
+    """Webhooks the running engine settled as echoes of its own writes since it started (each logged at DEBUG
+    only, so the dashboard counts them instead); None while no engine runs or one that does not report them.
+
+    From the engine's lease (`control.engine_status`, which the dashboard reads anyway): no query of its own.
+    """
+    if status.mode == "stopped":
+        return None
+    value = status.info.get("echoes_skipped")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def record_counts(session: Session) -> dict[str, int]:
-    rows = session.exec(select(SyncRecord.status, func.count()).group_by(SyncRecord.status)).all()
-    counts = {str(status): int(n) for status, n in rows}
+    counts = status_counts.counts(session, "sync_record")  # kept by triggers: no scan of 1M records
     counts["tracked"] = sum(counts.values())
     counts.setdefault(RecordStatus.SYNCED, 0)
     return counts

@@ -257,3 +257,21 @@ def restore_into(backup_file: Path, live: Path) -> None:
     finally:
         dst.close()
         src.close()
+
+
+def status_count_ddl(table: str) -> list[str]:
+    """Triggers that keep `status_count` right for `table` in the transaction of every change (store/counts.py)."""
+
+    def bump(status: str, delta: int) -> str:
+        return (f"INSERT INTO status_count (source, status, n) VALUES ('{table}', {status}, {delta}) "
+                f"ON CONFLICT (source, status) DO UPDATE SET n = n + ({delta});")
+
+    return [
+        f"DROP TRIGGER IF EXISTS {table}_count_ins",
+        f"DROP TRIGGER IF EXISTS {table}_count_del",
+        f"DROP TRIGGER IF EXISTS {table}_count_upd",
+        f"CREATE TRIGGER {table}_count_ins AFTER INSERT ON {table} BEGIN {bump('NEW.status', 1)} END",
+        f"CREATE TRIGGER {table}_count_del AFTER DELETE ON {table} BEGIN {bump('OLD.status', -1)} END",
+        f"CREATE TRIGGER {table}_count_upd AFTER UPDATE OF status ON {table} WHEN OLD.status IS NOT NEW.status "
+        f"BEGIN {bump('OLD.status', -1)} {bump('NEW.status', 1)} END",
+    ]

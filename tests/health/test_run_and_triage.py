@@ -153,7 +153,7 @@ async def test_a_crashing_check_fails_alone(
     def explode(_db: Database) -> health.CheckResult:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(health, "check_dead", explode)
+    monkeypatch.setattr(health.run, "check_dead", explode)  # where run_checks looks it up
     results = by_key(await health.run_checks(healthy, db, connectors))
     crashed = results[("queue.dead", "queue")]
     assert (crashed.status, crashed.step) == ("fail", "data_correct")
@@ -236,3 +236,60 @@ def test_results_as_json_round_trips() -> None:
     assert rows == [{"check": "site.authenticated", "target": "cloud", "status": "fail", "value": "rejected",
                      "detail": "401", "error_code": "ERP002", "quick_fix": quick_fix("ERP002"),
                      "step": "authentication"}]
+
+
+# ============================================================================================ re-checking failures
+
+
+async def test_a_restored_key_is_blamed_no_longer_after_the_recheck(
+    healthy: AppConfig, db: Database, sim: SimCluster
+) -> None:
+    """The triage blames an error only while it is happening: the engine re-runs the failing checks (every
+    RECHECK_SECONDS), so the stored failure of a revoked key is replaced once the key works again (and the
+    connector's circuit, opened by the refusals, lets a request through: circuit_reset_seconds)."""
+    import dataclasses
+
+    from erpsync_tui.store.control import engine_status
+
+    config = make_config(sim, sites={n: {"circuit_reset_seconds": 0.2} for n in sim.sites},
+                         webhooks={"port": healthy.webhooks.port})
+    connectors = {n: FrappeConnector(n, config.sites[n], s.api_key, s.api_secret, max_retries=0)
+                  for n, s in sim.sites.items()}
+    keyring = sim["local"].keyring
+    original = keyring.get(sim["local"].api_key)
+    assert original is not None
+    try:
+        keyring.add(dataclasses.replace(original, secret="revoked"))  # the sync user's keys were regenerated
+        try:
+            await health.run_checks(config, db, connectors)
+            assert health.failing_checks(db) == {"site.authenticated"}
+            with db.read() as session:
+                blamed = health.triage([health.CheckResult(r.check, r.target, r.status, r.value, r.detail,
+                                                           r.error_code, r.quick_fix, health.CHECK_STEPS[r.check])
+                                        for r in queries.health_results(session)])
+            assert blamed.step == "authentication" and "ERP002" in blamed.summary
+            again = await health.recheck_failing(config, db, connectors)  # still revoked: confirmed
+            assert {(r.check, r.target, r.status) for r in again} == {("site.authenticated", "cloud", "ok"),
+                                                                      ("site.authenticated", "local", "fail")}
+        finally:
+            keyring.add(original)  # restored
+        await asyncio.sleep(0.3)  # the circuit the refusals opened half-opens
+        rechecked = await health.recheck_failing(config, db, connectors)
+        assert {(r.check, r.target, r.status) for r in rechecked} == {("site.authenticated", "cloud", "ok"),
+                                                                      ("site.authenticated", "local", "ok")}
+        assert health.failing_checks(db) == set()
+        with db.read() as session:
+            assert all(r.status == "ok" for r in queries.health_results(session))
+        assert await health.recheck_failing(config, db, connectors) == []  # nothing fails: nothing is run
+        assert engine_status(db).mode != "stopped"
+    finally:
+        for connector in connectors.values():
+            await connector.aclose()
+
+
+async def test_the_engine_schedules_the_recheck(healthy: AppConfig, db: Database, sim: SimCluster) -> None:
+    from erpsync_tui.engine.service import EngineService
+
+    service = EngineService(healthy, db, {})
+    jobs = {name: seconds for name, _job, seconds in service._jobs()}
+    assert jobs["health_recheck"] == min(health.RECHECK_SECONDS, healthy.scheduler.health_interval_seconds)

@@ -25,6 +25,7 @@ import asyncio
 import random
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,10 @@ from erpsync_tui.store import Database, open_database
 from erpsync_tui.store.models import Conflict
 from erpsync_tui.tui import data
 from erpsync_tui.tui.app import ConsoleApp
-from erpsync_tui.tui.fixture import seed
+
+# The fixed state database of the console's tests (tests/tui/fixture.py: test code, not shipped in the package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tui.fixture import seed
 
 NOW = datetime(2025, 3, 4, 3, 0, tzinfo=UTC)
 STATUSES = ["done"] * 90 + ["pending"] * 5 + ["failed"] * 3 + ["dead"] * 1 + ["in_progress"] * 1

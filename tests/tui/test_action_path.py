@@ -15,9 +15,9 @@ from erpsync_tui.connectors.base import ValidationFailed
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import queue
 from erpsync_tui.store.models import OperatorAction, QueueItem
-from erpsync_tui.tui.testing import wait_for
 
 from .test_engine_flows import console, customer, engine_config, start_engine
+from .testing import wait_for
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import queue
 from erpsync_tui.store.models import Conflict, QueueItem
 from erpsync_tui.tui.app import ConsoleApp, run_console
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
+
+from .testing import screen_text, wait_for, wait_loaded
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import pytest
 from erpsync_tui.store.models import QueueItem
 from erpsync_tui.tui.data import FilterError, QueueFilter
 from erpsync_tui.tui.modals import PromptScreen, TextViewScreen
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
 
 from .test_console import record_notifications
+from .testing import screen_text, wait_for, wait_loaded
 
 
 def test_filter_refuses_unknown_keys_and_values() -> None:

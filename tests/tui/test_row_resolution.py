@@ -10,10 +10,10 @@ from sqlmodel import select
 from erpsync_tui.engine.sync import Outcome, SyncEngine
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store.models import Conflict
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
 
 from .test_engine_flows import cluster as cluster  # the fixture
 from .test_engine_flows import connectors, console, customer, engine_config, start_engine
+from .testing import screen_text, wait_for, wait_loaded
 
 ROWS = 1000
 CODES = ("SO-A", "SO-B", "SO-C")

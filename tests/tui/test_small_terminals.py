@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from erpsync_tui.store.control import EngineStatus
 from erpsync_tui.tui.screens.base import header_text
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
+
+from .testing import screen_text, wait_for, wait_loaded
 
 
 def test_header_fits_one_line_even_attached_to_a_long_host_name() -> None:

@@ -2,7 +2,8 @@
 
 Every command the console gives goes through the database (`actions.submit`, the typed path the CLI takes
 too), so a console running the engine in-process and one attached to a `serve` daemon elsewhere behave the
-same; the console never calls the engine.
+same. The one direct call: the health screen's `r` runs the checks on the in-process engine's own loop with its
+live connectors (`_rerun_checks`); attached or read-only, it runs them here and stores nothing.
 """
 
 from __future__ import annotations

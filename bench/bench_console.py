@@ -228,6 +228,11 @@ def conflicts_part(path: Path, config: AppConfig, visits: int) -> None:
     for prewarm in (True, False):
         label = "screens mounted ahead (default)" if prewarm else "no prewarm (mounted on first visit)"
         for first, name in ((1, "1,000-row Sales Order"), (2, "10-field Customer")):
+            if not prewarm and first != 1:
+                # A screen mounted on its visit shows the first conflict of the list (#1): waiting for #2 there
+                # never ended. The 10-field case without the prewarm is not measured.
+                print(f"(c) {label}: first visit, {name}: not measured (the screen opens on conflict #1)")
+                continue
             runs = [asyncio.run(conflict_visit(db, config, first, prewarm=prewarm)) for _ in range(visits)]
             visit = statistics.median(r[0] for r in runs)
             step = statistics.median(r[1] for r in runs)

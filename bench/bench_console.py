@@ -25,6 +25,7 @@ import asyncio
 import random
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,10 @@ from erpsync_tui.store import Database, open_database
 from erpsync_tui.store.models import Conflict
 from erpsync_tui.tui import data
 from erpsync_tui.tui.app import ConsoleApp
-from erpsync_tui.tui.fixture import seed
+
+# The fixed state database of the console's tests (tests/tui/fixture.py: test code, not shipped in the package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tui.fixture import seed
 
 NOW = datetime(2025, 3, 4, 3, 0, tzinfo=UTC)
 STATUSES = ["done"] * 90 + ["pending"] * 5 + ["failed"] * 3 + ["dead"] * 1 + ["in_progress"] * 1
@@ -224,6 +228,11 @@ def conflicts_part(path: Path, config: AppConfig, visits: int) -> None:
     for prewarm in (True, False):
         label = "screens mounted ahead (default)" if prewarm else "no prewarm (mounted on first visit)"
         for first, name in ((1, "1,000-row Sales Order"), (2, "10-field Customer")):
+            if not prewarm and first != 1:
+                # A screen mounted on its visit shows the first conflict of the list (#1): waiting for #2 there
+                # never ended. The 10-field case without the prewarm is not measured.
+                print(f"(c) {label}: first visit, {name}: not measured (the screen opens on conflict #1)")
+                continue
             runs = [asyncio.run(conflict_visit(db, config, first, prewarm=prewarm)) for _ in range(visits)]
             visit = statistics.median(r[0] for r in runs)
             step = statistics.median(r[1] for r in runs)

@@ -296,8 +296,18 @@ def _match_problems(sync: dict[str, Any]) -> list[str]:
 # never compared, never written, for every doctype that has them — whatever the configuration says.
 _TRANSACTION_STATUS = frozenset({"status", "per_billed", "per_delivered", "per_received", "billing_status",
                                  "delivery_status", "advance_paid"})
+# ...and the totals ERPNext recomputes from the rows on every save (a row's amount, the order's totals). Left
+# in, an edit to one row on each site would move the totals on both: a conflict where the rows merge cleanly.
+# Dropped at the top level and in every child row, like any excluded field. Matching rules that name one
+# (Sales Order's grand_total) read the raw document, not the normal form (engine/matching.py).
+_TRANSACTION_TOTALS = frozenset({
+    "amount", "base_amount", "net_amount", "base_net_amount",  # child rows
+    "total_qty", "total", "base_total", "net_total", "base_net_total", "grand_total", "base_grand_total",
+    "rounded_total", "base_rounded_total", "rounding_adjustment", "base_rounding_adjustment",
+    "total_taxes_and_charges", "base_total_taxes_and_charges", "in_words", "base_in_words",
+})
 SERVER_COMPUTED_FIELDS: dict[str, frozenset[str]] = {
-    doctype: _TRANSACTION_STATUS for doctype in (
+    doctype: _TRANSACTION_STATUS | _TRANSACTION_TOTALS for doctype in (
         "Sales Order", "Purchase Order", "Sales Invoice", "Purchase Invoice", "Delivery Note", "Purchase Receipt",
         "Quotation",
     )

@@ -183,7 +183,7 @@ class CreatePath:
             return None
         pending = await self._run(self.state.pending_creates, policy.doctype, doc.site)
         epoch = await self._run(self.state.identity_epoch)
-        owner = owner_of_copy(doc, pending, self._zone(doc.site), matching.rules_for(policy), epoch)
+        owner = owner_of_copy(doc, pending, self._zone(doc.site), matching.content_rules(policy), epoch)
         return owner.record if owner is not None else None
 
     async def _pair_lost_create(
@@ -384,7 +384,7 @@ class CreatePath:
                 continue
             if candidate.content_hash in mine.hashes:
                 return candidate, True
-            if user is not None and owner_of_copy(candidate, pending, zone, matching.rules_for(policy),
+            if user is not None and owner_of_copy(candidate, pending, zone, matching.content_rules(policy),
                                                   epoch) is mine \
                     and not await self._match_on_target(policy, candidate):
                 # (a copy that matches an unpaired document by the rules is that document's: e.g. one our user

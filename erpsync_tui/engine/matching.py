@@ -61,6 +61,16 @@ def rules_for(policy: DoctypePolicy) -> tuple[Rule, ...]:
     return policy.match if policy.match is not None else DEFAULT_RULES.get(policy.doctype, ())
 
 
+def content_rules(policy: DoctypePolicy) -> tuple[Rule, ...]:
+    """`rules_for`, each rule kept to the fields the normal form keeps (rules with none left dropped).
+
+    For keys read from canonical contents (what we sent, a fetched copy's normal form): server-computed fields
+    such as a Sales Order's grand_total are not in them. Pairing reads raw documents and uses every field.
+    """
+    kept = (tuple(f for f in rule if f not in policy.exclude_fields) for rule in rules_for(policy))
+    return tuple(rule for rule in kept if rule)
+
+
 def rule_fields(rules: Iterable[Rule]) -> list[str]:
     return list(dict.fromkeys(f for rule in rules for f in rule))
 

@@ -115,3 +115,18 @@ def format_age(age: timedelta | None) -> str:
     from erpsync_tui.tui.data import format_age as fmt
 
     return fmt(age)
+
+
+def rejected_webhooks_line(recent: dict[str, int], window_minutes: int) -> Text | None:
+    """"✗ 3 webhooks refused (15 min): bad_signature 3" from the running engine's lease, or None when none were.
+
+    A site signing with another secret is otherwise silent: its events stop and nothing fails on our side.
+    Reasons come from the receiver (a fixed vocabulary) but are escaped like any stored text.
+    """
+    refused = {reason: n for reason, n in recent.items() if isinstance(n, int) and n > 0}
+    if not refused:
+        return None
+    total = sum(refused.values())
+    out = Text(f"✗ {total} webhook{'s' if total != 1 else ''} refused ({window_minutes} min): ", style="bold red")
+    out.append_text(safe_text(", ".join(f"{reason} {n}" for reason, n in sorted(refused.items()))))
+    return out

@@ -182,3 +182,20 @@ def test_after_a_restore_an_older_copy_of_ours_is_not_taken_for_a_lost_create_by
     assert owner_of_copy(old_copy, [pending], "UTC", rules, epoch=restored) is None
     later = copy_made_at(restored + timedelta(minutes=3))
     assert owner_of_copy(later, [pending], "UTC", rules, epoch=restored) is pending
+
+
+def test_keys_read_from_the_normal_form_use_only_the_rule_fields_it_keeps() -> None:
+    """A Sales Order's grand_total is server-computed (not in the normal form, config.SERVER_COMPUTED_FIELDS):
+    pairing reads it from the raw documents; keys read from normal forms (owner_of_copy) use the rest of the rule."""
+    from erpsync_tui.config import AppConfig
+    from erpsync_tui.engine.matching import content_rules, rules_for
+
+    config = AppConfig.model_validate({
+        "sites": {"cloud": {"url": "http://127.0.0.1:9"}, "local": {"url": "http://127.0.0.1:10"}},
+        "sync": {"match": {"Customer": [["customer_name"], ["mobile_no"]]}, "exclude_fields": ["mobile_no"]},
+    })
+    order = config.policy_for("Sales Order")
+    assert "grand_total" in order.exclude_fields
+    assert rules_for(order) == (("customer", "transaction_date", "grand_total"),)
+    assert content_rules(order) == (("customer", "transaction_date"),)
+    assert content_rules(config.policy_for("Customer")) == (("customer_name",),)  # a rule left empty is dropped

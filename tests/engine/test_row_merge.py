@@ -77,3 +77,36 @@ async def test_the_same_child_row_edited_on_both_sides_opens_a_conflict(cluster:
     with db.read() as s:
         assert s.exec(select(Conflict)).one().fields == ["items"]
     assert rows_of(cluster, "local", local_name)[0] == before[0]  # nothing written while the conflict is open
+
+
+async def test_row_edits_merge_by_default_with_the_totals_left_to_each_site(cluster: SimCluster, make_engine,
+                                                                           db) -> None:
+    """No exclude_fields configured: a row's amount and the order's totals are server-computed (config.py), so
+    qty edits to different rows on each site merge, and no write carries a total."""
+    engine = make_engine(conflict_resolution="manual", field_level_merge=True)
+    cloud_name, local_name = await synced_order(engine, cluster, rows=6)
+    sent: list[dict[str, Any]] = []
+    for connector in engine.connectors.values():
+        real_update = connector.update
+
+        async def recording(doctype, name, changes, *, modified=None, _real=real_update):
+            sent.append(dict(changes))
+            return await _real(doctype, name, changes, modified=modified)
+
+        connector.update = recording  # records what is sent, then sends it to the site as usual
+    edit_rows(cluster, "cloud", cloud_name, {0: {"qty": 50}})
+    edit_rows(cluster, "local", local_name, {4: {"qty": 70}})
+    result = await engine.sync_document("Sales Order", "local", local_name)
+    assert result.outcome == Outcome.MERGED
+    expected = [(ITEM_CODES[i % 3], {0: 50, 4: 70}.get(i, i + 1), 10) for i in range(6)]
+    assert rows_of(cluster, "cloud", cloud_name) == rows_of(cluster, "local", local_name) == expected
+    with db.read() as s:
+        assert s.exec(select(Conflict)).all() == []
+    assert sent, "the merge wrote to the sites"
+    for body in sent:
+        assert not {"grand_total", "total_qty"} & body.keys()
+        assert all("amount" not in row for row in body.get("items", []))
+    for site, name in (("cloud", cloud_name), ("local", local_name)):
+        order = cluster[site].get("Sales Order", name)
+        assert order["grand_total"] == 10 * sum(q for _, q, _ in expected)  # each site computed its own
+    assert (await engine.sync_document("Sales Order", "cloud", cloud_name)).outcome == Outcome.SKIPPED

@@ -362,9 +362,10 @@ def _seed_hostile(db: Database) -> None:
 
 async def _visit(db: Database, keys: tuple[str, ...]) -> list[str]:
     """Screen text and SVG export after each key (screens other than the dashboard)."""
+    from tui.testing import screen_text, wait_for, wait_loaded
+
     from erpsync_tui.config import AppConfig
     from erpsync_tui.tui.app import ConsoleApp
-    from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
 
     _seed_hostile(db)
     config = AppConfig.model_validate({"sites": {"cloud": {"url": "http://127.0.0.1:9"},

@@ -11,7 +11,8 @@ import pytest
 from erpsync_tui.config import AppConfig
 from erpsync_tui.store import Database, open_database
 from erpsync_tui.tui.app import ConsoleApp
-from erpsync_tui.tui.fixture import FIXTURE_NOW, seed
+
+from .fixture import FIXTURE_NOW, seed
 
 
 def offline_config(**console: Any) -> AppConfig:

@@ -15,9 +15,9 @@ from erpsync_tui.connectors.base import ValidationFailed
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import queue
 from erpsync_tui.store.models import OperatorAction, QueueItem
-from erpsync_tui.tui.testing import wait_for
 
-from .test_engine_flows import console, customer, engine_config, start_engine
+from .test_engine_flows import console, customer, dead_item_on_the_queue_screen, engine_config, start_engine
+from .testing import wait_for
 
 
 @pytest.fixture
@@ -88,37 +88,15 @@ async def test_console_and_cli_retry_give_the_same_row_and_outcome(cluster, db, 
 
 async def test_a_retry_that_fails_again_says_so_when_its_outcome_lands(cluster, db) -> None:
     """Issue 16: an action's outcome is shown for a failure too, not only "queued": the site still rejects."""
-    config = engine_config(cluster)
-    doc = cluster["cloud"].insert("Customer", customer("Still rejected"), fire_webhooks=False)
-    thread = await asyncio.to_thread(start_engine, cluster, db, config)
-    local = thread.service.connectors["local"]
+    # a site rule rejects it, and nobody has fixed the rule yet
+    async with dead_item_on_the_queue_screen(cluster, db, "Still rejected", max_attempts=1,
+                                             rejection="HTTP 417 ValidationError: rejected by a site rule") as item:
+        app = item.app
+        await item.pilot.press("r")
 
-    async def rejecting_insert(doctype, body):  # a site rule rejects it, and nobody has fixed the rule yet
-        raise ValidationFailed("HTTP 417 ValidationError: rejected by a site rule", site="local", status=417)
+        def notified(text: str) -> bool:
+            return any(text in n.message for n in app._notifications)
 
-    local.insert = rejecting_insert
-    try:
-        with db.write() as s:
-            item_id = queue.enqueue(s, site="cloud", doctype="Customer", name=doc["name"], max_attempts=1).id
-
-        def dead() -> bool:
-            with db.read() as s:
-                return s.get(QueueItem, item_id).status == "dead"
-
-        app = await console(db, config, thread)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, dead, limit=15)
-            await pilot.press("q")
-            await wait_for(pilot, lambda: str(item_id) in app.screen.items)
-            table = app.screen.query_one("#queue-table")
-            table.move_cursor(row=table.get_row_index(str(item_id)))
-            await pilot.press("r")
-
-            def notified(text: str) -> bool:
-                return any(text in n.message for n in app._notifications)
-
-            await wait_for(pilot, lambda: notified("retried 1: 0 synced, 1 failed"), limit=15)
-            assert any("rejected by a site rule" in n.message for n in app._notifications
-                       if "retried 1" in n.message)
-    finally:
-        await asyncio.to_thread(thread.stop)
+        await wait_for(item.pilot, lambda: notified("retried 1: 0 synced, 1 failed"), limit=15)
+        assert any("rejected by a site rule" in n.message for n in app._notifications
+                   if "retried 1" in n.message)

@@ -9,13 +9,13 @@ from sqlmodel import select
 
 from erpsync_tui.store.models import OperatorAction
 from erpsync_tui.tui.data import QueueFilter
-from erpsync_tui.tui.fixture import HOSTILE_MARKUP, HOSTILE_OSC
 from erpsync_tui.tui.modals import ConfirmScreen, PromptScreen
 from erpsync_tui.tui.safe import safe_text
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
 from erpsync_tui.tui.themes import load_themes, theme_dirs
 
 from .conftest import offline_config
+from .fixture import HOSTILE_MARKUP, HOSTILE_OSC
+from .testing import screen_text, wait_for, wait_loaded
 
 VISIBLE_OSC = "Evil ␛]8;;http://evil␛\\Corp"
 

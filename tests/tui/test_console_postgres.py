@@ -15,7 +15,8 @@ from erpsync_tui.store import open_database
 from erpsync_tui.store.control import acquire_lease
 from erpsync_tui.store.models import EngineLease, utcnow
 from erpsync_tui.tui.app import ConsoleApp
-from erpsync_tui.tui.testing import screen_text, wait_for
+
+from .testing import screen_text, wait_for
 
 pytestmark = pytest.mark.postgres
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -11,13 +13,15 @@ from sqlmodel import select
 
 from erpsync_tui.config import AppConfig
 from erpsync_tui.connectors import FrappeConnector
+from erpsync_tui.connectors.base import ValidationFailed
 from erpsync_tui.engine.service import EngineService, EngineThread, engine_status
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import queue
 from erpsync_tui.store.models import Conflict, QueueItem
 from erpsync_tui.tui.app import ConsoleApp, run_console
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
+
+from .testing import screen_text, wait_for, wait_loaded
 
 
 @pytest.fixture
@@ -99,22 +103,36 @@ async def test_resolve_a_manual_conflict_by_keys(cluster: SimCluster, db) -> Non
         await asyncio.to_thread(thread.stop)
 
 
-async def test_retry_a_dead_item_by_keys_after_fixing_its_cause(cluster: SimCluster, db) -> None:
-    config = engine_config(cluster)
-    from erpsync_tui.connectors.base import ValidationFailed
+@dataclass
+class DeadItem:
+    """A queue item the local site's rule rejected until it died, under the cursor of the console's queue screen."""
 
-    doc = cluster["cloud"].insert("Customer", customer("Rejected Meanwhile"), fire_webhooks=False)
+    app: ConsoleApp
+    pilot: Any
+    item_id: int
+    local: FrappeConnector
+    real_insert: Any
+
+
+@asynccontextmanager
+async def dead_item_on_the_queue_screen(cluster: SimCluster, db, customer_name: str, *, max_attempts: int,
+                                        rejection: str) -> AsyncIterator[DeadItem]:
+    """A real engine whose local site rejects every insert (a site rule, `rejection`), a Customer's item left
+    dead by it, and the console (100×30) on the queue screen with the cursor on that item; the engine stops after."""
+    config = engine_config(cluster)
+    doc = cluster["cloud"].insert("Customer", customer(customer_name), fire_webhooks=False)
     thread = await asyncio.to_thread(start_engine, cluster, db, config)
     local = thread.service.connectors["local"]
     real_insert = local.insert
 
     async def rejecting_insert(doctype, body):  # a site rule rejects it (a revoked key is an outage, not dead)
-        raise ValidationFailed("HTTP 417 ValidationError: rejected", site="local", status=417)
+        raise ValidationFailed(rejection, site="local", status=417)
 
     local.insert = rejecting_insert
     try:
         with db.write() as s:
-            item_id = queue.enqueue(s, site="cloud", doctype="Customer", name=doc["name"], max_attempts=2).id
+            item_id = queue.enqueue(s, site="cloud", doctype="Customer", name=doc["name"],
+                                    max_attempts=max_attempts).id
 
         def dead() -> bool:
             with db.read() as s:
@@ -125,20 +143,26 @@ async def test_retry_a_dead_item_by_keys_after_fixing_its_cause(cluster: SimClus
             await wait_for(pilot, dead, limit=15)
             await pilot.press("q")
             await wait_for(pilot, lambda: str(item_id) in app.screen.items)
-            assert "ERP008" in screen_text(app)
-            local.insert = real_insert
             table = app.screen.query_one("#queue-table")
             table.move_cursor(row=table.get_row_index(str(item_id)))  # the engine's own failures may list too
-            await pilot.press("r")
-
-            def done() -> bool:
-                with db.read() as s:
-                    return s.get(QueueItem, item_id).status == "done"
-
-            await wait_for(pilot, done, limit=15)
-        assert cluster["local"].count("Customer") == 1  # created once, whatever else retried it
+            yield DeadItem(app, pilot, item_id, local, real_insert)
     finally:
         await asyncio.to_thread(thread.stop)
+
+
+async def test_retry_a_dead_item_by_keys_after_fixing_its_cause(cluster: SimCluster, db) -> None:
+    async with dead_item_on_the_queue_screen(cluster, db, "Rejected Meanwhile", max_attempts=2,
+                                             rejection="HTTP 417 ValidationError: rejected") as item:
+        assert "ERP008" in screen_text(item.app)
+        item.local.insert = item.real_insert
+        await item.pilot.press("r")
+
+        def done() -> bool:
+            with db.read() as s:
+                return s.get(QueueItem, item.item_id).status == "done"
+
+        await wait_for(item.pilot, done, limit=15)
+    assert cluster["local"].count("Customer") == 1  # created once, whatever else retried it
 
 
 async def test_pause_and_resume_by_keys(cluster: SimCluster, db) -> None:

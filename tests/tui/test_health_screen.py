@@ -7,10 +7,10 @@ import asyncio
 from erpsync_tui.config import AppConfig
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.tui.app import ConsoleApp
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
 
 from .test_engine_flows import cluster as cluster  # the fixture
 from .test_engine_flows import engine_config, start_engine
+from .testing import screen_text, wait_for, wait_loaded
 
 
 def reachable(app: ConsoleApp, site: str) -> str | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from erpsync_tui.store.models import SyncLog
 from erpsync_tui.tui.modals import TextViewScreen
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
+
+from .testing import screen_text, wait_for, wait_loaded
 
 
 def add_lines(db) -> None:

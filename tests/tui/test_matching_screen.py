@@ -8,10 +8,10 @@ import pytest
 
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.tui.app import ConsoleApp
-from erpsync_tui.tui.fixture import HOSTILE_MARKUP
-from erpsync_tui.tui.testing import screen_text, wait_for
 
+from .fixture import HOSTILE_MARKUP
 from .test_engine_flows import engine_config
+from .testing import screen_text, wait_for
 
 
 @pytest.fixture

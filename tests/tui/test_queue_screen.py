@@ -7,9 +7,9 @@ import pytest
 from erpsync_tui.store.models import QueueItem
 from erpsync_tui.tui.data import FilterError, QueueFilter
 from erpsync_tui.tui.modals import PromptScreen, TextViewScreen
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
 
 from .test_console import record_notifications
+from .testing import screen_text, wait_for, wait_loaded
 
 
 def test_filter_refuses_unknown_keys_and_values() -> None:
@@ -96,3 +96,23 @@ async def test_screens_are_mounted_ahead_so_the_first_visit_shows_the_diff_at_on
         assert app.current_mode == "dashboard"
         await pilot.press("c")
         assert app.screen is conflicts and conflicts.diffs  # no compose, no load: the diff is there already
+
+
+async def test_a_prewarmed_screen_looks_the_same_as_one_mounted_on_its_first_visit(make_app) -> None:
+    """The prewarm skips Textual's stylesheet refresh on the first switch (app._mark_styled): the frame must be the
+    one a screen mounted on its visit shows, at each size's breakpoints."""
+    for size in ((160, 48), (80, 24)):
+        seen = []
+        for prewarm in (True, False):
+            app = make_app(prewarm=prewarm)
+            async with app.run_test(size=size) as pilot:
+                await wait_loaded(pilot)
+                if prewarm:
+                    await wait_for(pilot, lambda app=app: "conflicts" in app._screen_stacks
+                                   and app.screen_of("conflicts").shown_id == 1)
+                    await pilot.pause(0.2)
+                await pilot.press("c")
+                await wait_for(pilot, lambda app=app: bool(getattr(app.screen, "diffs", None)))
+                await pilot.pause(0.3)
+                seen.append(screen_text(app))
+        assert seen[0] == seen[1], size

@@ -10,10 +10,10 @@ from sqlmodel import select
 from erpsync_tui.engine.sync import Outcome, SyncEngine
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store.models import Conflict
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
 
 from .test_engine_flows import cluster as cluster  # the fixture
 from .test_engine_flows import connectors, console, customer, engine_config, start_engine
+from .testing import screen_text, wait_for, wait_loaded
 
 ROWS = 1000
 CODES = ("SO-A", "SO-B", "SO-C")
@@ -101,7 +101,7 @@ async def test_a_thousand_row_conflict_resolved_row_by_row(cluster: SimCluster, 
             await wait_for(pilot, lambda: all(part in screen_text(app) for part in ("the same: 975", "≠ BOTH",
                                                                                       "row 101")))
             # Row by row: the cursor moves on to the next row that needs a choice after each pick.
-            await pilot.press("down", "c", "l", "c", "l")
+            await pilot.press("down", "down", "c", "l", "c", "l")  # past row 100, drawn as row 101's neighbour
             assert view.current_line().kind == "hunk" and view.current_line().hunk == view.lines[conflicting[4]].hunk
             await pilot.press("down", "c", "l")  # row 501, field by field: qty from cloud, rate from local
             await wait_for(pilot, lambda: "all chosen" in screen_text(app))

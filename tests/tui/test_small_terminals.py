@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from erpsync_tui.store.control import EngineStatus
 from erpsync_tui.tui.screens.base import header_text
-from erpsync_tui.tui.testing import screen_text, wait_for, wait_loaded
+
+from .testing import screen_text, wait_for, wait_loaded
 
 
 def test_header_fits_one_line_even_attached_to_a_long_host_name() -> None:
@@ -64,3 +65,18 @@ async def test_e_on_a_multi_line_value_opens_a_text_area_and_keeps_every_line(ma
         await wait_for(pilot, lambda: "customer_details" in view.resolution.choices)
         kind, value = view.resolution.choices["customer_details"]
         assert kind == "value" and value.endswith("Call before arriving.\nInvoices by email only.\nRing twice.")
+
+
+async def test_breakpoint_rules_apply_at_each_size(make_app) -> None:
+    """app.tcss's size rules (`ConflictsScreen.-wide.-tall DetailPane`, `….-short …`) take effect: the breakpoint
+    classes are set (ConsoleApp.HORIZONTAL_/VERTICAL_BREAKPOINTS) and the screen-scoped selectors match."""
+    expected = {(160, 48): (12, 10), (80, 24): (5, 10), (60, 20): (3, 8)}  # detail pane, dashboard top panels
+    for size, (detail_height, dash_top) in expected.items():
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            await wait_loaded(pilot)
+            assert app.screen.query_one("#dash-top").outer_size.height == dash_top
+            await pilot.press("c")
+            await wait_for(pilot, lambda app=app: bool(app.screen.diffs))
+            await pilot.pause(0.1)
+            assert app.screen.query_one("#detail-pane").outer_size.height == detail_height, size

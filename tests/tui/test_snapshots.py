@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 
 from erpsync_tui.store.models import OperatorAction
-from erpsync_tui.tui.fixture import FIXTURE_NOW
-from erpsync_tui.tui.testing import wait_for, wait_loaded
+
+from .fixture import FIXTURE_NOW
+from .testing import wait_for, wait_loaded
 
 SIZES = [(80, 24), (160, 48), (60, 20)]
 # The keys that reach each screen from the dashboard.

@@ -10,11 +10,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, RichLog, Sparkline, Static
 
+from erpsync_tui.engine.lease import REJECTION_WINDOW_SECONDS
 from erpsync_tui.store.control import EngineStatus
 from erpsync_tui.store.models import QueueStatus
 from erpsync_tui.tui import data
 from erpsync_tui.tui.health_view import health_views
-from erpsync_tui.tui.render import health_summary, log_line
+from erpsync_tui.tui.render import health_summary, log_line, rejected_webhooks_line
 from erpsync_tui.tui.screens.base import PollingScreen, top_bar
 
 LOG_LINES_KEPT = 1000
@@ -66,8 +67,14 @@ class DashboardScreen(PollingScreen):
         spark = self.query_one("#throughput", Sparkline)
         spark.data = list(self.throughput.history)
         spark.display = any(self.throughput.history)  # all zeros would draw as full bars
-        self.query_one("#conflict-count", Static).update(self._conflict_text(snapshot.open_conflicts))
-        rows = max(self.query_one("#side-panel").size.height - 3, 2)
+        conflicts = self._conflict_text(snapshot.open_conflicts)
+        refused = self._refused_webhooks(snapshot.status)
+        if refused is not None:
+            conflicts.append("\n").append_text(refused)
+        self.query_one("#conflict-count", Static).update(conflicts)
+        width = max(self.query_one("#conflict-count").size.width, 1)
+        extra = 0 if refused is None else -(-refused.cell_len // width)  # the lines it wraps to
+        rows = max(self.query_one("#side-panel").size.height - 3 - extra, 2)
         app = self.console_app
         views = health_views(snapshot.health, snapshot.status, now=app.now(),
                              interval_seconds=app.config.scheduler.health_interval_seconds)
@@ -93,6 +100,15 @@ class DashboardScreen(PollingScreen):
         last = self.throughput.history[-1] if self.throughput.history else 0
         text.append(f"  done/refresh {last:,.0f}", style="dim")
         return text
+
+    @staticmethod
+    def _refused_webhooks(status: EngineStatus) -> Text | None:
+        """Webhooks the running engine's receiver refused lately (bad signature, unknown site), from its lease:
+        live at every heartbeat, before the next receiver.rejected health check. Nothing when no engine runs."""
+        recent = status.info.get("webhooks_rejected_recent") if status.mode != "stopped" else None
+        if not isinstance(recent, dict):
+            return None
+        return rejected_webhooks_line(recent, REJECTION_WINDOW_SECONDS // 60)
 
     @staticmethod
     def _conflict_text(count: int) -> Text:

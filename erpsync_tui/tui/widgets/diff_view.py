@@ -2,8 +2,10 @@
 
 Lines, differing first: one per field (state | field | first site | second site | base | pick); under a child
 table that differs, one per aligned row stretch that differs (conflicting rows first, then rows one site
-changed), and under a row changed on both sites one line per field of that row. Rows the same on both sites
-are counted, not drawn, so a 1,000-row document renders only what differs.
+changed), and under a row changed on both sites one line per field of that row. Each differing stretch has its
+unchanged neighbour rows (the one before and the one after it, dimmed and labelled "same") as context, so the
+operator sees where in the table it sits. Other rows the same on both sites are counted, not drawn, so a
+1,000-row document renders only what differs and its neighbours.
 
 The operator's choices are the `resolution` reactive; every change posts `DiffView.ResolutionChanged`.
 """
@@ -32,10 +34,11 @@ HUNK_ORDER = {"conflict": 0, "cloud_changed": 1, "local_changed": 1, "both_chang
 class DiffLine:
     """What one line of the diff stands for: a field, a row stretch of a table, or a field inside a row."""
 
-    kind: str  # "field" | "hunk" | "cell" | "note"
+    kind: str  # "field" | "hunk" | "cell" | "context" (an unchanged neighbour row) | "note"
     field: str
     hunk: int | None = None
     cell: str | None = None
+    beside: int | None = None  # a context line: the differing hunk it stands next to
 
 
 class DiffView(DataTable[Any]):
@@ -108,15 +111,21 @@ class DiffView(DataTable[Any]):
                 continue
             differing = sorted((h for h in hunks if h.differs),
                                key=lambda h: (HUNK_ORDER[h.status], h.cloud_position))
+            shown: set[int] = set()
             for hunk in differing:
+                before, after = _unchanged_neighbours(hunks, hunk.index)
+                if before is not None and not (out and out[-1][1].kind == "context" and out[-1][1].hunk == before):
+                    out.append(_context_line(name, before, hunk.index))  # (unless just shown after the previous)
                 out.append((f"h|{name}|{hunk.index}", DiffLine("hunk", name, hunk.index)))
                 if hunk.status == "conflict" and hunk.single_row:
                     for cell in hunk.row_fields():
                         if cell.differs:
                             out.append((f"c|{name}|{hunk.index}|{cell.field}",
                                         DiffLine("cell", name, hunk.index, cell.field)))
-            same = sum(len(h.cloud) for h in hunks if not h.differs)
-            if same:
+                if after is not None:
+                    out.append(_context_line(name, after, hunk.index))
+                shown.update(h for h in (before, after) if h is not None)
+            if _same_rows(hunks, shown):
                 out.append((f"n|{name}", DiffLine("note", name)))
         return out
 
@@ -135,10 +144,16 @@ class DiffView(DataTable[Any]):
                     _value_cell(diff.base_value, width, "dim"), self._pick_cell(line)]
         if line.kind == "note":
             hunks = self.model.hunks[line.field]
-            same = sum(len(h.cloud) for h in hunks if not h.differs)
+            shown = {ln.hunk for ln in self.lines.values() if ln.kind == "context" and ln.field == line.field}
+            same = _same_rows(hunks, {h for h in shown if h is not None})
             return [Text(""), Text(f"└ {same} same", style="dim"), Text("rows not listed", style="dim"), Text(""),
                     Text(""), Text("")]
         hunk = self.model.hunks[line.field][line.hunk or 0]
+        if line.kind == "context":
+            keys = _differing_keys(self.model.hunks[line.field][line.beside or 0])
+            return [Text("· same", style="dim"), safe_text(f"└ {hunk_name(hunk)}", "dim", width=18),
+                    _rows_cell(hunk.cloud, keys, width, "dim"), _rows_cell(hunk.local, keys, width, "dim"),
+                    _rows_cell(hunk.base, keys, width, "dim"), Text("")]
         if line.kind == "hunk":
             label, style = ("+ BOTH added", "bold red") if hunk.added_on_both else STATE_LABEL[hunk.status]
             keys = _differing_keys(hunk)
@@ -199,7 +214,7 @@ class DiffView(DataTable[Any]):
             return "no field under the cursor"
         resolution = self.resolution.copy()
         resolution.take = None
-        if line.kind == "note":
+        if line.kind in ("note", "context"):
             return "these rows are the same on both sites: nothing to choose"
         if line.kind == "field":
             if side == BOTH:
@@ -246,7 +261,7 @@ class DiffView(DataTable[Any]):
         assert self.model is not None
         if line.kind == "field":
             return self.model.fields[line.field].status == "conflict" and line.field not in self.model.hunks
-        if line.kind == "note" or line.field in self.resolution.choices:
+        if line.kind in ("note", "context") or line.field in self.resolution.choices:
             return False
         pick = self.resolution.rows.get(line.field, {}).get(line.hunk or 0)
         if line.kind == "hunk":
@@ -257,6 +272,23 @@ class DiffView(DataTable[Any]):
         if self.model is not None:
             self.refresh_picks()
         self.post_message(self.ResolutionChanged(self, self.conflict_id, resolution))
+
+
+def _unchanged_neighbours(hunks: list[docs.RowHunk], index: int) -> tuple[int | None, int | None]:
+    """The hunks just before and just after hunk `index` in table order, each only if it is unchanged."""
+    before = index - 1 if index > 0 and not hunks[index - 1].differs else None
+    after = index + 1 if index + 1 < len(hunks) and not hunks[index + 1].differs else None
+    return before, after
+
+
+def _context_line(name: str, hunk: int, beside: int) -> tuple[str, DiffLine]:
+    # A row between two differing stretches is context for both: one line under each, told apart by `beside`.
+    return f"x|{name}|{hunk}|{beside}", DiffLine("context", name, hunk, beside=beside)
+
+
+def _same_rows(hunks: list[docs.RowHunk], shown: set[int]) -> int:
+    """Rows the same on both sites that no context line shows."""
+    return sum(len(h.cloud) for h in hunks if not h.differs and h.index not in shown)
 
 
 def _cell_width(cell: Any) -> int:

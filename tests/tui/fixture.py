@@ -130,7 +130,8 @@ async def _screenshot(size: tuple[int, int]) -> str:
     from erpsync_tui.config import AppConfig
     from erpsync_tui.store import open_database
     from erpsync_tui.tui.app import ConsoleApp
-    from erpsync_tui.tui.testing import wait_loaded
+
+    from .testing import wait_loaded
 
     with tempfile.TemporaryDirectory() as tmp:
         db = open_database(f"sqlite:///{Path(tmp) / 'state.db'}")
@@ -152,7 +153,7 @@ async def _screenshot(size: tuple[int, int]) -> str:
     return svg
 
 
-if __name__ == "__main__":  # python -m erpsync_tui.tui.fixture docs/console.svg
+if __name__ == "__main__":  # PYTHONPATH=tests python -m tui.fixture docs/console.svg
     import asyncio
     import sys
     from pathlib import Path

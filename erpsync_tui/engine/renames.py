@@ -99,8 +99,14 @@ async def apply_rename(engine: SyncEngine, doctype: str, site: str, old: str, ne
     if record is None or await engine._run(engine.state.find, site, doctype, new) is not None:
         return None
     connector = engine.connectors[site]
-    if await connector.get(doctype, old) is not None or await connector.get(doctype, new) is None:
+    if await connector.get(doctype, old) is not None:
         return None
+    if await connector.get(doctype, new) is None:
+        # Renamed again since (X → Y → Z before we looked): follow the chain to the name it has now.
+        newest = await renamed_to(engine, doctype, site, new)
+        if newest is None or await engine._run(engine.state.find, site, doctype, newest) is not None:
+            return None
+        new = newest
     async with engine._lock(doctype, site, new):
         moved = await move_names(engine, record, doctype, site, old, new)
     if not moved:
@@ -251,14 +257,7 @@ async def renamed_from(engine: SyncEngine, doctype: str, source: Fetched) -> tup
     """The tracked document an unknown `source` was renamed from, if it is one: (old name, its record)."""
     site, name = source.site, source.name or ""
     connector = engine.connectors[site]
-    candidates: list[str] = []
-    try:
-        rows = connector.list_documents(COMMENT, fields=("name", "reference_name", "content", "modified"), filters=[
-            ["reference_doctype", "=", doctype], ["reference_name", "=", name], ["comment_type", "=", "Edit"]],
-            page_size=20, limit=20)
-        candidates += [old async for row in rows if (old := parse_rename(str(row.get("content") or ""), name))]
-    except ConnectorError:
-        pass  # Comments unreadable: the content is still evidence
+    candidates = await _earlier_names(engine, doctype, site, name)
     candidates += await engine._run(content_match, engine, site, doctype, source)
     for old in dict.fromkeys(candidates):
         record = await engine._run(engine.state.find, site, doctype, old)
@@ -278,5 +277,35 @@ async def _left_a_deleted_document(engine: SyncEngine, site: str, doctype: str, 
         limit=1)
     try:
         return any([row async for row in rows])
-    except ConnectorError:
+    except ConnectorError as exc:
+        if exc.retryable:
+            raise  # no answer for now: asked again later (going on would create a copy of a renamed document)
         return True  # cannot tell: never take a delete for a rename (the create path goes on as before)
+
+
+async def _earlier_names(engine: SyncEngine, doctype: str, site: str, name: str) -> list[str]:
+    """The names `name` had before, nearest first, from the rename Comments: X → Y → `name` gives [Y, X].
+
+    A document renamed twice before the engine looked has an untracked middle name; only the chain leads back to
+    the tracked one. A Comment read that failed for a while is raised (a create now would copy a renamed
+    document); a lasting refusal (no permission on Comment) leaves the content as the only evidence.
+    """
+    found: list[str] = []
+    current = name
+    for _ in range(5):
+        rows = engine.connectors[site].list_documents(
+            COMMENT, fields=("name", "reference_name", "content", "modified"), filters=[
+                ["reference_doctype", "=", doctype], ["reference_name", "=", current], ["comment_type", "=", "Edit"]],
+            page_size=20, limit=20)
+        try:
+            olds = [old async for row in rows if (old := parse_rename(str(row.get("content") or ""), current))]
+        except ConnectorError as exc:
+            if exc.retryable:
+                raise
+            return found
+        olds = [old for old in olds if old != name and old not in found]
+        if not olds:
+            return found
+        found += olds
+        current = olds[-1]
+    return found

@@ -168,3 +168,63 @@ async def test_a_renamed_document_is_not_deleted_while_the_comments_cannot_be_re
     summary = await incremental_sync(engine)
     assert summary.failed == 0, summary
     _assert_one_customer_under_local_name(cluster, engine, world)
+
+
+@pytest.mark.parametrize("how", ["edit_webhook_of_newest_name", "incremental"])
+async def test_a_customer_renamed_twice_before_the_engine_looked_stays_one_document(
+    cluster: SimCluster, make_engine, how: str
+) -> None:
+    """X → Y → Z on cloud, then an edit of Z: the middle name Y was never tracked, so one step back from Z (or
+    forward from X) found nothing — Z was created on local as a new customer (a duplicate beside X's copy, which
+    kept the old content). The chain of rename Comments leads from Z back to X, and from X on to Z."""
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cloud = cluster["cloud"]
+    cloud.rename("Customer", world["customer"], "Acme Middle")
+    cloud.rename("Customer", "Acme Middle", "Acme Ltd")
+    cloud.update("Customer", "Acme Ltd", {"territory": "Peru"}, fire_webhooks=False)
+    if how == "edit_webhook_of_newest_name":
+        result = await engine.sync_document("Customer", "cloud", "Acme Ltd")
+        assert result.outcome == Outcome.UPDATED, result
+    summary = await incremental_sync(engine)
+    assert summary.failed == 0, summary
+    _assert_one_customer_under_local_name(cluster, engine, world)
+    assert cluster["local"].get("Customer", world["local_customer"])["territory"] == "Peru"
+    again = await full_sync(engine)
+    assert again.writes == 0 and again.failed == 0
+
+
+async def test_a_renamed_and_edited_document_is_not_created_again_while_the_comments_cannot_be_read(
+    cluster: SimCluster, make_engine
+) -> None:
+    """The new name's edit arrives while the site's Comments answer 502: its content matches nothing tracked any
+    more, so only the Comment tells it is a rename. No answer is no "not a rename": the create waits (a retryable
+    failure, to the queue) instead of copying the customer to local a second time."""
+    from erpsync_tui.connectors.base import ConnectorError, ServerError
+
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cluster["cloud"].rename("Customer", world["customer"], "Acme Ltd")
+    cluster["cloud"].update("Customer", "Acme Ltd", {"territory": "Chile"}, fire_webhooks=False)
+    cloud = engine.connectors["cloud"]
+    real_list = cloud.list_documents
+
+    def comments_failing(doctype: str, **kwargs: Any) -> Any:
+        if doctype != "Comment":
+            return real_list(doctype, **kwargs)
+
+        async def failing() -> Any:
+            raise ServerError("GET /api/resource/Comment → HTTP 502: Bad Gateway", site="cloud", status=502)
+            yield
+
+        return failing()
+
+    cloud.list_documents = comments_failing  # type: ignore[method-assign]
+    with pytest.raises(ConnectorError) as raised:
+        await engine.sync_document("Customer", "cloud", "Acme Ltd")  # the edit's webhook
+    assert raised.value.retryable
+    assert cluster["local"].names("Customer") == [world["local_customer"]]  # no copy made
+    cloud.list_documents = real_list  # type: ignore[method-assign]
+    assert (await engine.sync_document("Customer", "cloud", "Acme Ltd")).outcome == Outcome.UPDATED  # the retry
+    _assert_one_customer_under_local_name(cluster, engine, world)
+    assert cluster["local"].get("Customer", world["local_customer"])["territory"] == "Chile"

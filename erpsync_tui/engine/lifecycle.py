@@ -171,6 +171,15 @@ async def refused(engine: SyncEngine, record: RecordView, fetched: dict[str, Fet
     return engine._result(record, source, Outcome.CONFLICT, detail=message)
 
 
+async def refused_in_batch(engine: SyncEngine, record: RecordView, source_site: str, source_doc: dict[str, Any],
+                           current: Fetched, exc: ValidationFailed) -> DocResult:
+    """A bulk full sync's PUT refused for the document's docstatus: the same terminal ERP008 conflict as the
+    per-document path's (`refused`), without handing it over — which would only send the refused write again."""
+    source = await engine._fetched(engine.config.policy_for(record.doctype), source_site, source_doc)
+    fetched: dict[str, Fetched] = {source_site: source, current.site: current}
+    return await refused(engine, record, fetched, WriteRefused(current.site, current.name or "", exc))
+
+
 def open_conflict_versions(engine: SyncEngine, record_id: int) -> dict[str, Any] | None:
     with engine.db.read() as session:
         row = session.exec(select(Conflict.versions).where(

@@ -167,3 +167,54 @@ async def test_a_transition_cut_short_moves_forward_whatever_the_policy(cluster:
     assert result.outcome == Outcome.UPDATED and result.direction == "cloud→local"
     assert cluster["local"].get("Sales Order", local_name)["docstatus"] == 2
     assert cluster["cloud"].get("Sales Order", order["name"])["docstatus"] == 2
+
+
+async def _attendance_synced(cluster: SimCluster, make_engine, db, **sync: Any) -> tuple[Any, str, str]:
+    """Attendance: submittable, no child tables — a full sync takes the bulk path for it."""
+    from erpsync_tui.engine.bulk import bulk_eligible
+
+    engine = make_engine(doctypes=["Attendance"], **sync)
+    doc = cluster["cloud"].insert("Attendance", {"employee_name": "Ann", "attendance_date": "2026-01-02"},
+                                  fire_webhooks=False)
+    summary = await full_sync(engine)
+    assert summary.failed == 0 and summary.writes == 1, summary
+    assert await bulk_eligible(engine, "Attendance")
+    local_name = engine.state.translate_name("Attendance", "cloud", doc["name"], "local")
+    assert local_name is not None
+    return engine, doc["name"], local_name
+
+
+async def test_a_bulk_full_sync_refused_for_docstatus_ends_as_one_explained_erp008_conflict_without_retries(
+    cluster: SimCluster, make_engine, db
+) -> None:
+    """cloud_to_local: cloud's draft edit is pushed onto local's submitted copy. The bulk PUT is refused
+    (DocstatusTransitionError): that is the terminal ERP008 conflict with its quick fix, at once — it was handed to
+    the per-document path, which sent the refused write a second time."""
+    engine, name, local_name = await _attendance_synced(cluster, make_engine, db)
+    cluster["local"].update("Attendance", local_name, {"docstatus": 1}, fire_webhooks=False)
+    cluster["cloud"].update("Attendance", name, {"remarks": "late"}, fire_webhooks=False)
+    refused_puts = "PUT /api/resource/{doctype}/{name} 417"
+    summary = await full_sync(engine, direction="cloud_to_local")
+    assert summary.failed == 0 and summary.outcomes["conflict"] == 1, summary
+    assert cluster["local"].counters.get(refused_puts, 0) == 1
+    errors = [log for log in _logs(db) if log.error_code == "ERP008"]
+    assert len(errors) == 1 and "DocstatusTransitionError" in errors[0].message and "Quick fix" in errors[0].message
+    with db.read() as session:
+        assert list(session.exec(select(QueueItem)).all()) == []  # terminal: nothing to retry
+    again = await full_sync(engine, direction="cloud_to_local")
+    assert again.failed == 0 and cluster["local"].counters.get(refused_puts, 0) == 1  # not sent again
+    assert cluster["local"].get("Attendance", local_name)["docstatus"] == 1
+
+
+async def test_a_bulk_full_sync_brings_a_submitted_then_cancelled_document_over_in_order(
+    cluster: SimCluster, make_engine, db
+) -> None:
+    """Submit then cancel on cloud, local still the draft: two saves (0 → 1 → 2), never one refused jump."""
+    engine, name, local_name = await _attendance_synced(cluster, make_engine, db)
+    cluster["cloud"].update("Attendance", name, {"remarks": "signed", "docstatus": 1}, fire_webhooks=False)
+    cluster["cloud"].update("Attendance", name, {"docstatus": 2}, fire_webhooks=False)
+    summary = await full_sync(engine)
+    assert summary.failed == 0 and summary.outcomes.get("conflict", 0) == 0, summary
+    there = cluster["local"].get("Attendance", local_name)
+    assert (there["docstatus"], there["remarks"]) == (2, "signed")
+    assert [log for log in _logs(db) if log.error_code == "ERP008"] == []

@@ -113,8 +113,8 @@ async def test_a_rename_seen_after_its_new_name_was_synced_as_a_new_document_sti
 ) -> None:
     """No evidence at first (Comments unreadable, edited since): the new name is synced as a new document. When
     the old name is then found gone and the Comment names the new one, the map is not forced onto a name another
-    record holds (that failed with a UNIQUE error, a dead item, in the crash harness): the old name counts as
-    gone, and the sites end with one copy each."""
+    record holds (that failed with a UNIQUE error, a dead item, in the crash harness), and the rename is no delete
+    either: the engine's own fresh copy is dropped and the old pair takes the new name. One copy each."""
     engine = make_engine()
     cloud = cluster["cloud"]
     solo = cloud.insert("Customer", {"customer_name": "Solo", "customer_type": "Company"}, fire_webhooks=False)
@@ -125,7 +125,7 @@ async def test_a_rename_seen_after_its_new_name_was_synced_as_a_new_document_sti
     assert (await engine.sync_document("Customer", "cloud", "Solo Ltd")).outcome == Outcome.CREATED
     cloud.set_permissions(denied_doctypes=[])
     result = await engine.sync_document("Customer", "cloud", solo["name"])
-    assert result.outcome == Outcome.DELETED
+    assert result.outcome == Outcome.UPDATED  # was DELETED: the old pair's copy on local deleted, a rename as a delete
     summary = await full_sync(engine, doctypes=["Customer"])
     assert summary.failed == 0, summary
     assert cluster["local"].count("Customer") == cloud.count("Customer") == 1
@@ -228,3 +228,32 @@ async def test_a_renamed_and_edited_document_is_not_created_again_while_the_comm
     assert (await engine.sync_document("Customer", "cloud", "Acme Ltd")).outcome == Outcome.UPDATED  # the retry
     _assert_one_customer_under_local_name(cluster, engine, world)
     assert cluster["local"].get("Customer", world["local_customer"])["territory"] == "Chile"
+
+
+async def test_a_rename_noticed_after_its_new_name_was_copied_never_deletes_the_linked_counterpart(
+    cluster: SimCluster, make_engine
+) -> None:
+    """Renamed on cloud and edited; its new name synced first, as a new customer (Comments unreadable then: a copy
+    on local). When the old name's 404 is then explained by the rename Comment, the old copy on local — the one
+    local's orders link to — was deleted as if the customer were gone: refused (LinkExistsError), retried, dead.
+    A rename never becomes a delete: the copy made a moment ago, unchanged since and linked by nothing, is the one
+    dropped; the customer keeps its local name, its links and the edit."""
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cloud, local = cluster["cloud"], cluster["local"]
+    cloud.rename("Customer", world["customer"], "Acme Ltd")
+    cloud.update("Customer", "Acme Ltd", {"territory": "Iceland"}, fire_webhooks=False)
+    cloud.set_permissions(denied_doctypes=["Comment"])
+    assert (await engine.sync_document("Customer", "cloud", "Acme Ltd")).outcome == Outcome.CREATED  # the copy
+    assert local.count("Customer") == 2
+    cloud.set_permissions(denied_doctypes=[])
+    result = await engine.sync_document("Customer", "cloud", world["customer"])  # e.g. the old name's retry
+    assert result.outcome == Outcome.UPDATED, result
+    assert local.names("Customer") == [world["local_customer"]]  # the copy is gone, the linked one kept
+    assert local.get("Customer", world["local_customer"])["territory"] == "Iceland"
+    assert local.get("Sales Order", world["local_order"])["customer"] == world["local_customer"]
+    assert engine.state.translate_name("Customer", "cloud", "Acme Ltd", "local") == world["local_customer"]
+    assert engine.state.find("cloud", "Customer", world["customer"]) is None
+    summary = await full_sync(engine)
+    assert summary.failed == 0 and summary.writes == 0, summary
+    assert cloud.count("Customer") == local.count("Customer") == 1

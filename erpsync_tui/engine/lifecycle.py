@@ -105,6 +105,12 @@ async def write_in_order(
     return answer
 
 
+def inserted_hash(payload: dict[str, Any]) -> str:
+    """The content hash of what the insert of `payload` itself saved: a cancelled document is inserted submitted
+    (`insert_steps`), so a copy whose cancel was cut short holds that, and has not been changed by anyone since."""
+    return docs.content_hash(insert_steps(payload)[0])
+
+
 async def insert_in_order(
     engine: SyncEngine, policy: DoctypePolicy, target_site: str, depth: int, payload: dict[str, Any]
 ) -> dict[str, Any]:

@@ -480,8 +480,8 @@ class SyncEngine:
     ) -> DocResult:
         """Pair a lost create's edited copy with its source, both descended from what was sent, then compare."""
         payload, payload_hash = sent
-        sides = [Side(source.site, source.name or "", payload_hash, None),
-                 Side(created.site, created.name or "", payload_hash, created.modified)]
+        sides = [Side(source.site, source.name or "", payload_hash, None),  # the copy: as its first save left it
+                 Side(created.site, created.name or "", lifecycle.inserted_hash(payload), created.modified)]
         await self._run(self.state.mark_synced, record.record_id, record.doctype, payload, payload_hash, sides)
         view = await self._run(self.state.view, record.record_id)
         assert view is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from erpsync_tui.engine.bulk import full_sync
@@ -218,3 +219,57 @@ async def test_a_bulk_full_sync_brings_a_submitted_then_cancelled_document_over_
     there = cluster["local"].get("Attendance", local_name)
     assert (there["docstatus"], there["remarks"]) == (2, "signed")
     assert [log for log in _logs(db) if log.error_code == "ERP008"] == []
+
+
+@pytest.mark.parametrize("meanwhile", ["nothing", "amended_on_cloud", "terms_edited_on_local"])
+async def test_an_insert_then_cancel_cut_short_converges_whatever_happened_meanwhile(
+    cluster: SimCluster, make_engine, db, meanwhile: str
+) -> None:
+    """A cancelled order never synced is inserted submitted, then cancelled; the connection drops between the two.
+    The retry finds the submitted copy (its answer lost): it was taken as the copy of the cancelled content *edited
+    since* — local's "change" (docstatus 2 → 1) was pushed back onto cloud, refused, and even with nothing else
+    changed the order ended as an ERP008 conflict. The copy is what its first save made: the cancel follows; an
+    amendment made meanwhile follows after it; a real edit of the copy on local meanwhile (an allow-on-submit
+    field) ends as the explained ERP008 conflict, with nothing written over it."""
+    from erpsync_tui.connectors.base import ConnectionFailed
+
+    engine = make_engine()
+    order = _order(cluster)
+    cloud, local = cluster["cloud"], cluster["local"]
+    cloud.submit("Sales Order", order["name"], fire_webhooks=False)
+    cloud.cancel("Sales Order", order["name"], fire_webhooks=False)
+    connector = engine.connectors["local"]
+    real_update = connector.update
+
+    async def cut(doctype: str, name: str, changes: Any, **kwargs: Any) -> Any:
+        if doctype == "Sales Order":
+            raise ConnectionFailed("connection dropped before the cancel", site="local")
+        return await real_update(doctype, name, changes, **kwargs)
+
+    connector.update = cut  # type: ignore[method-assign]
+    with pytest.raises(ConnectionFailed):
+        await engine.sync_document("Sales Order", "cloud", order["name"])
+    connector.update = real_update  # type: ignore[method-assign]
+    [copy] = local.all("Sales Order")
+    assert copy["docstatus"] == 1
+    if meanwhile == "amended_on_cloud":
+        cloud.amend("Sales Order", order["name"], {"delivery_date": "2026-06-30"}, fire_webhooks=False)
+    elif meanwhile == "terms_edited_on_local":
+        local.update("Sales Order", copy["name"], {"terms": "net 30"}, fire_webhooks=False)
+    await engine.sync_document("Sales Order", "cloud", order["name"])  # the queue's retry
+    summary = await full_sync(engine)
+    assert summary.failed == 0, summary
+    assert local.count("Sales Order") == cloud.count("Sales Order")  # no duplicate
+    errors = [log for log in _logs(db) if log.error_code == "ERP008"]
+    if meanwhile == "terms_edited_on_local":
+        assert len(errors) == 1 and "Quick fix" in errors[0].message
+        assert local.get("Sales Order", copy["name"])["terms"] == "net 30"  # the edit is kept for the operator
+        return
+    assert errors == []
+    assert local.get("Sales Order", copy["name"])["docstatus"] == 2
+    if meanwhile == "amended_on_cloud":
+        amendment = _local(engine, f"{order['name']}-1")
+        assert local.get("Sales Order", amendment)["amended_from"] == copy["name"]
+        assert local.get("Sales Order", amendment)["delivery_date"] == "2026-06-30"
+    again = await full_sync(engine)
+    assert again.writes == 0 and again.failed == 0

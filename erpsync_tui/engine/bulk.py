@@ -718,7 +718,7 @@ class _Batch:
                 except Exception as exc:  # stale, refused, a link missing: the per-document path decides again
                     if lifecycle.is_refusal(exc):  # submitted/cancelled there: terminal (ERP008), not sent again
                         self.summary.add(await lifecycle.refused_in_batch(self.engine, record, self.site, source.doc,
-                                                                          current, exc))  # type: ignore[arg-type]
+                                                                          current, exc))
                         return None
                     return source.name
                 self.done(record.record_id, source, _side_of(written), Outcome.UPDATED, 1, self.direction)

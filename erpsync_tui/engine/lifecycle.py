@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sqlmodel import col, select
 
@@ -47,7 +47,7 @@ class WriteRefused(Exception):
         return str(self.error.exc_type or "ValidationError")
 
 
-def is_refusal(exc: BaseException) -> bool:
+def is_refusal(exc: BaseException) -> TypeGuard[ValidationFailed]:
     return isinstance(exc, ValidationFailed) and exc.exc_type in LIFECYCLE_REFUSALS
 
 

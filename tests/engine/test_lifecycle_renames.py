@@ -230,8 +230,9 @@ async def test_a_renamed_and_edited_document_is_not_created_again_while_the_comm
     assert cluster["local"].get("Customer", world["local_customer"])["territory"] == "Chile"
 
 
+@pytest.mark.parametrize("noticed_by", ["old_name_retry", "rename_feed"])
 async def test_a_rename_noticed_after_its_new_name_was_copied_never_deletes_the_linked_counterpart(
-    cluster: SimCluster, make_engine
+    cluster: SimCluster, make_engine, noticed_by: str
 ) -> None:
     """Renamed on cloud and edited; its new name synced first, as a new customer (Comments unreadable then: a copy
     on local). When the old name's 404 is then explained by the rename Comment, the old copy on local — the one
@@ -247,8 +248,11 @@ async def test_a_rename_noticed_after_its_new_name_was_copied_never_deletes_the_
     assert (await engine.sync_document("Customer", "cloud", "Acme Ltd")).outcome == Outcome.CREATED  # the copy
     assert local.count("Customer") == 2
     cloud.set_permissions(denied_doctypes=[])
-    result = await engine.sync_document("Customer", "cloud", world["customer"])  # e.g. the old name's retry
-    assert result.outcome == Outcome.UPDATED, result
+    if noticed_by == "old_name_retry":
+        result = await engine.sync_document("Customer", "cloud", world["customer"])
+        assert result.outcome == Outcome.UPDATED, result
+    else:  # the incremental sync's rename feed (it left a rename onto a tracked name alone before)
+        assert (await incremental_sync(engine)).failed == 0
     assert local.names("Customer") == [world["local_customer"]]  # the copy is gone, the linked one kept
     assert local.get("Customer", world["local_customer"])["territory"] == "Iceland"
     assert local.get("Sales Order", world["local_order"])["customer"] == world["local_customer"]

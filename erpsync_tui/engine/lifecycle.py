@@ -23,6 +23,7 @@ from sqlmodel import col, select
 
 from erpsync_tui.connectors.base import ValidationFailed
 from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine.links import link_fields
 from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.models import Conflict, ConflictStatus, RecordStatus
 
@@ -138,6 +139,29 @@ async def sync_amended_original_first(
                       source.name or "", outcome="link")
     await engine.sync_document(policy.doctype, source.site, str(original), depth=depth + 1)
     return await engine._fetched(policy, source.site, source.doc)
+
+
+def amendment_field(policy: DoctypePolicy) -> tuple[str, ...]:
+    """("amended_from",) for a doctype whose amendments the engine links (engine/links.py), else ()."""
+    return ("amended_from",) if "amended_from" in link_fields(policy.doctype, policy.links) else ()
+
+
+async def same_original(engine: SyncEngine, policy: DoctypePolicy, source: Fetched, site: str,
+                        rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The matching candidates (list rows on `site`) that amend the same original as `source` — its counterpart
+    there — or amend nothing when `source` amends nothing.
+
+    An amendment carries its cancelled original's matching key (customer, date, total): without this, an
+    amendment synced first was paired with its original's copy while that copy was unpaired (a lost answer).
+    """
+    if not amendment_field(policy):
+        return rows
+    original = (source.doc or {}).get("amended_from") or None
+    if original is None:
+        return [row for row in rows if not row.get("amended_from")]
+    wanted = original if site == source.site else await engine._run(
+        engine.state.translate_name, policy.doctype, source.site, str(original), site)
+    return [row for row in rows if wanted is not None and row.get("amended_from") == wanted]
 
 
 def quick_fix(exc: WriteRefused, doctype: str, status_there: int) -> str:

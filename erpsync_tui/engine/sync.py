@@ -356,7 +356,9 @@ class SyncEngine:
                     return []
             filters.append([fieldname, "like", raw.strip()] if isinstance(raw, str) else [fieldname, "=", raw])
         rows = [row async for row in self.connectors[site].list_documents(
-            policy.doctype, fields=("name", "modified", *rules[index]), filters=filters)]
+            policy.doctype, fields=("name", "modified", *rules[index], *lifecycle.amendment_field(policy)),
+            filters=filters)]
+        rows = await lifecycle.same_original(self, policy, source, site, rows)  # an amendment has its original's key
         alike = [row["name"] for row in rows
                  if (await self._run(self._keys_of, policy, site, row, rules))[index] == key]
         open_names = await self._run(self.state.unpaired_names, site, policy.doctype, alike)

@@ -273,3 +273,35 @@ async def test_an_insert_then_cancel_cut_short_converges_whatever_happened_meanw
         assert local.get("Sales Order", amendment)["delivery_date"] == "2026-06-30"
     again = await full_sync(engine)
     assert again.writes == 0 and again.failed == 0
+
+
+async def test_an_amendment_is_never_paired_with_the_unpaired_copy_of_its_original(
+    cluster: SimCluster, make_engine, db
+) -> None:
+    """An amendment has its original's matching key (customer, date, total). The original's copy on local is
+    unpaired for a while (its create's answer was lost — a kill, a dropped connection); the amendment, synced
+    first, was paired with that copy by the matching rules: a cancelled order and its draft amendment as one
+    document, an ERP008 conflict, and the original created a second time (the 100-kill crash harness ended so).
+    A candidate must have the same original (translated), or none when the source has none."""
+    from erpsync_tui.connectors.base import ConnectorError
+
+    engine = make_engine()
+    order = _order(cluster)
+    cloud, local = cluster["cloud"], cluster["local"]
+    local.set_faults(drop_response="/api/resource/Sales Order")  # the insert runs, its answer is lost
+    with pytest.raises(ConnectorError):  # the lost answer: to the queue
+        await engine.sync_document("Sales Order", "cloud", order["name"])
+    local.clear_faults()
+    [copy] = local.all("Sales Order")
+    cloud.submit("Sales Order", order["name"], fire_webhooks=False)
+    cloud.cancel("Sales Order", order["name"], fire_webhooks=False)
+    amendment = cloud.amend("Sales Order", order["name"], {"delivery_date": "2026-06-30"}, fire_webhooks=False)
+    await engine.sync_document("Sales Order", "cloud", amendment["name"])  # its webhook comes first
+    summary = await full_sync(engine)
+    assert summary.failed == 0, summary
+    assert engine.state.translate_name("Sales Order", "cloud", order["name"], "local") == copy["name"]
+    local_amendment = _local(engine, amendment["name"])
+    assert local.get("Sales Order", local_amendment)["amended_from"] == copy["name"]
+    assert local.get("Sales Order", copy["name"])["docstatus"] == 2
+    assert local.count("Sales Order") == cloud.count("Sales Order") == 2  # no second copy of the original
+    assert [log for log in _logs(db) if log.error_code == "ERP008"] == []

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from erpsync_tui.config import DoctypePolicy
 from erpsync_tui.connectors.base import CircuitOpen, ConnectorError
 from erpsync_tui.engine import documents as docs
-from erpsync_tui.engine import renames
+from erpsync_tui.engine import lifecycle, renames
 from erpsync_tui.engine.eligibility import _Row, _rows_are_documents
 from erpsync_tui.engine.links import link_fields, linked_names, translate
 from erpsync_tui.engine.outcomes import DocResult, Fetched, Outcome, SyncFailed
@@ -306,9 +306,15 @@ class _Batch:
                     body = await self.engine.target_body(self.policy, source.canonical, self.target)
                     normal = docs.normalise(current.doc or {}, self.policy.exclude_fields)
                     payload = docs.to_write_payload(body, normal, expected_modified=current.modified)
+                    if len(lifecycle.update_steps(current.doc or {}, payload, self.policy.exclude_fields)) > 1:
+                        return source.name  # e.g. submitted then cancelled: the per-document path saves in order
                     answer = await connector.update(self.doctype, current.name or "", payload)
                     written = await self.engine.fetched(self.policy, self.target, answer)
-                except Exception:  # stale, refused, a link missing: the per-document path decides again
+                except Exception as exc:  # stale, refused, a link missing: the per-document path decides again
+                    if lifecycle.is_refusal(exc):  # submitted/cancelled there: terminal (ERP008), not sent again
+                        self.summary.add(await lifecycle.refused_in_batch(self.engine, record, self.site, source.doc,
+                                                                          current, exc))
+                        return None
                     return source.name
                 self.done(record.record_id, source, _side_of(written), Outcome.UPDATED, 1, self.direction)
                 return None

@@ -108,7 +108,9 @@ class CreatePath:
                     return []
             filters.append([fieldname, "like", raw.strip()] if isinstance(raw, str) else [fieldname, "=", raw])
         rows = [row async for row in self.connectors[site].list_documents(
-            policy.doctype, fields=("name", "modified", *rules[index]), filters=filters)]
+            policy.doctype, fields=("name", "modified", *rules[index], *lifecycle.amendment_field(policy)),
+            filters=filters)]
+        rows = await lifecycle.same_original(self, policy, source, site, rows)  # an amendment has its original's key
         alike = [row["name"] for row in rows
                  if (await self._run(self._keys_of, policy, site, row, rules))[index] == key]
         open_names = await self._run(self.state.unpaired_names, site, policy.doctype, alike)
@@ -232,8 +234,8 @@ class CreatePath:
     ) -> DocResult:
         """Pair a lost create's edited copy with its source, both descended from what was sent, then compare."""
         payload, payload_hash = sent
-        sides = [Side(source.site, source.name or "", payload_hash, None),
-                 Side(created.site, created.name or "", payload_hash, created.modified)]
+        sides = [Side(source.site, source.name or "", payload_hash, None),  # the copy: as its first save left it
+                 Side(created.site, created.name or "", lifecycle.inserted_hash(payload), created.modified)]
         await self._run(self.state.mark_synced, record.record_id, record.doctype, payload, payload_hash, sides)
         view = await self._run(self.state.view, record.record_id)
         assert view is not None

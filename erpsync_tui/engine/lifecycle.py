@@ -17,12 +17,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sqlmodel import col, select
 
 from erpsync_tui.connectors.base import ValidationFailed
 from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine.links import link_fields
 from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.models import Conflict, ConflictStatus, RecordStatus
 
@@ -47,7 +48,7 @@ class WriteRefused(Exception):
         return str(self.error.exc_type or "ValidationError")
 
 
-def is_refusal(exc: BaseException) -> bool:
+def is_refusal(exc: BaseException) -> TypeGuard[ValidationFailed]:
     return isinstance(exc, ValidationFailed) and exc.exc_type in LIFECYCLE_REFUSALS
 
 
@@ -105,6 +106,12 @@ async def write_in_order(
     return answer
 
 
+def inserted_hash(payload: dict[str, Any]) -> str:
+    """The content hash of what the insert of `payload` itself saved: a cancelled document is inserted submitted
+    (`insert_steps`), so a copy whose cancel was cut short holds that, and has not been changed by anyone since."""
+    return docs.content_hash(insert_steps(payload)[0])
+
+
 async def insert_in_order(
     engine: SyncEngine, policy: DoctypePolicy, target_site: str, depth: int, payload: dict[str, Any]
 ) -> dict[str, Any]:
@@ -132,6 +139,29 @@ async def sync_amended_original_first(
                       source.name or "", outcome="link")
     await engine.sync_document(policy.doctype, source.site, str(original), depth=depth + 1)
     return await engine.fetched(policy, source.site, source.doc)
+
+
+def amendment_field(policy: DoctypePolicy) -> tuple[str, ...]:
+    """("amended_from",) for a doctype whose amendments the engine links (engine/links.py), else ()."""
+    return ("amended_from",) if "amended_from" in link_fields(policy.doctype, policy.links) else ()
+
+
+async def same_original(engine: SyncEngine, policy: DoctypePolicy, source: Fetched, site: str,
+                        rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The matching candidates (list rows on `site`) that amend the same original as `source` — its counterpart
+    there — or amend nothing when `source` amends nothing.
+
+    An amendment carries its cancelled original's matching key (customer, date, total): without this, an
+    amendment synced first was paired with its original's copy while that copy was unpaired (a lost answer).
+    """
+    if not amendment_field(policy):
+        return rows
+    original = (source.doc or {}).get("amended_from") or None
+    if original is None:
+        return [row for row in rows if not row.get("amended_from")]
+    wanted = original if site == source.site else await engine._run(
+        engine.state.translate_name, policy.doctype, source.site, str(original), site)
+    return [row for row in rows if wanted is not None and row.get("amended_from") == wanted]
 
 
 def quick_fix(exc: WriteRefused, doctype: str, status_there: int) -> str:
@@ -169,6 +199,15 @@ async def refused(engine: SyncEngine, record: RecordView, fetched: dict[str, Fet
                       code=ErrorCode.VALIDATION)
     source = next(f for f in (fa, fb) if f.site != exc.site)
     return engine._result(record, source, Outcome.CONFLICT, detail=message)
+
+
+async def refused_in_batch(engine: SyncEngine, record: RecordView, source_site: str, source_doc: dict[str, Any],
+                           current: Fetched, exc: ValidationFailed) -> DocResult:
+    """A bulk full sync's PUT refused for the document's docstatus: the same terminal ERP008 conflict as the
+    per-document path's (`refused`), without handing it over — which would only send the refused write again."""
+    source = await engine.fetched(engine.config.policy_for(record.doctype), source_site, source_doc)
+    fetched: dict[str, Fetched] = {source_site: source, current.site: current}
+    return await refused(engine, record, fetched, WriteRefused(current.site, current.name or "", exc))
 
 
 def open_conflict_versions(engine: SyncEngine, record_id: int) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ DEFAULT_LINKS: dict[str, dict[str, str]] = {
     "Sales Invoice": {"customer": "Customer", "items.item_code": "Item", "amended_from": "Sales Invoice"},
     "Delivery Note": {"customer": "Customer", "items.item_code": "Item", "amended_from": "Delivery Note"},
     "Quotation": {"items.item_code": "Item", "amended_from": "Quotation"},
+    "Attendance": {"amended_from": "Attendance"},
     "Address": {},
     "Contact": {},
 }

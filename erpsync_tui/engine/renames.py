@@ -96,11 +96,17 @@ async def apply_rename(engine: SyncEngine, doctype: str, site: str, old: str, ne
     site still has `old` / lacks `new` (then it is no rename of ours to follow).
     """
     record = await engine._run(engine.state.find, site, doctype, old)
-    if record is None or await engine._run(engine.state.find, site, doctype, new) is not None:
+    if record is None or await _holds(engine, record, site, doctype, new):
         return None
     connector = engine.connectors[site]
-    if await connector.get(doctype, old) is not None or await connector.get(doctype, new) is None:
+    if await connector.get(doctype, old) is not None:
         return None
+    if await connector.get(doctype, new) is None:
+        # Renamed again since (X → Y → Z before we looked): follow the chain to the name it has now.
+        newest = await renamed_to(engine, doctype, site, new)
+        if newest is None or await _holds(engine, record, site, doctype, newest):
+            return None
+        new = newest
     async with engine.lock(doctype, site, new):
         moved = await move_names(engine, record, doctype, site, old, new)
     if not moved:
@@ -114,7 +120,8 @@ async def move_names(engine: SyncEngine, record: RecordView, doctype: str, site:
     False when `new` is already another record's document on `site` (synced as a new document before the rename
     was seen): the map is left as it is and the caller goes on as if there were no rename.
     """
-    if not await engine._run(rename_side, engine, record.record_id, site, new):
+    if not await engine._run(rename_side, engine, record.record_id, site, new) \
+            and not await drop_our_copy(engine, record, doctype, site, new):
         await engine._log(f"renamed {old} → {new} on {site}, but {new} is already synced as another document: "
                           f"{old} is handled as gone", "WARNING", doctype, site, new, outcome="renamed",
                           code=ErrorCode.RECONCILIATION)
@@ -147,6 +154,71 @@ def rename_side(engine: SyncEngine, record_id: int, site: str, new: str) -> bool
             return False
         row.name = new
         session.add(row)
+        return True
+
+
+async def _holds(engine: SyncEngine, record: RecordView, site: str, doctype: str, name: str) -> bool:
+    """Does `record` hold `name` on `site` already (the rename was handled before)?"""
+    holder = await engine._run(engine.state.find, site, doctype, name)
+    return holder is not None and holder.record_id == record.record_id
+
+
+async def drop_our_copy(engine: SyncEngine, record: RecordView, doctype: str, site: str, new: str) -> bool:
+    """`new` was synced as a new document before its rename was known: the other site then got a copy, beside
+    `record`'s own counterpart (the one its links point at). Give `new` to `record` and delete that copy — only
+    when it is ours (inserted by the engine for `new`) and unchanged since; else False (nothing changed).
+
+    State first, then the DELETE: a crash between leaves an extra copy the holder record still explains (status
+    deleted), never a name mapped to a deleted document (whose 404 would then read as a delete of `new`)."""
+    other = engine.other(site)
+    holder = await engine._run(engine.state.find, site, doctype, new)
+    if holder is None or holder.record_id == record.record_id or other not in record.sides:
+        return False
+    copy = holder.sides.get(other)
+    if copy is None or holder.status != RecordStatus.SYNCED or not await engine._run(_made_from, engine,
+                                                                                        holder.record_id, site):
+        return False
+    fetched = await engine.fetch(engine.config.policy_for(doctype), other, copy.name)
+    if fetched.doc is None or fetched.content_hash != copy.content_hash:
+        return False  # edited there since: someone's work, not ours to delete
+    if not await engine._run(_hand_over, engine, holder.record_id, record.record_id, site, new):
+        return False
+    try:
+        await engine.connectors[other].delete(doctype, copy.name)
+    except ConnectorError as exc:  # e.g. linked meanwhile: an extra copy stays, explained (its record: deleted)
+        await engine._log(f"renamed {new} on {site}: the copy {copy.name} on {other} made before the rename was "
+                          f"known could not be deleted ({exc}); it stays as an extra document", "WARNING", doctype,
+                          other, copy.name, outcome="renamed", code=ErrorCode.RECONCILIATION)
+        return True
+    await engine._run(engine.state.forget_side, holder.record_id, other)
+    await engine._log(f"deleted {copy.name} on {other}: the engine's own copy of {new}, made before {new} was known "
+                      f"as a rename on {site}", "INFO", doctype, other, copy.name, outcome="renamed")
+    return True
+
+
+def _made_from(engine: SyncEngine, record_id: int, site: str) -> bool:
+    with engine.db.read() as session:
+        row = session.get(SyncRecord, record_id)
+        return row is not None and row.origin_site == site
+
+
+def _hand_over(engine: SyncEngine, holder_id: int, record_id: int, site: str, new: str) -> bool:
+    """One transaction: `new` on `site` leaves the holder record (kept as deleted, with its copy on the other
+    site) and becomes `record_id`'s name there."""
+    with engine.db.write() as session:
+        rows = session.exec(select(SyncName).where(col(SyncName.record_id).in_([holder_id, record_id]),
+                                                   SyncName.site == site)).all()
+        theirs = next((r for r in rows if r.record_id == holder_id and r.name == new), None)
+        mine = next((r for r in rows if r.record_id == record_id), None)
+        holder = session.get(SyncRecord, holder_id)
+        if theirs is None or mine is None or holder is None:
+            return False
+        session.delete(theirs)
+        session.flush()  # the name is free before it is taken (unique per site and doctype)
+        mine.name = new
+        session.add(mine)
+        holder.status, holder.last_error = RecordStatus.DELETED, f"{new} on {site} is a renamed document"
+        session.add(holder)
         return True
 
 
@@ -251,14 +323,7 @@ async def renamed_from(engine: SyncEngine, doctype: str, source: Fetched) -> tup
     """The tracked document an unknown `source` was renamed from, if it is one: (old name, its record)."""
     site, name = source.site, source.name or ""
     connector = engine.connectors[site]
-    candidates: list[str] = []
-    try:
-        rows = connector.list_documents(COMMENT, fields=("name", "reference_name", "content", "modified"), filters=[
-            ["reference_doctype", "=", doctype], ["reference_name", "=", name], ["comment_type", "=", "Edit"]],
-            page_size=20, limit=20)
-        candidates += [old async for row in rows if (old := parse_rename(str(row.get("content") or ""), name))]
-    except ConnectorError:
-        pass  # Comments unreadable: the content is still evidence
+    candidates = await _earlier_names(engine, doctype, site, name)
     candidates += await engine._run(content_match, engine, site, doctype, source)
     for old in dict.fromkeys(candidates):
         record = await engine._run(engine.state.find, site, doctype, old)
@@ -278,5 +343,35 @@ async def _left_a_deleted_document(engine: SyncEngine, site: str, doctype: str, 
         limit=1)
     try:
         return any([row async for row in rows])
-    except ConnectorError:
+    except ConnectorError as exc:
+        if exc.retryable:
+            raise  # no answer for now: asked again later (going on would create a copy of a renamed document)
         return True  # cannot tell: never take a delete for a rename (the create path goes on as before)
+
+
+async def _earlier_names(engine: SyncEngine, doctype: str, site: str, name: str) -> list[str]:
+    """The names `name` had before, nearest first, from the rename Comments: X → Y → `name` gives [Y, X].
+
+    A document renamed twice before the engine looked has an untracked middle name; only the chain leads back to
+    the tracked one. A Comment read that failed for a while is raised (a create now would copy a renamed
+    document); a lasting refusal (no permission on Comment) leaves the content as the only evidence.
+    """
+    found: list[str] = []
+    current = name
+    for _ in range(5):
+        rows = engine.connectors[site].list_documents(
+            COMMENT, fields=("name", "reference_name", "content", "modified"), filters=[
+                ["reference_doctype", "=", doctype], ["reference_name", "=", current], ["comment_type", "=", "Edit"]],
+            page_size=20, limit=20)
+        try:
+            olds = [old async for row in rows if (old := parse_rename(str(row.get("content") or ""), current))]
+        except ConnectorError as exc:
+            if exc.retryable:
+                raise
+            return found
+        olds = [old for old in olds if old != name and old not in found]
+        if not olds:
+            return found
+        found += olds
+        current = olds[-1]
+    return found

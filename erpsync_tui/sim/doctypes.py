@@ -106,6 +106,18 @@ SPECS: dict[str, DocTypeSpec] = {
             computed=("status",),
         ),
         DocTypeSpec(
+            # A submittable doctype without child tables (ERPNext's Attendance): the bulk full sync's path for
+            # documents with a docstatus.
+            name="Attendance",
+            fields=("employee_name", "attendance_date", "status", "remarks", "amended_from"),
+            mandatory=("employee_name", "attendance_date"),
+            naming="series:HR-ATT-",
+            selects={"status": ("Present", "Absent", "On Leave", "Half Day")},
+            links={"amended_from": "Attendance"},
+            defaults={"status": "Present"},
+            submittable=True,
+        ),
+        DocTypeSpec(
             # Fields added to a doctype on this site; the demo adds none, tests may (e.g. a custom Table field).
             name="Custom Field",
             fields=("dt", "fieldname", "fieldtype", "label", "options"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from erpsync_tui.engine.bulk import full_sync
@@ -167,3 +168,140 @@ async def test_a_transition_cut_short_moves_forward_whatever_the_policy(cluster:
     assert result.outcome == Outcome.UPDATED and result.direction == "cloud→local"
     assert cluster["local"].get("Sales Order", local_name)["docstatus"] == 2
     assert cluster["cloud"].get("Sales Order", order["name"])["docstatus"] == 2
+
+
+async def _attendance_synced(cluster: SimCluster, make_engine, db, **sync: Any) -> tuple[Any, str, str]:
+    """Attendance: submittable, no child tables — a full sync takes the bulk path for it."""
+    from erpsync_tui.engine.bulk import bulk_eligible
+
+    engine = make_engine(doctypes=["Attendance"], **sync)
+    doc = cluster["cloud"].insert("Attendance", {"employee_name": "Ann", "attendance_date": "2026-01-02"},
+                                  fire_webhooks=False)
+    summary = await full_sync(engine)
+    assert summary.failed == 0 and summary.writes == 1, summary
+    assert await bulk_eligible(engine, "Attendance")
+    local_name = engine.state.translate_name("Attendance", "cloud", doc["name"], "local")
+    assert local_name is not None
+    return engine, doc["name"], local_name
+
+
+async def test_a_bulk_full_sync_refused_for_docstatus_ends_as_one_explained_erp008_conflict_without_retries(
+    cluster: SimCluster, make_engine, db
+) -> None:
+    """cloud_to_local: cloud's draft edit is pushed onto local's submitted copy. The bulk PUT is refused
+    (DocstatusTransitionError): that is the terminal ERP008 conflict with its quick fix, at once — it was handed to
+    the per-document path, which sent the refused write a second time."""
+    engine, name, local_name = await _attendance_synced(cluster, make_engine, db)
+    cluster["local"].update("Attendance", local_name, {"docstatus": 1}, fire_webhooks=False)
+    cluster["cloud"].update("Attendance", name, {"remarks": "late"}, fire_webhooks=False)
+    refused_puts = "PUT /api/resource/{doctype}/{name} 417"
+    summary = await full_sync(engine, direction="cloud_to_local")
+    assert summary.failed == 0 and summary.outcomes["conflict"] == 1, summary
+    assert cluster["local"].counters.get(refused_puts, 0) == 1
+    errors = [log for log in _logs(db) if log.error_code == "ERP008"]
+    assert len(errors) == 1 and "DocstatusTransitionError" in errors[0].message and "Quick fix" in errors[0].message
+    with db.read() as session:
+        assert list(session.exec(select(QueueItem)).all()) == []  # terminal: nothing to retry
+    again = await full_sync(engine, direction="cloud_to_local")
+    assert again.failed == 0 and cluster["local"].counters.get(refused_puts, 0) == 1  # not sent again
+    assert cluster["local"].get("Attendance", local_name)["docstatus"] == 1
+
+
+async def test_a_bulk_full_sync_brings_a_submitted_then_cancelled_document_over_in_order(
+    cluster: SimCluster, make_engine, db
+) -> None:
+    """Submit then cancel on cloud, local still the draft: two saves (0 → 1 → 2), never one refused jump."""
+    engine, name, local_name = await _attendance_synced(cluster, make_engine, db)
+    cluster["cloud"].update("Attendance", name, {"remarks": "signed", "docstatus": 1}, fire_webhooks=False)
+    cluster["cloud"].update("Attendance", name, {"docstatus": 2}, fire_webhooks=False)
+    summary = await full_sync(engine)
+    assert summary.failed == 0 and summary.outcomes.get("conflict", 0) == 0, summary
+    there = cluster["local"].get("Attendance", local_name)
+    assert (there["docstatus"], there["remarks"]) == (2, "signed")
+    assert [log for log in _logs(db) if log.error_code == "ERP008"] == []
+
+
+@pytest.mark.parametrize("meanwhile", ["nothing", "amended_on_cloud", "terms_edited_on_local"])
+async def test_an_insert_then_cancel_cut_short_converges_whatever_happened_meanwhile(
+    cluster: SimCluster, make_engine, db, meanwhile: str
+) -> None:
+    """A cancelled order never synced is inserted submitted, then cancelled; the connection drops between the two.
+    The retry finds the submitted copy (its answer lost): it was taken as the copy of the cancelled content *edited
+    since* — local's "change" (docstatus 2 → 1) was pushed back onto cloud, refused, and even with nothing else
+    changed the order ended as an ERP008 conflict. The copy is what its first save made: the cancel follows; an
+    amendment made meanwhile follows after it; a real edit of the copy on local meanwhile (an allow-on-submit
+    field) ends as the explained ERP008 conflict, with nothing written over it."""
+    from erpsync_tui.connectors.base import ConnectionFailed
+
+    engine = make_engine()
+    order = _order(cluster)
+    cloud, local = cluster["cloud"], cluster["local"]
+    cloud.submit("Sales Order", order["name"], fire_webhooks=False)
+    cloud.cancel("Sales Order", order["name"], fire_webhooks=False)
+    connector = engine.connectors["local"]
+    real_update = connector.update
+
+    async def cut(doctype: str, name: str, changes: Any, **kwargs: Any) -> Any:
+        if doctype == "Sales Order":
+            raise ConnectionFailed("connection dropped before the cancel", site="local")
+        return await real_update(doctype, name, changes, **kwargs)
+
+    connector.update = cut  # type: ignore[method-assign]
+    with pytest.raises(ConnectionFailed):
+        await engine.sync_document("Sales Order", "cloud", order["name"])
+    connector.update = real_update  # type: ignore[method-assign]
+    [copy] = local.all("Sales Order")
+    assert copy["docstatus"] == 1
+    if meanwhile == "amended_on_cloud":
+        cloud.amend("Sales Order", order["name"], {"delivery_date": "2026-06-30"}, fire_webhooks=False)
+    elif meanwhile == "terms_edited_on_local":
+        local.update("Sales Order", copy["name"], {"terms": "net 30"}, fire_webhooks=False)
+    await engine.sync_document("Sales Order", "cloud", order["name"])  # the queue's retry
+    summary = await full_sync(engine)
+    assert summary.failed == 0, summary
+    assert local.count("Sales Order") == cloud.count("Sales Order")  # no duplicate
+    errors = [log for log in _logs(db) if log.error_code == "ERP008"]
+    if meanwhile == "terms_edited_on_local":
+        assert len(errors) == 1 and "Quick fix" in errors[0].message
+        assert local.get("Sales Order", copy["name"])["terms"] == "net 30"  # the edit is kept for the operator
+        return
+    assert errors == []
+    assert local.get("Sales Order", copy["name"])["docstatus"] == 2
+    if meanwhile == "amended_on_cloud":
+        amendment = _local(engine, f"{order['name']}-1")
+        assert local.get("Sales Order", amendment)["amended_from"] == copy["name"]
+        assert local.get("Sales Order", amendment)["delivery_date"] == "2026-06-30"
+    again = await full_sync(engine)
+    assert again.writes == 0 and again.failed == 0
+
+
+async def test_an_amendment_is_never_paired_with_the_unpaired_copy_of_its_original(
+    cluster: SimCluster, make_engine, db
+) -> None:
+    """An amendment has its original's matching key (customer, date, total). The original's copy on local is
+    unpaired for a while (its create's answer was lost — a kill, a dropped connection); the amendment, synced
+    first, was paired with that copy by the matching rules: a cancelled order and its draft amendment as one
+    document, an ERP008 conflict, and the original created a second time (the 100-kill crash harness ended so).
+    A candidate must have the same original (translated), or none when the source has none."""
+    from erpsync_tui.connectors.base import ConnectorError
+
+    engine = make_engine()
+    order = _order(cluster)
+    cloud, local = cluster["cloud"], cluster["local"]
+    local.set_faults(drop_response="/api/resource/Sales Order")  # the insert runs, its answer is lost
+    with pytest.raises(ConnectorError):  # the lost answer: to the queue
+        await engine.sync_document("Sales Order", "cloud", order["name"])
+    local.clear_faults()
+    [copy] = local.all("Sales Order")
+    cloud.submit("Sales Order", order["name"], fire_webhooks=False)
+    cloud.cancel("Sales Order", order["name"], fire_webhooks=False)
+    amendment = cloud.amend("Sales Order", order["name"], {"delivery_date": "2026-06-30"}, fire_webhooks=False)
+    await engine.sync_document("Sales Order", "cloud", amendment["name"])  # its webhook comes first
+    summary = await full_sync(engine)
+    assert summary.failed == 0, summary
+    assert engine.state.translate_name("Sales Order", "cloud", order["name"], "local") == copy["name"]
+    local_amendment = _local(engine, amendment["name"])
+    assert local.get("Sales Order", local_amendment)["amended_from"] == copy["name"]
+    assert local.get("Sales Order", copy["name"])["docstatus"] == 2
+    assert local.count("Sales Order") == cloud.count("Sales Order") == 2  # no second copy of the original
+    assert [log for log in _logs(db) if log.error_code == "ERP008"] == []

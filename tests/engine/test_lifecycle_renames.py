@@ -113,8 +113,8 @@ async def test_a_rename_seen_after_its_new_name_was_synced_as_a_new_document_sti
 ) -> None:
     """No evidence at first (Comments unreadable, edited since): the new name is synced as a new document. When
     the old name is then found gone and the Comment names the new one, the map is not forced onto a name another
-    record holds (that failed with a UNIQUE error, a dead item, in the crash harness): the old name counts as
-    gone, and the sites end with one copy each."""
+    record holds (that failed with a UNIQUE error, a dead item, in the crash harness), and the rename is no delete
+    either: the engine's own fresh copy is dropped and the old pair takes the new name. One copy each."""
     engine = make_engine()
     cloud = cluster["cloud"]
     solo = cloud.insert("Customer", {"customer_name": "Solo", "customer_type": "Company"}, fire_webhooks=False)
@@ -125,7 +125,7 @@ async def test_a_rename_seen_after_its_new_name_was_synced_as_a_new_document_sti
     assert (await engine.sync_document("Customer", "cloud", "Solo Ltd")).outcome == Outcome.CREATED
     cloud.set_permissions(denied_doctypes=[])
     result = await engine.sync_document("Customer", "cloud", solo["name"])
-    assert result.outcome == Outcome.DELETED
+    assert result.outcome == Outcome.UPDATED  # was DELETED: the old pair's copy on local deleted, a rename as a delete
     summary = await full_sync(engine, doctypes=["Customer"])
     assert summary.failed == 0, summary
     assert cluster["local"].count("Customer") == cloud.count("Customer") == 1
@@ -168,3 +168,96 @@ async def test_a_renamed_document_is_not_deleted_while_the_comments_cannot_be_re
     summary = await incremental_sync(engine)
     assert summary.failed == 0, summary
     _assert_one_customer_under_local_name(cluster, engine, world)
+
+
+@pytest.mark.parametrize("how", ["edit_webhook_of_newest_name", "incremental"])
+async def test_a_customer_renamed_twice_before_the_engine_looked_stays_one_document(
+    cluster: SimCluster, make_engine, how: str
+) -> None:
+    """X → Y → Z on cloud, then an edit of Z: the middle name Y was never tracked, so one step back from Z (or
+    forward from X) found nothing — Z was created on local as a new customer (a duplicate beside X's copy, which
+    kept the old content). The chain of rename Comments leads from Z back to X, and from X on to Z."""
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cloud = cluster["cloud"]
+    cloud.rename("Customer", world["customer"], "Acme Middle")
+    cloud.rename("Customer", "Acme Middle", "Acme Ltd")
+    cloud.update("Customer", "Acme Ltd", {"territory": "Peru"}, fire_webhooks=False)
+    if how == "edit_webhook_of_newest_name":
+        result = await engine.sync_document("Customer", "cloud", "Acme Ltd")
+        assert result.outcome == Outcome.UPDATED, result
+    summary = await incremental_sync(engine)
+    assert summary.failed == 0, summary
+    _assert_one_customer_under_local_name(cluster, engine, world)
+    assert cluster["local"].get("Customer", world["local_customer"])["territory"] == "Peru"
+    again = await full_sync(engine)
+    assert again.writes == 0 and again.failed == 0
+
+
+async def test_a_renamed_and_edited_document_is_not_created_again_while_the_comments_cannot_be_read(
+    cluster: SimCluster, make_engine
+) -> None:
+    """The new name's edit arrives while the site's Comments answer 502: its content matches nothing tracked any
+    more, so only the Comment tells it is a rename. No answer is no "not a rename": the create waits (a retryable
+    failure, to the queue) instead of copying the customer to local a second time."""
+    from erpsync_tui.connectors.base import ConnectorError, ServerError
+
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cluster["cloud"].rename("Customer", world["customer"], "Acme Ltd")
+    cluster["cloud"].update("Customer", "Acme Ltd", {"territory": "Chile"}, fire_webhooks=False)
+    cloud = engine.connectors["cloud"]
+    real_list = cloud.list_documents
+
+    def comments_failing(doctype: str, **kwargs: Any) -> Any:
+        if doctype != "Comment":
+            return real_list(doctype, **kwargs)
+
+        async def failing() -> Any:
+            raise ServerError("GET /api/resource/Comment → HTTP 502: Bad Gateway", site="cloud", status=502)
+            yield
+
+        return failing()
+
+    cloud.list_documents = comments_failing  # type: ignore[method-assign]
+    with pytest.raises(ConnectorError) as raised:
+        await engine.sync_document("Customer", "cloud", "Acme Ltd")  # the edit's webhook
+    assert raised.value.retryable
+    assert cluster["local"].names("Customer") == [world["local_customer"]]  # no copy made
+    cloud.list_documents = real_list  # type: ignore[method-assign]
+    assert (await engine.sync_document("Customer", "cloud", "Acme Ltd")).outcome == Outcome.UPDATED  # the retry
+    _assert_one_customer_under_local_name(cluster, engine, world)
+    assert cluster["local"].get("Customer", world["local_customer"])["territory"] == "Chile"
+
+
+@pytest.mark.parametrize("noticed_by", ["old_name_retry", "rename_feed"])
+async def test_a_rename_noticed_after_its_new_name_was_copied_never_deletes_the_linked_counterpart(
+    cluster: SimCluster, make_engine, noticed_by: str
+) -> None:
+    """Renamed on cloud and edited; its new name synced first, as a new customer (Comments unreadable then: a copy
+    on local). When the old name's 404 is then explained by the rename Comment, the old copy on local — the one
+    local's orders link to — was deleted as if the customer were gone: refused (LinkExistsError), retried, dead.
+    A rename never becomes a delete: the copy made a moment ago, unchanged since and linked by nothing, is the one
+    dropped; the customer keeps its local name, its links and the edit."""
+    engine = make_engine()
+    world = await _synced(engine, cluster)
+    cloud, local = cluster["cloud"], cluster["local"]
+    cloud.rename("Customer", world["customer"], "Acme Ltd")
+    cloud.update("Customer", "Acme Ltd", {"territory": "Iceland"}, fire_webhooks=False)
+    cloud.set_permissions(denied_doctypes=["Comment"])
+    assert (await engine.sync_document("Customer", "cloud", "Acme Ltd")).outcome == Outcome.CREATED  # the copy
+    assert local.count("Customer") == 2
+    cloud.set_permissions(denied_doctypes=[])
+    if noticed_by == "old_name_retry":
+        result = await engine.sync_document("Customer", "cloud", world["customer"])
+        assert result.outcome == Outcome.UPDATED, result
+    else:  # the incremental sync's rename feed (it left a rename onto a tracked name alone before)
+        assert (await incremental_sync(engine)).failed == 0
+    assert local.names("Customer") == [world["local_customer"]]  # the copy is gone, the linked one kept
+    assert local.get("Customer", world["local_customer"])["territory"] == "Iceland"
+    assert local.get("Sales Order", world["local_order"])["customer"] == world["local_customer"]
+    assert engine.state.translate_name("Customer", "cloud", "Acme Ltd", "local") == world["local_customer"]
+    assert engine.state.find("cloud", "Customer", world["customer"]) is None
+    summary = await full_sync(engine)
+    assert summary.failed == 0 and summary.writes == 0, summary
+    assert cloud.count("Customer") == local.count("Customer") == 1

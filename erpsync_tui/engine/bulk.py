@@ -113,6 +113,8 @@ async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) ->
     the walk then takes the per-document path, whose every create asks the other site for its match first — and
     fails, to the queue, while it cannot. Creating without knowing what the other site holds makes duplicates.
     """
+    if not await _settle_unfinished_creates(engine, doctype, summary):
+        return False  # one could not be settled: per document, each create first retries the one it matches
     whole_rows = None
     if await bulk_eligible(engine, doctype):
         async def whole_rows(site: str, row: dict[str, Any]) -> bool:
@@ -127,6 +129,28 @@ async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) ->
         return False
     summary.paired += len(plan.pairs)
     return True
+
+
+async def _settle_unfinished_creates(engine: SyncEngine, doctype: str, summary: SyncSummary) -> bool:
+    """Retry the creates whose answer was lost (one-sided `creating` records) before pairing and the walk.
+
+    Their copy may exist on the target, unknown to the state: met first by the walk (or the pairing, which leaves
+    tracked documents alone) it would be created back on the source site, and the retry would then make a second
+    copy — a duplicate on each site. The retry recognises its copy (hash, owner, matching rules). False when one
+    failed (recorded for a retry like any walk failure).
+    """
+    settled = True
+    for target in engine.pair:
+        source = engine.other(target)
+        pending = await asyncio.to_thread(engine.state.pending_creates, doctype, target)
+        for name in [p.record.sides[source].name for p in pending if list(p.record.sides) == [source]]:
+            try:
+                summary.add(await engine.sync_document(doctype, source, name))
+            except Exception as exc:  # recorded and retried from the queue, as in the walk
+                settled = False
+                summary.failed += 1
+                await asyncio.to_thread(record_failure, engine, doctype, source, name, exc)
+    return settled
 
 
 def _log_matching_failure(engine: SyncEngine, doctype: str, exc: MatchingFailed) -> None:

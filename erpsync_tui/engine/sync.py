@@ -306,19 +306,36 @@ class SyncEngine:
         owner = await self._own_create_awaiting_its_name(policy, source)
         if owner is not None:
             return await self._pair_lost_create(policy, owner, source, depth)
+        unfinished = await self._match_on_target(policy, source, unfinished=True)
+        if unfinished is not None and depth < 4:
+            # It matches a document on the other site whose own create is unfinished (after a restore, likeness
+            # cannot tell the copy of a lost create): that create's retry pairs the two first; then decide again.
+            for name in unfinished[1]:
+                lock = self._lock(doctype, target_site, name)
+                if lock.locked():  # being synced right now: waiting for it could deadlock; the queue retries us
+                    raise SyncFailed(f"{doctype} {source.name}: matches {name} on {target_site}, whose unfinished "
+                                     "create is being retried right now; trying again after it",
+                                     code=ErrorCode.RECONCILIATION)
+                async with lock:
+                    await self._sync_once(doctype, target_site, name, force_from=None, depth=depth + 1)
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth + 1)
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
         if target_site in record.sides:  # another task finished this create meanwhile
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         return await self._create_on_target(policy, record, source, depth)
 
-    async def _match_on_target(self, policy: DoctypePolicy, source: Fetched) -> tuple[Rule, list[str]] | None:
+    async def _match_on_target(self, policy: DoctypePolicy, source: Fetched, *,
+                               unfinished: bool = False) -> tuple[Rule, list[str]] | None:
         """The unpaired documents on the other site this one matches by the doctype's rules, before creating it.
 
         Rules in order; the first under which any candidate exists decides: (rule, candidate names). Asked with
         list requests filtered by the rule's fields (`like`: case-insensitive on the site), confirmed by the
         normalised keys; a rule whose link field is not mapped yet does not apply. Also counted the other way: a
         candidate that matches several documents here is ambiguous too.
+
+        `unfinished`: the candidates are instead documents whose record is an unfinished create from that site
+        (one-sided, `creating`).
         """
         rules = matching.rules_for(policy)
         if not rules or source.doc is None:
@@ -328,9 +345,12 @@ class SyncEngine:
         for index, rule in enumerate(rules):
             if keys[index] is None:
                 continue
-            there = await self._candidates(policy, target_site, rules, index, keys[index], source)
+            there = await self._candidates(policy, target_site, rules, index, keys[index], source,
+                                           unfinished=unfinished)
             if not there:
                 continue
+            if unfinished:
+                return rule, there
             here = await self._candidates(policy, source.site, rules, index, keys[index], source)
             return rule, there if len(here) <= 1 else there + [n for n in here if n != source.name]
         return None
@@ -343,8 +363,9 @@ class SyncEngine:
         return matching.match_keys(rules, doc, links, to_first)
 
     async def _candidates(self, policy: DoctypePolicy, site: str, rules: tuple[Rule, ...], index: int,
-                          key: matching.Key, source: Fetched) -> list[str]:
-        """Unpaired documents on `site` whose key under rule `index` is `key` (one filtered list request)."""
+                          key: matching.Key, source: Fetched, *, unfinished: bool = False) -> list[str]:
+        """Unpaired documents on `site` whose key under rule `index` is `key` (one filtered list request);
+        `unfinished`: those whose record is an unfinished create from `site` instead."""
         assert source.doc is not None
         links = link_fields(policy.doctype, policy.links)
         filters: list[list[Any]] = []
@@ -359,6 +380,10 @@ class SyncEngine:
             policy.doctype, fields=("name", "modified", *rules[index]), filters=filters)]
         alike = [row["name"] for row in rows
                  if (await self._run(self._keys_of, policy, site, row, rules))[index] == key]
+        if unfinished:
+            records = await self._run(self.state.find_many, site, policy.doctype, alike)
+            return [name for name, record in records.items()
+                    if record.status == RecordStatus.CREATING and list(record.sides) == [site]]
         open_names = await self._run(self.state.unpaired_names, site, policy.doctype, alike)
         return [name for name in alike if name in open_names]
 

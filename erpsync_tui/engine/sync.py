@@ -376,8 +376,9 @@ class SyncEngine:
                 if raw is None:
                     return []
             filters.append([fieldname, "like", raw.strip()] if isinstance(raw, str) else [fieldname, "=", raw])
+        fields = matching.rule_fields([rules[index]], links)  # with the lineage: an amendment's identity
         rows = [row async for row in self.connectors[site].list_documents(
-            policy.doctype, fields=("name", "modified", *rules[index]), filters=filters)]
+            policy.doctype, fields=("name", "modified", *fields), filters=filters)]
         alike = [row["name"] for row in rows
                  if (await self._run(self._keys_of, policy, site, row, rules))[index] == key]
         if unfinished:

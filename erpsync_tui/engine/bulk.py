@@ -89,7 +89,7 @@ async def full_sync(
         if docname is None:
             for site in sources:  # renames first: neither the pairing pass nor the walk may take a new name as new
                 await renames.sync_renames(engine, doctype, site, summary)
-        paired = docname is not None or await _pair_first(engine, doctype, summary)
+        paired = docname is not None or await _pair_first(engine, doctype, summary, sources)
         for site in sources:
             if docname is not None:
                 await _sync_batch(engine, doctype, site, [docname], summary, force_from=force, skip_known=False)
@@ -106,14 +106,14 @@ async def full_sync(
     return summary
 
 
-async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) -> bool:
+async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary, sources: Sequence[str]) -> bool:
     """Pair the documents both sites already hold before the walk creates anything (engine/matching.py).
 
     False when the sites cannot be listed by the matching fields (a site down, a rule naming an unknown field):
     the walk then takes the per-document path, whose every create asks the other site for its match first — and
     fails, to the queue, while it cannot. Creating without knowing what the other site holds makes duplicates.
     """
-    if not await _settle_unfinished_creates(engine, doctype, summary):
+    if not await _settle_unfinished_creates(engine, doctype, summary, sources):
         return False  # one could not be settled: per document, each create first retries the one it matches
     whole_rows = None
     if await bulk_eligible(engine, doctype):
@@ -131,17 +131,21 @@ async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) ->
     return True
 
 
-async def _settle_unfinished_creates(engine: SyncEngine, doctype: str, summary: SyncSummary) -> bool:
-    """Retry the creates whose answer was lost (one-sided `creating` records) before pairing and the walk.
+async def _settle_unfinished_creates(engine: SyncEngine, doctype: str, summary: SyncSummary,
+                                     sources: Sequence[str]) -> bool:
+    """Retry the creates whose answer was lost (one-sided `creating` records) that the walk meets too late.
 
-    Their copy may exist on the target, unknown to the state: met first by the walk (or the pairing, which leaves
-    tracked documents alone) it would be created back on the source site, and the retry would then make a second
-    copy — a duplicate on each site. The retry recognises its copy (hash, owner, matching rules). False when one
-    failed (recorded for a retry like any walk failure).
+    Their copy may exist on the target, unknown to the state: walked before its source (the pairing leaves
+    tracked documents alone) it would be created back on the source site, and the source's retry would then make
+    a second copy — a duplicate on each site. The retry recognises its copy (hash, owner, matching rules). Only
+    creates whose target is walked before their source need this. False when one failed (recorded for a retry
+    like any walk failure).
     """
     settled = True
     for target in engine.pair:
         source = engine.other(target)
+        if target not in sources or (source in sources and sources.index(source) < sources.index(target)):
+            continue  # the walk retries it before it meets the copy, or never meets the copy
         pending = await asyncio.to_thread(engine.state.pending_creates, doctype, target)
         for name in [p.record.sides[source].name for p in pending if list(p.record.sides) == [source]]:
             try:

@@ -306,24 +306,38 @@ class SyncEngine:
         owner = await self._own_create_awaiting_its_name(policy, source)
         if owner is not None:
             return await self._pair_lost_create(policy, owner, source, depth)
-        unfinished = await self._match_on_target(policy, source, unfinished=True)
-        if unfinished is not None and depth < 4:
-            # It matches a document on the other site whose own create is unfinished (after a restore, likeness
-            # cannot tell the copy of a lost create): that create's retry pairs the two first; then decide again.
-            for name in unfinished[1]:
-                lock = self._lock(doctype, target_site, name)
-                if lock.locked():  # being synced right now: waiting for it could deadlock; the queue retries us
-                    raise SyncFailed(f"{doctype} {source.name}: matches {name} on {target_site}, whose unfinished "
-                                     "create is being retried right now; trying again after it",
-                                     code=ErrorCode.RECONCILIATION)
-                async with lock:
-                    await self._sync_once(doctype, target_site, name, force_from=None, depth=depth + 1)
+        if await self._retried_unfinished_match(policy, source, depth):
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth + 1)
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
         if target_site in record.sides:  # another task finished this create meanwhile
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         return await self._create_on_target(policy, record, source, depth)
+
+    async def _retried_unfinished_match(self, policy: DoctypePolicy, source: Fetched, depth: int) -> bool:
+        """Retry first the unfinished creates (lost answers) on the other site that this unknown document of ours
+        matches by the rules; True when there were any (then decide again).
+
+        It may be such a create's copy, which likeness cannot tell after a restore (`owner_of_copy`): creating it
+        back would leave the retry to make a second copy — a duplicate on each site. The retry pairs the two.
+        """
+        doctype, target_site = policy.doctype, self.other(source.site)
+        assert source.doc is not None
+        pending = await self._run(self.state.pending_creates, doctype, source.site)
+        if not any(list(p.record.sides) == [target_site] for p in pending) \
+                or not await self._created_by_us(source.site, source.doc):
+            return False  # no create of ours aimed here is unfinished, or this is no copy of ours
+        matched = await self._match_on_target(policy, source, unfinished=True)
+        if matched is None:
+            return False
+        for name in matched[1]:
+            lock = self._lock(doctype, target_site, name)
+            if lock.locked() or depth >= 4:  # being synced right now (waiting could deadlock): the queue retries us
+                raise SyncFailed(f"{doctype} {source.name}: matches {name} on {target_site}, whose unfinished create "
+                                 "must be retried first; trying again after it", code=ErrorCode.RECONCILIATION)
+            async with lock:
+                await self._sync_once(doctype, target_site, name, force_from=None, depth=depth + 1)
+        return True
 
     async def _match_on_target(self, policy: DoctypePolicy, source: Fetched, *,
                                unfinished: bool = False) -> tuple[Rule, list[str]] | None:

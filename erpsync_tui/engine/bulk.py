@@ -128,7 +128,15 @@ async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary, so
         await asyncio.to_thread(_log_matching_failure, engine, doctype, exc)
         return False
     summary.paired += len(plan.pairs)
-    return True
+    settled = True
+    for site, name in plan.orphans:  # the per-document path settles the vanished counterpart, matching first
+        try:
+            summary.add(await engine.sync_document(doctype, site, name))
+        except Exception as exc:  # recorded and retried from the queue, as in the walk
+            settled = False
+            summary.failed += 1
+            await asyncio.to_thread(record_failure, engine, doctype, site, name, exc)
+    return settled
 
 
 async def _settle_unfinished_creates(engine: SyncEngine, doctype: str, summary: SyncSummary,

@@ -157,9 +157,13 @@ class MatchPlan:
     to_create: dict[str, list[str]] = field(default_factory=dict)  # site → names to be created on the other site
     duplicates: list[Ambiguity] = field(default_factory=list)  # also among paired docs: what past duplicates left
     known: dict[str, int] = field(default_factory=dict)  # site → documents the state database already pairs
+    # (site, name): paired documents whose counterpart is gone from the other site, matching a document to create
+    # there — after a restore, the copy re-created since for an edit that outlived a delete. Synced first.
+    orphans: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("orphans")
         for pair in data["pairs"]:
             pair.pop("synced", None)
         data["counts"] = {"pairs": len(self.pairs), "ambiguous": len(self.ambiguous),
@@ -279,10 +283,30 @@ async def _plan(engine: SyncEngine, doctype: str, *, compare: bool = False, whol
         plan.known[site] = len(listed[site]) - len(unpaired[site])
     plan.pairs, plan.ambiguous, unmatched = plan_pairs(rules, unpaired, engine.pair)
     plan.to_create = unmatched
+    plan.orphans = await asyncio.to_thread(_orphans, engine, doctype, listed, unmatched)
     plan.duplicates = duplicates(rules, listed, engine.pair)
     if compare and plan.pairs:
         await _compare_pairs(engine, policy, plan)
     return plan, rows_of
+
+
+def _orphans(engine: SyncEngine, doctype: str, listed: Mapping[str, Mapping[str, list[Key | None]]],
+             unmatched: Mapping[str, list[str]]) -> list[tuple[str, str]]:
+    """Paired documents matching a document to create on the other site whose recorded counterpart there is no
+    longer listed (deleted or renamed since the state recorded the pair). Only those matching are looked up."""
+    found: list[tuple[str, str]] = []
+    for site in engine.pair:
+        other = engine.other(site)
+        wanted = {k for name in unmatched.get(other, []) for k in listed[other][name] if k is not None}
+        if not wanted:
+            continue
+        to_create = set(unmatched.get(site, []))
+        alike = [n for n, keys in listed[site].items() if n not in to_create and wanted & set(keys)]
+        for name, record in engine.state.find_many(site, doctype, alike).items():
+            counterpart = record.sides.get(other)
+            if counterpart is not None and counterpart.name not in listed[other]:
+                found.append((site, name))
+    return found
 
 
 async def _compare_pairs(engine: SyncEngine, policy: DoctypePolicy, plan: MatchPlan) -> None:

@@ -6,6 +6,10 @@ The crash harness's restore variant (tests/reliability/test_crash.py) found both
   restore that forgot the pairs of an original and its amendments, they all matched one another and were left
   ambiguous (ERP009) for ever: the sites never converged. What an amendment amends (its `amended_from`, in the
   first site's names) is part of its identity.
+* A copy re-created after the backup (an edit outlived a delete on the other site, so the edited document was
+  brought back under a new name): after the restore the state pairs the survivor with the deleted document, and
+  the walk created the new copy back — a duplicate on each site. A paired document whose counterpart is gone and
+  that matches a document to create is synced first.
 * A create whose answer was lost before the backup (its record one-sided, `creating`) and whose copy was edited
   and paired after it: after the restore the copy, unknown again, was created back on the source site, and the
   retried create made a second copy — a duplicate on each site. The unfinished create is settled first.
@@ -187,4 +191,27 @@ async def test_after_a_restore_the_copy_of_an_unfinished_create_reported_first_i
     assert len(customers_named(cluster, "local", "Copy Reported First")) == 1, "duplicate on local"
     assert engine.state.translate_name("Customer", "local", doc["name"], "cloud") == copy["name"]
     assert customers_named(cluster, "local", "Copy Reported First")[0]["mobile_no"] == "+49 30 3"
+    await _converged(engine, cluster, "Customer")
+
+
+async def test_a_copy_re_created_after_the_backup_for_an_edit_that_outlived_a_delete_is_not_duplicated(
+        cluster: SimCluster, make_engine, db: Database, tmp_path: Path) -> None:
+    engine = make_engine()
+    doc = cluster["cloud"].insert("Customer", customer("Outlived Its Delete"), fire_webhooks=False)
+    await full_sync(engine, doctypes=["Customer"])
+    local = engine.state.translate_name("Customer", "cloud", doc["name"], "local")
+    assert local is not None
+    backup = _backup(db, tmp_path)
+    cluster["cloud"].delete("Customer", doc["name"], fire_webhooks=False)
+    cluster["local"].update("Customer", local, {"mobile_no": "+49 30 4"}, fire_webhooks=False)
+    await full_sync(engine, doctypes=["Customer"])  # edited on local after the delete: brought back to cloud
+    [again] = customers_named(cluster, "cloud", "Outlived Its Delete")
+    assert again["name"] != doc["name"]
+
+    restore_database(db, backup)  # pairs local's document with the deleted one again
+    summary = await full_sync(engine, doctypes=["Customer"])
+    assert summary.failed == 0, summary
+    assert len(customers_named(cluster, "cloud", "Outlived Its Delete")) == 1, "duplicate on cloud"
+    assert len(customers_named(cluster, "local", "Outlived Its Delete")) == 1, "duplicate on local"
+    assert engine.state.translate_name("Customer", "local", local, "cloud") == again["name"]
     await _converged(engine, cluster, "Customer")

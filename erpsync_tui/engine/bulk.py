@@ -129,14 +129,25 @@ async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary, so
         return False
     summary.paired += len(plan.pairs)
     settled = True
-    for site, name in plan.orphans:  # the per-document path settles the vanished counterpart, matching first
+    policy = engine.config.policy_for(doctype)
+    for site, name, there in plan.orphans:  # the per-document path settles the vanished counterpart, matching first
         try:
+            if await _renamed_there(engine, policy, engine.other(site), there):
+                continue  # its counterpart renamed (told by content): the walk follows the new name
             summary.add(await engine.sync_document(doctype, site, name))
         except Exception as exc:  # recorded and retried from the queue, as in the walk
             settled = False
             summary.failed += 1
             await asyncio.to_thread(record_failure, engine, doctype, site, name, exc)
     return settled
+
+
+async def _renamed_there(engine: SyncEngine, policy: DoctypePolicy, site: str, names: list[str]) -> bool:
+    for name in names:
+        fetched = await engine._fetch(policy, site, name)
+        if fetched.doc is not None and await renames.renamed_from(engine, policy.doctype, fetched) is not None:
+            return True
+    return False
 
 
 async def _settle_unfinished_creates(engine: SyncEngine, doctype: str, summary: SyncSummary,

@@ -157,9 +157,9 @@ class MatchPlan:
     to_create: dict[str, list[str]] = field(default_factory=dict)  # site → names to be created on the other site
     duplicates: list[Ambiguity] = field(default_factory=list)  # also among paired docs: what past duplicates left
     known: dict[str, int] = field(default_factory=dict)  # site → documents the state database already pairs
-    # (site, name): paired documents whose counterpart is gone from the other site, matching a document to create
-    # there — after a restore, the copy re-created since for an edit that outlived a delete. Synced first.
-    orphans: list[tuple[str, str]] = field(default_factory=list)
+    # (site, name, names there): paired documents whose counterpart is gone from the other site, and the documents
+    # to create there they match — after a restore, the copy re-created since for an edit that outlived a delete.
+    orphans: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -291,21 +291,27 @@ async def _plan(engine: SyncEngine, doctype: str, *, compare: bool = False, whol
 
 
 def _orphans(engine: SyncEngine, doctype: str, listed: Mapping[str, Mapping[str, list[Key | None]]],
-             unmatched: Mapping[str, list[str]]) -> list[tuple[str, str]]:
+             unmatched: Mapping[str, list[str]]) -> list[tuple[str, str, list[str]]]:
     """Paired documents matching a document to create on the other site whose recorded counterpart there is no
     longer listed (deleted or renamed since the state recorded the pair). Only those matching are looked up."""
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, list[str]]] = []
     for site in engine.pair:
         other = engine.other(site)
-        wanted = {k for name in unmatched.get(other, []) for k in listed[other][name] if k is not None}
+        wanted: dict[Key, list[str]] = defaultdict(list)
+        for name in unmatched.get(other, []):
+            for key in listed[other][name]:
+                if key is not None:
+                    wanted[key].append(name)
         if not wanted:
             continue
         to_create = set(unmatched.get(site, []))
-        alike = [n for n, keys in listed[site].items() if n not in to_create and wanted & set(keys)]
-        for name, record in engine.state.find_many(site, doctype, alike).items():
+        alike = {n: [there for k in keys if k in wanted for there in wanted[k]]
+                 for n, keys in listed[site].items() if n not in to_create}
+        alike = {n: there for n, there in alike.items() if there}
+        for name, record in engine.state.find_many(site, doctype, list(alike)).items():
             counterpart = record.sides.get(other)
             if counterpart is not None and counterpart.name not in listed[other]:
-                found.append((site, name))
+                found.append((site, name, list(dict.fromkeys(alike[name]))))
     return found
 
 

@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from erpsync_tui.config import DoctypePolicy
 from erpsync_tui.connectors.base import ConnectorError
 from erpsync_tui.engine import deletes, renames
 from erpsync_tui.engine.bulk_batch import _bulk_batch, _sync_batch
 from erpsync_tui.engine.eligibility import _rows_are_documents, bulk_eligible
 from erpsync_tui.engine.matching import MatchingFailed, pair_before_sync
-from erpsync_tui.engine.summary import SyncSummary, _log_listing_failure
+from erpsync_tui.engine.summary import SyncSummary, _log_listing_failure, record_failure
 from erpsync_tui.errors import ErrorCode
 from erpsync_tui.store.logs import add_log
 
@@ -58,7 +59,7 @@ async def full_sync(
         if docname is None:
             for site in sources:  # renames first: neither the pairing pass nor the walk may take a new name as new
                 await renames.sync_renames(engine, doctype, site, summary)
-        paired = docname is not None or await _pair_first(engine, doctype, summary)
+        paired = docname is not None or await _pair_first(engine, doctype, summary, sources)
         for site in sources:
             if docname is not None:
                 await _sync_batch(engine, doctype, site, [docname], summary, force_from=force, skip_known=False)
@@ -75,13 +76,15 @@ async def full_sync(
     return summary
 
 
-async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) -> bool:
+async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary, sources: Sequence[str]) -> bool:
     """Pair the documents both sites already hold before the walk creates anything (engine/matching.py).
 
     False when the sites cannot be listed by the matching fields (a site down, a rule naming an unknown field):
     the walk then takes the per-document path, whose every create asks the other site for its match first — and
     fails, to the queue, while it cannot. Creating without knowing what the other site holds makes duplicates.
     """
+    if not await _settle_unfinished_creates(engine, doctype, summary, sources):
+        return False  # one could not be settled: per document, each create first retries the one it matches
     whole_rows = None
     if await bulk_eligible(engine, doctype):
         async def whole_rows(site: str, row: dict[str, Any]) -> bool:
@@ -95,7 +98,52 @@ async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary) ->
         await asyncio.to_thread(_log_matching_failure, engine, doctype, exc)
         return False
     summary.paired += len(plan.pairs)
-    return True
+    settled = True
+    policy = engine.config.policy_for(doctype)
+    for site, name, there in plan.orphans:  # the per-document path settles the vanished counterpart, matching first
+        try:
+            if await _renamed_there(engine, policy, engine.other(site), there):
+                continue  # its counterpart renamed (told by content): the walk follows the new name
+            summary.add(await engine.sync_document(doctype, site, name))
+        except Exception as exc:  # recorded and retried from the queue, as in the walk
+            settled = False
+            summary.failed += 1
+            await asyncio.to_thread(record_failure, engine, doctype, site, name, exc)
+    return settled
+
+
+async def _renamed_there(engine: SyncEngine, policy: DoctypePolicy, site: str, names: list[str]) -> bool:
+    for name in names:
+        fetched = await engine.fetch(policy, site, name)
+        if fetched.doc is not None and await renames.renamed_from(engine, policy.doctype, fetched) is not None:
+            return True
+    return False
+
+
+async def _settle_unfinished_creates(engine: SyncEngine, doctype: str, summary: SyncSummary,
+                                     sources: Sequence[str]) -> bool:
+    """Retry the creates whose answer was lost (one-sided `creating` records) that the walk meets too late.
+
+    Their copy may exist on the target, unknown to the state: walked before its source (the pairing leaves
+    tracked documents alone) it would be created back on the source site, and the source's retry would then make
+    a second copy — a duplicate on each site. The retry recognises its copy (hash, owner, matching rules). Only
+    creates whose target is walked before their source need this. False when one failed (recorded for a retry
+    like any walk failure).
+    """
+    settled = True
+    for target in engine.pair:
+        source = engine.other(target)
+        if target not in sources or (source in sources and sources.index(source) < sources.index(target)):
+            continue  # the walk retries it before it meets the copy, or never meets the copy
+        pending = await asyncio.to_thread(engine.state.pending_creates, doctype, target)
+        for name in [p.record.sides[source].name for p in pending if list(p.record.sides) == [source]]:
+            try:
+                summary.add(await engine.sync_document(doctype, source, name))
+            except Exception as exc:  # recorded and retried from the queue, as in the walk
+                settled = False
+                summary.failed += 1
+                await asyncio.to_thread(record_failure, engine, doctype, source, name, exc)
+    return settled
 
 
 def _log_matching_failure(engine: SyncEngine, doctype: str, exc: MatchingFailed) -> None:

@@ -126,8 +126,10 @@ async def _bulk_locked(
         if item is None:
             fallback.append(row["name"])
         elif record is None:
-            if item[1] is None:
-                fallback.append(row["name"])  # a link the target does not have yet: synced first, one by one
+            if item[1] is None or row.get("amended_from"):
+                # A link the target does not have yet: synced first, one by one. An amendment too: its original
+                # goes first, and the pairing could not match it while that original had no counterpart.
+                fallback.append(row["name"])
             else:
                 creates.append((item[0], item[1]))
         elif record.status == RecordStatus.SYNCED and site in record.sides and target in record.sides:

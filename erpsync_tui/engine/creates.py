@@ -58,19 +58,50 @@ class CreatePath:
         owner = await self._own_create_awaiting_its_name(policy, source)
         if owner is not None:
             return await self._pair_lost_create(policy, owner, source, depth)
+        if await self._retried_unfinished_match(policy, source, depth):
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth + 1)
         record = await self._run(self.state.begin_create, doctype, _side(source), source.canonical,
                                  source.content_hash)
         if target_site in record.sides:  # another task finished this create meanwhile
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
         return await self._create_on_target(policy, record, source, depth)
 
-    async def _match_on_target(self, policy: DoctypePolicy, source: Fetched) -> tuple[Rule, list[str]] | None:
+    async def _retried_unfinished_match(self, policy: DoctypePolicy, source: Fetched, depth: int) -> bool:
+        """Retry first the unfinished creates (lost answers) on the other site that this unknown document of ours
+        matches by the rules; True when there were any (then decide again).
+
+        It may be such a create's copy, which likeness cannot tell after a restore (`owner_of_copy`): creating it
+        back would leave the retry to make a second copy — a duplicate on each site. The retry pairs the two.
+        """
+        doctype, target_site = policy.doctype, self.other(source.site)
+        assert source.doc is not None
+        pending = await self._run(self.state.pending_creates, doctype, source.site)
+        if not any(list(p.record.sides) == [target_site] for p in pending) \
+                or not await self._created_by_us(source.site, source.doc):
+            return False  # no create of ours aimed here is unfinished, or this is no copy of ours
+        matched = await self._match_on_target(policy, source, unfinished=True)
+        if matched is None:
+            return False
+        for name in matched[1]:
+            lock = self.lock(doctype, target_site, name)
+            if lock.locked() or depth >= 4:  # being synced right now (waiting could deadlock): the queue retries us
+                raise SyncFailed(f"{doctype} {source.name}: matches {name} on {target_site}, whose unfinished create "
+                                 "must be retried first; trying again after it", code=ErrorCode.RECONCILIATION)
+            async with lock:
+                await self._sync_once(doctype, target_site, name, force_from=None, depth=depth + 1)
+        return True
+
+    async def _match_on_target(self, policy: DoctypePolicy, source: Fetched, *,
+                               unfinished: bool = False) -> tuple[Rule, list[str]] | None:
         """The unpaired documents on the other site this one matches by the doctype's rules, before creating it.
 
         Rules in order; the first under which any candidate exists decides: (rule, candidate names). Asked with
         list requests filtered by the rule's fields (`like`: case-insensitive on the site), confirmed by the
         normalised keys; a rule whose link field is not mapped yet does not apply. Also counted the other way: a
         candidate that matches several documents here is ambiguous too.
+
+        `unfinished`: the candidates are instead documents whose record is an unfinished create from that site
+        (one-sided, `creating`).
         """
         rules = matching.rules_for(policy)
         if not rules or source.doc is None:
@@ -80,9 +111,12 @@ class CreatePath:
         for index, rule in enumerate(rules):
             if keys[index] is None:
                 continue
-            there = await self._candidates(policy, target_site, rules, index, keys[index], source)
+            there = await self._candidates(policy, target_site, rules, index, keys[index], source,
+                                           unfinished=unfinished)
             if not there:
                 continue
+            if unfinished:
+                return rule, there
             here = await self._candidates(policy, source.site, rules, index, keys[index], source)
             return rule, there if len(here) <= 1 else there + [n for n in here if n != source.name]
         return None
@@ -95,8 +129,9 @@ class CreatePath:
         return matching.match_keys(rules, doc, links, to_first)
 
     async def _candidates(self, policy: DoctypePolicy, site: str, rules: tuple[Rule, ...], index: int,
-                          key: matching.Key, source: Fetched) -> list[str]:
-        """Unpaired documents on `site` whose key under rule `index` is `key` (one filtered list request)."""
+                          key: matching.Key, source: Fetched, *, unfinished: bool = False) -> list[str]:
+        """Unpaired documents on `site` whose key under rule `index` is `key` (one filtered list request);
+        `unfinished`: those whose record is an unfinished create from `site` instead."""
         assert source.doc is not None
         links = link_fields(policy.doctype, policy.links)
         filters: list[list[Any]] = []
@@ -107,12 +142,18 @@ class CreatePath:
                 if raw is None:
                     return []
             filters.append([fieldname, "like", raw.strip()] if isinstance(raw, str) else [fieldname, "=", raw])
+        # With the lineage (amended_from): an amendment's identity.
+        fields = dict.fromkeys(("name", "modified", *matching.rule_fields([rules[index]], links),
+                                *lifecycle.amendment_field(policy)))
         rows = [row async for row in self.connectors[site].list_documents(
-            policy.doctype, fields=("name", "modified", *rules[index], *lifecycle.amendment_field(policy)),
-            filters=filters)]
+            policy.doctype, fields=tuple(fields), filters=filters)]
         rows = await lifecycle.same_original(self, policy, source, site, rows)  # an amendment has its original's key
         alike = [row["name"] for row in rows
                  if (await self._run(self._keys_of, policy, site, row, rules))[index] == key]
+        if unfinished:
+            records = await self._run(self.state.find_many, site, policy.doctype, alike)
+            return [name for name, record in records.items()
+                    if record.status == RecordStatus.CREATING and list(record.sides) == [site]]
         open_names = await self._run(self.state.unpaired_names, site, policy.doctype, alike)
         return [name for name in alike if name in open_names]
 

@@ -56,6 +56,13 @@ DEFAULT_RULES: dict[str, tuple[Rule, ...]] = {
 }
 
 
+# What an amendment amends is part of every key of a doctype that links it (engine/links.py): an amendment copies
+# its original's fields (customer, date, total), so an original and its amendments match one another under any
+# rule — after a restore that forgot their pairs they would all be ambiguous for ever. Told apart by lineage, an
+# original pairs with an original, and an amendment with the amendment of its original's counterpart.
+LINEAGE = "amended_from"
+
+
 def rules_for(policy: DoctypePolicy) -> tuple[Rule, ...]:
     """The doctype's matching rules: configured (`sync.match`), else built in; () when matching is off."""
     return policy.match if policy.match is not None else DEFAULT_RULES.get(policy.doctype, ())
@@ -71,8 +78,10 @@ def content_rules(policy: DoctypePolicy) -> tuple[Rule, ...]:
     return tuple(rule for rule in kept if rule)
 
 
-def rule_fields(rules: Iterable[Rule]) -> list[str]:
-    return list(dict.fromkeys(f for rule in rules for f in rule))
+def rule_fields(rules: Iterable[Rule], links: Mapping[str, str] | None = None) -> list[str]:
+    """The fields to list for the keys: the rules' fields, and the lineage where the doctype has one."""
+    lineage = [LINEAGE] if LINEAGE in (links or {}) else []
+    return list(dict.fromkeys([*(f for rule in rules for f in rule), *lineage]))
 
 
 def normalise_value(value: Any) -> Any:
@@ -97,11 +106,26 @@ def match_keys(rules: Sequence[Rule], doc: Mapping[str, Any], links: Mapping[str
     `links` (field → linked doctype) and `link_map` express link values in the pair's first site's names, so a
     document on either site yields the same keys.
     """
-    return [_key(index, rule, doc, links or {}, link_map) for index, rule in enumerate(rules)]
+    lineage = _lineage(doc, links or {}, link_map)
+    return [_key(index, rule, doc, links or {}, link_map, lineage) for index, rule in enumerate(rules)]
+
+
+def _lineage(doc: Mapping[str, Any], links: Mapping[str, str], link_map: LinkMap | None) -> tuple[Any, ...] | None:
+    """() for a doctype without amendments; ("",) for an original; (its original in the first site's names,) for
+    an amendment; None while that original has no counterpart (no rule can tell its amendment yet)."""
+    if LINEAGE not in links:
+        return ()
+    original = doc.get(LINEAGE)
+    if not isinstance(original, str) or not original:
+        return ("",)
+    mapped = link_map(links[LINEAGE], original) if link_map is not None else original
+    return (normalise_value(mapped),) if mapped else None
 
 
 def _key(index: int, rule: Rule, doc: Mapping[str, Any], links: Mapping[str, str],
-         link_map: LinkMap | None) -> Key | None:
+         link_map: LinkMap | None, lineage: tuple[Any, ...] | None = ()) -> Key | None:
+    if lineage is None and LINEAGE not in rule:
+        return None
     values = []
     for fieldname in rule:
         raw = doc.get(fieldname)
@@ -111,7 +135,7 @@ def _key(index: int, rule: Rule, doc: Mapping[str, Any], links: Mapping[str, str
         if value is None:
             return None
         values.append(value)
-    return index, tuple(values)
+    return index, tuple(values) + (lineage if lineage and LINEAGE not in rule else ())
 
 
 # ============================================================================================ the plan (pure)
@@ -143,9 +167,13 @@ class MatchPlan:
     to_create: dict[str, list[str]] = field(default_factory=dict)  # site → names to be created on the other site
     duplicates: list[Ambiguity] = field(default_factory=list)  # also among paired docs: what past duplicates left
     known: dict[str, int] = field(default_factory=dict)  # site → documents the state database already pairs
+    # (site, name, names there): paired documents whose counterpart is gone from the other site, and the documents
+    # to create there they match — after a restore, the copy re-created since for an edit that outlived a delete.
+    orphans: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("orphans")
         for pair in data["pairs"]:
             pair.pop("synced", None)
         data["counts"] = {"pairs": len(self.pairs), "ambiguous": len(self.ambiguous),
@@ -218,14 +246,14 @@ class MatchingFailed(Exception):
 async def keyed_listing(engine: SyncEngine, policy: DoctypePolicy, site: str, rules: Sequence[Rule],
                         *, whole: bool = False) -> tuple[dict[str, list[Key | None]], dict[str, dict[str, Any]]]:
     """Every document of the doctype on `site` with its keys (one paged listing of the key fields)."""
-    fields = ("*",) if whole else ("name", "modified", *rule_fields(rules))
+    links = link_fields(policy.doctype, policy.links)
+    fields = ("*",) if whole else ("name", "modified", *rule_fields(rules, links))
     try:
         rows = [row async for row in engine.connectors[site].list_documents(policy.doctype, fields=fields,
                                                                              page_size=1000)]
     except ConnectorError as exc:
         raise MatchingFailed(f"{policy.doctype} on {site}: listing by the matching fields "
-                             f"{rule_fields(rules)} failed: {exc}") from exc
-    links = link_fields(policy.doctype, policy.links)
+                             f"{rule_fields(rules, links)} failed: {exc}") from exc
     first = engine.pair[0]
 
     def keyed() -> dict[str, list[Key | None]]:
@@ -265,10 +293,36 @@ async def _plan(engine: SyncEngine, doctype: str, *, compare: bool = False, whol
         plan.known[site] = len(listed[site]) - len(unpaired[site])
     plan.pairs, plan.ambiguous, unmatched = plan_pairs(rules, unpaired, engine.pair)
     plan.to_create = unmatched
+    plan.orphans = await asyncio.to_thread(_orphans, engine, doctype, listed, unmatched)
     plan.duplicates = duplicates(rules, listed, engine.pair)
     if compare and plan.pairs:
         await _compare_pairs(engine, policy, plan)
     return plan, rows_of
+
+
+def _orphans(engine: SyncEngine, doctype: str, listed: Mapping[str, Mapping[str, list[Key | None]]],
+             unmatched: Mapping[str, list[str]]) -> list[tuple[str, str, list[str]]]:
+    """Paired documents matching a document to create on the other site whose recorded counterpart there is no
+    longer listed (deleted or renamed since the state recorded the pair). Only those matching are looked up."""
+    found: list[tuple[str, str, list[str]]] = []
+    for site in engine.pair:
+        other = engine.other(site)
+        wanted: dict[Key, list[str]] = defaultdict(list)
+        for name in unmatched.get(other, []):
+            for key in listed[other][name]:
+                if key is not None:
+                    wanted[key].append(name)
+        if not wanted:
+            continue
+        to_create = set(unmatched.get(site, []))
+        alike = {n: [there for k in keys if k in wanted for there in wanted[k]]
+                 for n, keys in listed[site].items() if n not in to_create}
+        alike = {n: there for n, there in alike.items() if there}
+        for name, record in engine.state.find_many(site, doctype, list(alike)).items():
+            counterpart = record.sides.get(other)
+            if counterpart is not None and counterpart.name not in listed[other]:
+                found.append((site, name, list(dict.fromkeys(alike[name]))))
+    return found
 
 
 async def _compare_pairs(engine: SyncEngine, policy: DoctypePolicy, plan: MatchPlan) -> None:

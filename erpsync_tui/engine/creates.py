@@ -7,6 +7,8 @@ finds the same document instead of creating a second one.
 
 `CreatePath` is a mixin of `SyncEngine` (engine/sync.py), which supplies the state, the connectors and the
 shared helpers (`fetch`, `fetched`, `_log`, `_run`, `_result`, `_with_links`, `target_body`, `_sync_once`).
+It runs a little over 500 lines on purpose: every way a create can be recognised before it is repeated is read
+here in the order `_create` tries them, and splitting that order across files would hide it.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 from erpsync_tui.connectors import FrappeConnector
-from erpsync_tui.engine.bulk import full_sync, reconcile
+from erpsync_tui.engine.bulk import full_sync
+from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import Database, sqlite

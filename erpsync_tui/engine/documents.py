@@ -1,4 +1,5 @@
-"""Pure document logic: normalise, hash, three-way merge, diff, policy decisions, write payloads.
+"""Pure document logic: normalise, hash, timestamps, policy decisions, write payloads (three-way merge, the row
+merge of child tables, the diff viewer's comparisons and operator resolution are in `document_merge`).
 
 Everything here is a pure function over plain JSON-like dicts (stdlib only), so the engine, the console and
 the tests all agree on what "the same document" means.
@@ -22,9 +23,9 @@ What "the same" means — the normal form (`normalise`):
   Non-finite floats are rejected — no Frappe field can hold them and NaN != NaN would break every comparison.
 * **Strings are kept exactly** (no trimming, no case folding).
 
-Functions that take documents (`changed_fields`, `three_way_merge`, `diff_documents`, …) re-normalise their
-inputs (normalising is idempotent), so passing raw documents is safe; pass `exclude_fields` to `normalise`
-first when a doctype excludes fields.
+Functions that take documents (`changed_fields`, and `document_merge`'s `three_way_merge`, `diff_documents`, …)
+re-normalise their inputs (normalising is idempotent), so passing raw documents is safe; pass `exclude_fields`
+to `normalise` first when a doctype excludes fields.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class ConflictModel:
         return cls(pair, base, versions, fields, hunks)
 
     def label(self, site: str) -> str:
-        """`documents` speaks of the pair's first/second site as "cloud"/"local"."""
+        """`document_merge` speaks of the pair's first/second site as "cloud"/"local"."""
         return "cloud" if site == self.pair[0] else "local" if site == self.pair[1] else site
 
     def open_items(self, resolution: Resolution | None) -> list[str]:

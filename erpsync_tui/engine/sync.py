@@ -19,6 +19,7 @@ from erpsync_tui.connectors.base import (
     Connector,
     TimestampMismatch,
 )
+from erpsync_tui.engine import document_merge as merging
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.engine import lifecycle, renames
 from erpsync_tui.engine.caches import EngineCaches
@@ -204,7 +205,7 @@ class SyncEngine(CreatePath, LinkPath):
         forward = lifecycle.forward_only(fa, fb)
         if forward is not None:  # only docstatus differs: the later state wins (Frappe moves forward only)
             return await self._push(policy, record, forward[0], forward[1], depth)
-        merge = docs.three_way_merge(record.base, fa.canonical, fb.canonical)
+        merge = merging.three_way_merge(record.base, fa.canonical, fb.canonical)
         if policy.field_level_merge and record.base is not None and merge.merged is not None:
             writes, sides = await self._write_both(policy, record, merge.merged, fa, fb, depth)
             await self._record_synced(record, merge.merged, *sides)
@@ -314,7 +315,7 @@ class SyncEngine(CreatePath, LinkPath):
         return result
 
     async def resolve(
-        self, record_id: int, choices: Mapping[str, docs.Choice], *, actor: str, take: str | None = None
+        self, record_id: int, choices: Mapping[str, merging.Choice], *, actor: str, take: str | None = None
     ) -> DocResult:
         """Write an operator's resolution to both sites (per-field choices, or one whole side)."""
         view = await self._run(self.state.view, record_id)
@@ -329,7 +330,7 @@ class SyncEngine(CreatePath, LinkPath):
             resolved = by_site[take].canonical
         else:
             named = {k: (self._side_label(v)) for k, v in choices.items()}
-            resolved = docs.apply_resolution(view.base, fa.canonical, fb.canonical, named) if named else fa.canonical
+            resolved = merging.apply_resolution(view.base, fa.canonical, fb.canonical, named) if named else fa.canonical
         writes, sides = await self._write_both(policy, view, resolved, fa, fb, 0)
         await self._record_synced(view, resolved, *sides)
         await self._run(self.state.close_conflicts, record_id, {"take": take, "fields": dict(choices)}, actor)
@@ -337,7 +338,7 @@ class SyncEngine(CreatePath, LinkPath):
                               detail=f"resolved by {actor}")
         return await self._done(result)
 
-    def _side_label(self, choice: docs.Choice) -> docs.Choice:
+    def _side_label(self, choice: merging.Choice) -> merging.Choice:
         """apply_resolution speaks of "cloud"/"local" as the pair's first/second site."""
         if choice == self.pair[0]:
             return "cloud"

@@ -12,12 +12,11 @@ import json
 import random
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from . import errors
+from .clock import SiteClock
 from .doctypes import (
     CHILD_DOCTYPES,
     CHILD_STANDARD_FIELDS,
@@ -30,6 +29,7 @@ from .doctypes import (
 )
 from .persistence import SqliteBackend
 from .query import compile_filters, parse_fields, parse_order_by, project, sort_docs
+from .rules import DocumentRules, _blank
 
 Doc = dict[str, Any]
 
@@ -42,31 +42,6 @@ PREEXISTING_DOCTYPES = (
 _TS_FORMAT_LEN = len("YYYY-MM-DD HH:MM:SS.ffffff")
 
 
-class SiteClock:
-    """Naive timestamps in the site's zone, strictly increasing across the whole site (so per document too)."""
-
-    def __init__(self, timezone: str = "UTC", offset_s: float = 0.0) -> None:
-        self.zone = ZoneInfo(timezone)
-        self.offset = timedelta(seconds=offset_s)
-        self._last: datetime | None = None
-
-    def now(self) -> str:
-        current = datetime.now(self.zone).replace(tzinfo=None) + self.offset
-        if self._last is not None and current <= self._last:
-            current = self._last + timedelta(microseconds=1)  # also covers DST fall-back and coarse clocks
-        self._last = current
-        return current.isoformat(" ", "microseconds")
-
-    def observe(self, timestamp: str) -> None:
-        """Never hand out a timestamp at or below one already stored (restart from SQLite)."""
-        try:
-            seen = datetime.fromisoformat(timestamp)
-        except (TypeError, ValueError):
-            return
-        if self._last is None or seen > self._last:
-            self._last = seen
-
-
 def copy_doc(doc: Doc) -> Doc:
     """A copy deep enough for callers to mutate: parent dict plus each child row."""
     out = dict(doc)
@@ -76,11 +51,7 @@ def copy_doc(doc: Doc) -> Doc:
     return out
 
 
-def _blank(value: Any) -> bool:
-    return value is None or value == [] or (isinstance(value, str) and not value.strip())
-
-
-class Store:
+class Store(DocumentRules):
     def __init__(
         self,
         site_name: str,
@@ -196,81 +167,6 @@ class Store:
             if head and tail.isdigit():
                 counter, prefix = int(tail) + 1, head
         return f"{prefix}-{counter}"
-
-    @staticmethod
-    def _validate_name(doctype: str, name: str) -> str:
-        name = name.strip()
-        if not name:
-            raise errors.ValidationError(f"Name is required for {doctype}")
-        if "<" in name or ">" in name:
-            raise errors.NameError("Name cannot contain special characters like <, >")
-        return name
-
-    # ---------------------------------------------------------------- validation
-
-    def _validate(self, spec: DocTypeSpec, doc: Doc) -> None:
-        if not spec.known:
-            return
-        missing = [spec.label(f) for f in spec.mandatory if _blank(doc.get(f))]
-        if missing:
-            raise errors.MandatoryError(f"Error: Value missing for {spec.name}: {', '.join(missing)}")
-        for fieldname, options in spec.selects.items():
-            value = doc.get(fieldname)
-            if value not in (None, "") and value not in options:
-                allowed = ", ".join(f'"{o}"' for o in options)
-                raise errors.ValidationError(
-                    f'{spec.label(fieldname)} cannot be "{value}". It should be one of {allowed}'
-                )
-        for fieldname, target in spec.links.items():
-            value = doc.get(fieldname)
-            if value not in (None, "") and value not in self._docs.get(target, {}):
-                raise errors.LinkValidationError(f"Could not find {spec.label(fieldname)}: {value}")
-        for fieldname, child in spec.tables.items():
-            for row in doc.get(fieldname) or ():
-                self._validate_row(child, row)
-
-    def _validate_row(self, child: ChildSpec, row: Doc) -> None:
-        idx = row.get("idx")
-        for fieldname in child.mandatory:
-            if _blank(row.get(fieldname)):
-                label = child.labels.get(fieldname, fieldname)
-                raise errors.MandatoryError(f"Error: Value missing for {child.doctype}: {label} (Row #{idx})")
-        for fieldname, target in child.links.items():
-            value = row.get(fieldname)
-            if value not in (None, "") and value not in self._docs.get(target, {}):
-                label = child.labels.get(fieldname, fieldname)
-                raise errors.LinkValidationError(f"Could not find Row #{idx}: {label}: {value}")
-        qty = row.get("qty")
-        if qty is not None:
-            try:
-                positive = float(qty) > 0
-            except (TypeError, ValueError):
-                positive = False
-            if not positive:
-                raise errors.ValidationError(f"Row #{idx}: Quantity must be greater than 0")
-
-    def _derive(self, spec: DocTypeSpec, doc: Doc) -> None:
-        """ERPNext's fetch_from, totals and status for Sales Order."""
-        if spec.name != "Sales Order":
-            return
-        # ERPNext computes status from docstatus (and delivery/billing, which the simulator does not have).
-        doc["status"] = {0: "Draft", 1: "To Deliver and Bill", 2: "Cancelled"}.get(int(doc.get("docstatus") or 0),
-                                                                                  "Draft")
-        if _blank(doc.get("customer_name")) and doc.get("customer") in self._docs["Customer"]:
-            doc["customer_name"] = self._docs["Customer"][doc["customer"]].get("customer_name")
-        items = self._docs["Item"]
-        total_qty = 0.0
-        grand_total = 0.0
-        for row in doc.get("items") or ():
-            if _blank(row.get("item_name")) and row.get("item_code") in items:
-                row["item_name"] = items[row["item_code"]].get("item_name")
-            qty = float(row.get("qty") or 0)
-            rate = float(row.get("rate") or 0)
-            row["amount"] = round(qty * rate, 2)
-            total_qty += qty
-            grand_total += row["amount"]
-        doc["total_qty"] = total_qty
-        doc["grand_total"] = round(grand_total, 2)
 
     # ---------------------------------------------------------------- child rows
 
@@ -410,28 +306,6 @@ class Store:
             if self._db is not None:
                 self._db.put(doctype, name, new)
             return copy_doc(new)
-
-    @staticmethod
-    def _check_docstatus(spec: DocTypeSpec, old: Doc, new: Doc) -> None:
-        before, after = old["docstatus"], new["docstatus"]
-        if (before, after) not in ((0, 0), (0, 1), (1, 1), (1, 2)):
-            raise errors.DocstatusTransitionError(f"Cannot change docstatus from {before} to {after}")
-        if before == 0:
-            return
-        changed = [
-            k for k in new
-            if k not in ("docstatus", "modified", "modified_by") and k not in spec.tables and new[k] != old.get(k)
-            and not (before == after == 1 and k in spec.allow_on_submit)
-        ]
-        for fieldname, child in spec.tables.items():
-            sent, before_rows = new.get(fieldname) or [], old.get(fieldname) or []
-            if len(sent) != len(before_rows) or any(
-                isinstance(row, dict) and any(row[f] != prev.get(f) for f in child.fields if f in row)
-                for row, prev in zip(sent, before_rows, strict=False)
-            ):
-                changed.append(fieldname)
-        if changed:
-            raise errors.UpdateAfterSubmitError(f"Not allowed to change {', '.join(changed)} after submission")
 
     def delete(self, doctype: str, name: str, user: str) -> Doc:
         with self.lock:

@@ -6,23 +6,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from erpsync_tui.engine.documents import (
+from erpsync_tui.engine.document_merge import (
     FieldDiff,
     MergeResult,
     align_rows,
     apply_resolution,
-    changed_fields,
-    content_hash,
-    decide,
     diff_child_rows,
     diff_documents,
-    format_frappe_timestamp,
     merge_rows,
-    normalise,
-    parse_frappe_timestamp,
     resolve_rows,
     text_line_diff,
     three_way_merge,
+)
+from erpsync_tui.engine.documents import (
+    changed_fields,
+    content_hash,
+    decide,
+    format_frappe_timestamp,
+    normalise,
+    parse_frappe_timestamp,
     to_write_payload,
 )
 

@@ -7,14 +7,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from erpsync_tui.engine.document_merge import (
+    diff_documents,
+    merge_rows,
+    three_way_merge,
+)
 from erpsync_tui.engine.documents import (
     SYSTEM_FIELDS,
     content_hash,
-    diff_documents,
     likeness,
-    merge_rows,
     normalise,
-    three_way_merge,
 )
 
 FIELDS = ["customer", "qty", "rate", "notes", "status", "territory", "docstatus"]

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Static
 
-from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine import document_merge as merging
 from erpsync_tui.store.control import EngineStatus, engine_status
 from erpsync_tui.store.models import Conflict
 from erpsync_tui.tui import data
@@ -73,7 +73,7 @@ class ConflictsScreen(PollingScreen):
         return self.console_app.pair
 
     @property
-    def diffs(self) -> dict[str, docs.FieldDiff]:
+    def diffs(self) -> dict[str, merging.FieldDiff]:
         model = self.models.get(self.shown_id or -1)
         return model.fields if model is not None and self.shown_id is not None else {}
 

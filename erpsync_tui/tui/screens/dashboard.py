@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, RichLog, Sparkline, Static
 
 from erpsync_tui.engine.lease import REJECTION_WINDOW_SECONDS
+from erpsync_tui.store import queries
 from erpsync_tui.store.control import EngineStatus
 from erpsync_tui.store.models import QueueStatus
 from erpsync_tui.tui import data
@@ -68,12 +69,13 @@ class DashboardScreen(PollingScreen):
         spark.data = list(self.throughput.history)
         spark.display = any(self.throughput.history)  # all zeros would draw as full bars
         conflicts = self._conflict_text(snapshot.open_conflicts)
-        refused = self._refused_webhooks(snapshot.status)
-        if refused is not None:
-            conflicts.append("\n").append_text(refused)
+        webhook_lines = [line for line in (self._refused_webhooks(snapshot.status), self._echoes(snapshot.status))
+                         if line is not None]
+        for line in webhook_lines:
+            conflicts.append("\n").append_text(line)
         self.query_one("#conflict-count", Static).update(conflicts)
         width = max(self.query_one("#conflict-count").size.width, 1)
-        extra = 0 if refused is None else -(-refused.cell_len // width)  # the lines it wraps to
+        extra = sum(-(-line.cell_len // width) for line in webhook_lines)  # the lines they wrap to
         rows = max(self.query_one("#side-panel").size.height - 3 - extra, 2)
         app = self.console_app
         views = health_views(snapshot.health, snapshot.status, now=app.now(),
@@ -109,6 +111,15 @@ class DashboardScreen(PollingScreen):
         if not isinstance(recent, dict):
             return None
         return rejected_webhooks_line(recent, REJECTION_WINDOW_SECONDS // 60)
+
+    @staticmethod
+    def _echoes(status: EngineStatus) -> Text | None:
+        """Webhooks the running engine settled as echoes of its own writes (logged at DEBUG only, so counted here):
+        a healthy two-way sync shows it climbing. Nothing when no engine runs or it does not report the count."""
+        count = queries.echo_count(status)
+        if count is None:
+            return None
+        return Text(f"echoes of our own writes skipped: {count:,}", style="dim")
 
     @staticmethod
     def _conflict_text(count: int) -> Text:

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine import document_merge as merging
 from erpsync_tui.tui.safe import display_value, safe_text
 from erpsync_tui.tui.widgets.diff_view import DiffLine
 from erpsync_tui.tui.widgets.resolution import ConflictModel, hunk_name
@@ -83,8 +83,8 @@ def _table_summary(model: ConflictModel, name: str) -> Text:
     return out
 
 
-def _text_detail(diff: docs.FieldDiff, a: str, b: str) -> Text:
-    lines = docs.text_line_diff(display_value(diff.cloud_value), display_value(diff.local_value),
+def _text_detail(diff: merging.FieldDiff, a: str, b: str) -> Text:
+    lines = merging.text_line_diff(display_value(diff.cloud_value), display_value(diff.local_value),
                                 from_label=a, to_label=b)
     out = _heading(diff.field, f" — line diff {a} → {b}")
     for line in lines[:DETAIL_LINES]:

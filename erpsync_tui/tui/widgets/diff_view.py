@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
+from erpsync_tui.engine import document_merge as merging
 from erpsync_tui.engine import documents as docs
 from erpsync_tui.tui.safe import safe_text
 from erpsync_tui.tui.widgets.resolution import BOTH, ConflictModel, Resolution, hunk_name
@@ -274,7 +275,7 @@ class DiffView(DataTable[Any]):
         self.post_message(self.ResolutionChanged(self, self.conflict_id, resolution))
 
 
-def _unchanged_neighbours(hunks: list[docs.RowHunk], index: int) -> tuple[int | None, int | None]:
+def _unchanged_neighbours(hunks: list[merging.RowHunk], index: int) -> tuple[int | None, int | None]:
     """The hunks just before and just after hunk `index` in table order, each only if it is unchanged."""
     before = index - 1 if index > 0 and not hunks[index - 1].differs else None
     after = index + 1 if index + 1 < len(hunks) and not hunks[index + 1].differs else None
@@ -286,7 +287,7 @@ def _context_line(name: str, hunk: int, beside: int) -> tuple[str, DiffLine]:
     return f"x|{name}|{hunk}|{beside}", DiffLine("context", name, hunk, beside=beside)
 
 
-def _same_rows(hunks: list[docs.RowHunk], shown: set[int]) -> int:
+def _same_rows(hunks: list[merging.RowHunk], shown: set[int]) -> int:
     """Rows the same on both sites that no context line shows."""
     return sum(len(h.cloud) for h in hunks if not h.differs and h.index not in shown)
 
@@ -305,7 +306,7 @@ def _value_cell(value: Any, width: int, style: str) -> Text:
     return safe_text(value, style, width=width)
 
 
-def _differing_keys(hunk: docs.RowHunk) -> list[str]:
+def _differing_keys(hunk: merging.RowHunk) -> list[str]:
     """The row fields worth showing in a one-line summary: those that differ between the versions."""
     rows = [r for r in (*hunk.cloud[:1], *hunk.local[:1], *hunk.base[:1])]
     keys = sorted({k for r in rows for k in r})

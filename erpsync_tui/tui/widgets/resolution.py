@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from erpsync_tui.engine import documents as docs
+from erpsync_tui.engine import document_merge as merging
 
 BOTH = "both"
 
@@ -19,7 +19,7 @@ BOTH = "both"
 class Resolution:
     take: str | None = None
     choices: dict[str, str | tuple[str, Any]] = field(default_factory=dict)
-    rows: dict[str, dict[int, docs.RowPick]] = field(default_factory=dict)
+    rows: dict[str, dict[int, merging.RowPick]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -38,20 +38,20 @@ class ConflictModel:
     pair: tuple[str, str]
     base: dict[str, Any] | None
     versions: dict[str, dict[str, Any]]
-    fields: dict[str, docs.FieldDiff]
-    hunks: dict[str, list[docs.RowHunk]]
+    fields: dict[str, merging.FieldDiff]
+    hunks: dict[str, list[merging.RowHunk]]
 
     @classmethod
     def build(cls, pair: tuple[str, str], versions: dict[str, dict[str, Any]],
               base: dict[str, Any] | None) -> ConflictModel:
         a, b = pair
-        fields = {d.field: d for d in docs.diff_documents(versions.get(a, {}), versions.get(b, {}), base)}
-        hunks = {name: docs.align_rows(_rows(d.base_value), _rows(d.cloud_value), _rows(d.local_value))
+        fields = {d.field: d for d in merging.diff_documents(versions.get(a, {}), versions.get(b, {}), base)}
+        hunks = {name: merging.align_rows(_rows(d.base_value), _rows(d.cloud_value), _rows(d.local_value))
                  for name, d in fields.items() if d.is_child_table and d.differs}
         return cls(pair, base, versions, fields, hunks)
 
     def label(self, site: str) -> str:
-        """`documents` speaks of the pair's first/second site as "cloud"/"local"."""
+        """`document_merge` speaks of the pair's first/second site as "cloud"/"local"."""
         return "cloud" if site == self.pair[0] else "local" if site == self.pair[1] else site
 
     def open_items(self, resolution: Resolution | None) -> list[str]:
@@ -84,14 +84,14 @@ class ConflictModel:
                 continue
             labelled = {index: ({k: self.label(v) for k, v in pick.items()} if isinstance(pick, dict)
                                 else pick if pick == BOTH else self.label(pick)) for index, pick in picks.items()}
-            choices[name] = ("value", docs.resolve_rows(self.hunks[name], labelled))
+            choices[name] = ("value", merging.resolve_rows(self.hunks[name], labelled))
         a, b = self.pair
         engine_labels = {k: (self.label(v) if isinstance(v, str) else v) for k, v in choices.items()}
-        docs.apply_resolution(self.base, self.versions.get(a, {}), self.versions.get(b, {}), engine_labels)
+        merging.apply_resolution(self.base, self.versions.get(a, {}), self.versions.get(b, {}), engine_labels)
         return choices
 
 
-def _hunk_decided(hunk: docs.RowHunk, pick: docs.RowPick | None) -> bool:
+def _hunk_decided(hunk: merging.RowHunk, pick: merging.RowPick | None) -> bool:
     if pick is None:
         return False
     if not isinstance(pick, dict):
@@ -100,7 +100,7 @@ def _hunk_decided(hunk: docs.RowHunk, pick: docs.RowPick | None) -> bool:
     return all(name in pick for name in row_fields)
 
 
-def _hunk_name(hunk: docs.RowHunk) -> str:
+def _hunk_name(hunk: merging.RowHunk) -> str:
     if not hunk.cloud and not hunk.local:
         return f"row {hunk.cloud_position} (removed)"
     if len(hunk.cloud) <= 1 and len(hunk.local) <= 1:
@@ -108,7 +108,7 @@ def _hunk_name(hunk: docs.RowHunk) -> str:
     return f"rows {hunk.cloud_position}–{hunk.cloud_position + max(len(hunk.cloud), 1) - 1}"
 
 
-def hunk_name(hunk: docs.RowHunk) -> str:
+def hunk_name(hunk: merging.RowHunk) -> str:
     return _hunk_name(hunk)
 
 

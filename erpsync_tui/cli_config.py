@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 
 from erpsync_tui import secrets as secret_store
-from erpsync_tui.cli import (
+from erpsync_tui.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,

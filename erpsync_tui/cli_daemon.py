@@ -10,17 +10,17 @@ import click
 from rich.markup import escape
 
 from erpsync_tui import __version__
-from erpsync_tui.cli import (
+from erpsync_tui.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
     Context,
+    _run_async,
     check_keymap,
     cli,
     emit_json,
     handles_missing_secrets,
     pass_ctx,
 )
-from erpsync_tui.cli_engine import _run_async
 
 # =============================================================================================== daemon
 

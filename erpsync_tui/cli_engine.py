@@ -9,14 +9,16 @@ import click
 from rich.markup import escape
 
 from erpsync_tui import secrets as secret_store
-from erpsync_tui.cli import (
+from erpsync_tui.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
     Context,
+    _close,
+    _engine_for,
+    _run_async,
     cli,
     emit_json,
     handles_missing_secrets,
-    operator_identity,
     pass_ctx,
 )
 from erpsync_tui.connectors.base import ConnectorError
@@ -25,33 +27,10 @@ from erpsync_tui.errors import ErpSyncError
 # =============================================================================================== engine
 
 
-def _engine_for(ctx: Context) -> Any:
-    """A SyncEngine on this configuration's sites and database (credentials from keyring/environment)."""
-    from erpsync_tui.app_context import build_engine, warn_insecure_tls
-
-    config, db = ctx.config(), ctx.database()
-    for warning in warn_insecure_tls(config):
-        ctx.err.print(f"[bold yellow]WARNING:[/] {escape(warning)}")
-    return build_engine(config, db, actor="cli:" + "@".join(operator_identity()))
-
-
-async def _close(engine: Any) -> None:
-    if getattr(engine, "batch_pool", None) is not None:
-        engine.batch_pool.close()
-    for connector in engine.connectors.values():
-        await connector.aclose()
-
-
 def _fail_with_code(exc: ErpSyncError) -> NoReturn:
     """A site or sync failure as one line with its code and quick fix, exit 1 — never a traceback."""
     click.echo(f"error: {secret_store.redact(str(exc))}\n  fix: {exc.quick_fix}", err=True)
     sys.exit(EXIT_FAILED)
-
-
-def _run_async(coro: Any) -> Any:
-    import asyncio
-
-    return asyncio.run(coro)
 
 
 @cli.command("test")

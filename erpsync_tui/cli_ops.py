@@ -20,7 +20,7 @@ import click
 from rich.markup import escape
 
 from erpsync_tui import secrets as secret_store
-from erpsync_tui.cli import (
+from erpsync_tui.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
     Context,
@@ -91,7 +91,7 @@ def send(ctx: Context, action: act.Action, *, no_wait: bool, timeout: float, as_
 def _local_runner(ctx: Context, action: act.Action) -> Any:
     """The engine parts this process needs to carry the action out itself (sites only when the action needs
     them, so `pause` works without credentials)."""
-    from erpsync_tui.cli_engine import _engine_for
+    from erpsync_tui.cli_common import _engine_for
     from erpsync_tui.engine.sync import SyncEngine
 
     if action.kind in SITE_FREE:
@@ -141,7 +141,7 @@ def _run_here(ctx: Context, engine: Any, action_id: int) -> bool:
                 await asyncio.gather(*spawned, return_exceptions=True)
         finally:
             renewing.cancel()
-            from erpsync_tui.cli_engine import _close
+            from erpsync_tui.cli_common import _close
 
             await _close(engine)
 

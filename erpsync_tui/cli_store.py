@@ -12,18 +12,20 @@ import click
 from rich.markup import escape
 
 from erpsync_tui import secrets as secret_store
-from erpsync_tui.cli import (
+from erpsync_tui.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_STORE,
     EXIT_USAGE,
     Context,
+    _close,
+    _engine_for,
+    _run_async,
     cli,
     emit_json,
     handles_missing_secrets,
     pass_ctx,
 )
-from erpsync_tui.cli_engine import _close, _engine_for, _run_async
 
 # =============================================================================================== store
 

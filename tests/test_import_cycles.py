@@ -168,27 +168,7 @@ def test_function_level_imports_count() -> None:
     assert found == {"erpsync_tui.b"}
 
 
-# The one loop known and owned by work in progress elsewhere: the command line's modules. cli_ops (and, once the
-# CLI is split by command family, cli_config/cli_store/cli_engine/cli_daemon) take Context/pass_ctx/emit_json from
-# cli.py, and cli.py imports them to register their commands. Fixed by moving those helpers out of cli.py and
-# registering with `cli.add_command`; then this test fails until KNOWN_LOOP is deleted. A loop that reaches any
-# other module (engine, store, tui, …) fails at once.
-def is_the_known_cli_loop(group: frozenset[str]) -> bool:
-    return "erpsync_tui.cli" in group and all(m == "erpsync_tui.cli" or m.startswith("erpsync_tui.cli_") for m in group)
-
-
-KNOWN_LOOP = is_the_known_cli_loop
-
-
 def test_no_import_cycles_inside_the_package() -> None:
     graph = import_graph()
-    groups = [frozenset(group) for group in loop_groups(graph)]
-    unknown = [example_loop(graph, set(group)) for group in groups if not KNOWN_LOOP(group)]
-    assert not unknown, "import loops:\n" + "\n".join(" -> ".join(loop) for loop in unknown)
-    assert any(KNOWN_LOOP(group) for group in groups), "the cli loop is fixed: delete KNOWN_LOOP"
-
-
-def test_the_known_cli_loop_is_only_the_command_line() -> None:
-    assert is_the_known_cli_loop(frozenset({"erpsync_tui.cli", "erpsync_tui.cli_ops", "erpsync_tui.cli_engine"}))
-    assert not is_the_known_cli_loop(frozenset({"erpsync_tui.cli", "erpsync_tui.engine.sync"}))
-    assert not is_the_known_cli_loop(frozenset({"erpsync_tui.cli_ops", "erpsync_tui.cli_engine"}))
+    loops = [example_loop(graph, set(group)) for group in loop_groups(graph)]
+    assert not loops, "import loops:\n" + "\n".join(" -> ".join(loop) for loop in loops)

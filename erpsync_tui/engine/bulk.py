@@ -104,12 +104,28 @@ async def _pair_first(engine: SyncEngine, doctype: str, summary: SyncSummary, so
         try:
             if await _renamed_there(engine, policy, engine.other(site), there):
                 continue  # its counterpart renamed (told by content): the walk follows the new name
-            summary.add(await engine.sync_document(doctype, site, name))
-        except Exception as exc:  # recorded and retried from the queue, as in the walk
+        except Exception as exc:
+            await _failed(engine, doctype, site, name, exc, summary)
             settled = False
-            summary.failed += 1
-            await asyncio.to_thread(record_failure, engine, doctype, site, name, exc)
+            continue
+        settled = await _sync_one(engine, doctype, site, name, summary) and settled
     return settled
+
+
+async def _sync_one(engine: SyncEngine, doctype: str, site: str, name: str, summary: SyncSummary) -> bool:
+    """One document the per-document way, before the walk; False when it failed (recorded for a retry)."""
+    try:
+        summary.add(await engine.sync_document(doctype, site, name))
+        return True
+    except Exception as exc:  # recorded and retried from the queue, as in the walk
+        await _failed(engine, doctype, site, name, exc, summary)
+        return False
+
+
+async def _failed(engine: SyncEngine, doctype: str, site: str, name: str, exc: Exception,
+                  summary: SyncSummary) -> None:
+    summary.failed += 1
+    await asyncio.to_thread(record_failure, engine, doctype, site, name, exc)
 
 
 async def _renamed_there(engine: SyncEngine, policy: DoctypePolicy, site: str, names: list[str]) -> bool:
@@ -137,12 +153,7 @@ async def _settle_unfinished_creates(engine: SyncEngine, doctype: str, summary: 
             continue  # the walk retries it before it meets the copy, or never meets the copy
         pending = await asyncio.to_thread(engine.state.pending_creates, doctype, target)
         for name in [p.record.sides[source].name for p in pending if list(p.record.sides) == [source]]:
-            try:
-                summary.add(await engine.sync_document(doctype, source, name))
-            except Exception as exc:  # recorded and retried from the queue, as in the walk
-                settled = False
-                summary.failed += 1
-                await asyncio.to_thread(record_failure, engine, doctype, source, name, exc)
+            settled = await _sync_one(engine, doctype, source, name, summary) and settled
     return settled
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from erpsync_tui.config import AppConfig
@@ -64,3 +65,42 @@ async def make_engine(cluster: SimCluster, db: Database) -> AsyncIterator[Engine
 @pytest.fixture
 def worker_for() -> Callable[[SyncEngine], QueueWorker]:
     return lambda engine: QueueWorker(engine, owner="test-worker")
+
+
+class LosePostAnswers(httpx.AsyncBaseTransport):
+    """The site processes every insert, but the answers of the first `count` never arrive."""
+
+    def __init__(self, count: int) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.to_lose = count
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and "/api/resource/" in str(request.url) and self.to_lose > 0:
+            await response.aread()
+            self.to_lose -= 1
+            raise httpx.ReadError("connection reset after the request was processed", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+async def lossy_engine(cluster: SimCluster, db: Database) -> AsyncIterator[Callable[..., SyncEngine]]:
+    """An engine whose first `lose` inserts on site `on` (local unless told) lose their answers."""
+    made: list[FrappeConnector] = []
+
+    def make(lose: int = 1, *, on: str = "local", **sync: Any) -> SyncEngine:
+        config = make_config(cluster, **sync)
+        connectors = {
+            name: FrappeConnector(name, config.sites[name], site.api_key, site.api_secret, max_retries=0,
+                                  backoff_base=0.01, transport=LosePostAnswers(lose) if name == on else None)
+            for name, site in cluster.sites.items()
+        }
+        made.extend(connectors.values())
+        return SyncEngine(config, db, connectors)
+
+    yield make
+    for connector in made:
+        await connector.aclose()

@@ -8,43 +8,25 @@ disjoint edits merge when field-level merge is on, else the policy decides.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from sqlmodel import select
 
-from erpsync_tui.connectors import FrappeConnector
 from erpsync_tui.engine.bulk import full_sync
 from erpsync_tui.engine.sync import SyncEngine
 from erpsync_tui.sim import SimCluster
-from erpsync_tui.store import Database
 from erpsync_tui.store.models import Conflict, ConflictStatus
 
-from .conftest import make_config
-from .test_lost_creates import LosePostAnswers, lose_the_create
+from .test_lost_creates import lose_the_create
 from .test_sync import business, counterpart, customer
 
 POLICIES = ("latest_timestamp", "cloud_wins", "local_wins", "manual")
 
 
 @pytest.fixture
-async def engine_for(cluster: SimCluster, db: Database) -> AsyncIterator[Callable[..., SyncEngine]]:
-    made: list[FrappeConnector] = []
-
-    def make(lose: int = 0, **sync: Any) -> SyncEngine:
-        config = make_config(cluster, doctypes=["Customer", "Item"], **sync)
-        connectors = {
-            name: FrappeConnector(name, config.sites[name], site.api_key, site.api_secret, max_retries=0,
-                                  backoff_base=0.01, transport=LosePostAnswers(lose) if name == "local" else None)
-            for name, site in cluster.sites.items()
-        }
-        made.extend(connectors.values())
-        return SyncEngine(config, db, connectors)
-
-    yield make
-    for connector in made:
-        await connector.aclose()
+def engine_for(lossy_engine: Callable[..., SyncEngine]) -> Callable[..., SyncEngine]:
+    return lambda lose=0, **sync: lossy_engine(lose, doctypes=["Customer", "Item"], **sync)
 
 
 def winner_of(policy: str) -> str | None:

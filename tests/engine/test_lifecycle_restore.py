@@ -20,13 +20,12 @@ Every test: real simulator sites over loopback HTTP, a real SQLite file, `restor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from erpsync_tui.connectors import FrappeConnector
 from erpsync_tui.engine.bulk import full_sync
 from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import SyncEngine
@@ -35,30 +34,8 @@ from erpsync_tui.store import Database, sqlite
 from erpsync_tui.store.models import RecordStatus
 from erpsync_tui.store.restore import restore_database
 
-from .conftest import make_config
-from .test_lost_creates import LosePostAnswers, customers_named
+from .test_lost_creates import customers_named
 from .test_sync import customer
-
-
-@pytest.fixture
-async def lossy(cluster: SimCluster, db: Database) -> AsyncIterator[Callable[..., SyncEngine]]:
-    """An engine whose first `lose` inserts on `cloud` lose their answers (test_lost_creates loses them on local:
-    a full sync walks cloud first, and the copy must be walked before its source for the story below)."""
-    made: list[FrappeConnector] = []
-
-    def make(lose: int = 1) -> SyncEngine:
-        config = make_config(cluster)
-        connectors = {
-            name: FrappeConnector(name, config.sites[name], site.api_key, site.api_secret, max_retries=0,
-                                  backoff_base=0.01, transport=LosePostAnswers(lose) if name == "cloud" else None)
-            for name, site in cluster.sites.items()
-        }
-        made.extend(connectors.values())
-        return SyncEngine(config, db, connectors)
-
-    yield make
-    for connector in made:
-        await connector.aclose()
 
 
 def _backup(db: Database, tmp_path: Path) -> Path:
@@ -148,11 +125,11 @@ async def test_an_amendment_amended_again_after_the_restore_is_created_once(
 
 
 async def test_a_create_unfinished_in_the_backup_and_paired_after_it_is_not_created_twice(
-        cluster: SimCluster, lossy: Callable[..., SyncEngine], db: Database, tmp_path: Path) -> None:
+        cluster: SimCluster, lossy_engine: Callable[..., SyncEngine], db: Database, tmp_path: Path) -> None:
     """The backup holds a one-sided `creating` record whose copy exists; the copy is edited and paired after the
     backup. After the restore the copy is unknown again and made before the restore (likeness proves nothing
     then): it must be paired by the matching rules, not copied back, and the retried create not repeated."""
-    engine = lossy(lose=1)
+    engine = lossy_engine(lose=1, on="cloud")  # a full sync walks cloud first: the copy is met before its source
     doc = cluster["local"].insert("Customer", customer("Unfinished Before Backup"), fire_webhooks=False)
     with pytest.raises(Exception):  # noqa: B017 - the connector's error for a dropped connection
         await engine.sync_document("Customer", "local", doc["name"])  # the copy exists on cloud; answer lost
@@ -172,9 +149,9 @@ async def test_a_create_unfinished_in_the_backup_and_paired_after_it_is_not_crea
 
 
 async def test_after_a_restore_the_copy_of_an_unfinished_create_reported_first_is_paired_not_copied_back(
-        cluster: SimCluster, lossy: Callable[..., SyncEngine], db: Database, tmp_path: Path) -> None:
+        cluster: SimCluster, lossy_engine: Callable[..., SyncEngine], db: Database, tmp_path: Path) -> None:
     """As above, but the copy's own webhook is synced first (the per-document path), then the source's retry."""
-    engine = lossy(lose=1)
+    engine = lossy_engine(lose=1, on="cloud")  # a full sync walks cloud first: the copy is met before its source
     doc = cluster["local"].insert("Customer", customer("Copy Reported First"), fire_webhooks=False)
     with pytest.raises(Exception):  # noqa: B017 - the connector's error for a dropped connection
         await engine.sync_document("Customer", "local", doc["name"])

@@ -8,62 +8,18 @@ tests lose insert answers on purpose and then edit either side before the engine
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 from sqlmodel import func, select
 
-from erpsync_tui.connectors import FrappeConnector
 from erpsync_tui.engine.reconcile import reconcile
 from erpsync_tui.engine.sync import Outcome, SyncEngine, SyncFailed
 from erpsync_tui.sim import SimCluster
 from erpsync_tui.store import Database
 from erpsync_tui.store.models import CreateAttempt, RecordStatus, SyncRecord
 
-from .conftest import make_config
 from .test_sync import customer
-
-
-class LosePostAnswers(httpx.AsyncBaseTransport):
-    """The site processes every insert, but the answers of the first `count` never arrive."""
-
-    def __init__(self, count: int) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.to_lose = count
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        if request.method == "POST" and "/api/resource/" in str(request.url) and self.to_lose > 0:
-            await response.aread()
-            self.to_lose -= 1
-            raise httpx.ReadError("connection reset after the request was processed", request=request)
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-@pytest.fixture
-async def lossy_engine(cluster: SimCluster, db: Database) -> AsyncIterator[Callable[..., SyncEngine]]:
-    """An engine whose inserts on `local` lose their answers (the first `lose` of them)."""
-    made: list[FrappeConnector] = []
-
-    def make(lose: int = 1, **sync: Any) -> SyncEngine:
-        config = make_config(cluster, **sync)
-        transports = {"local": LosePostAnswers(lose)}
-        connectors = {
-            name: FrappeConnector(name, config.sites[name], site.api_key, site.api_secret, max_retries=0,
-                                  backoff_base=0.01, transport=transports.get(name))
-            for name, site in cluster.sites.items()
-        }
-        made.extend(connectors.values())
-        return SyncEngine(config, db, connectors)
-
-    yield make
-    for connector in made:
-        await connector.aclose()
 
 
 async def lose_the_create(engine: SyncEngine, name: str) -> None:

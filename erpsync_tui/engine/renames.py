@@ -92,11 +92,15 @@ async def _apply_counted(engine: SyncEngine, doctype: str, site: str, old: str, 
 async def apply_rename(engine: SyncEngine, doctype: str, site: str, old: str, new: str) -> DocResult | None:
     """`old` on `site` is now `new`: move the name map, rename a field-named counterpart, then sync it.
 
-    None when there is nothing to do: `old` is not tracked, `new` is tracked already (handled before), or the
-    site still has `old` / lacks `new` (then it is no rename of ours to follow).
+    None when there is nothing to do: neither name is tracked, or the site still has `old` / lacks `new` (then it
+    is no rename of ours to follow). `new` tracked already (followed before): synced once more.
     """
     record = await engine._run(engine.state.find, site, doctype, old)
     if record is None or await _holds(engine, record, site, doctype, new):
+        # Followed already — perhaps by a sync that then failed (a link path meeting the rename), whose edit
+        # nothing else remembers once the listing watermark has moved on: sync the new name once more.
+        if await engine._run(engine.state.find, site, doctype, new) is not None:
+            return await engine.sync_document(doctype, site, new)
         return None
     connector = engine.connectors[site]
     if await connector.get(doctype, old) is not None:

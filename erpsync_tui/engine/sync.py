@@ -147,7 +147,7 @@ class SyncEngine(CreatePath, LinkPath):
                                               detail="matches several documents on the other site; not created"))
         if record is None:
             if source.doc is None:
-                return await self._done(DocResult(doctype, site, name, Outcome.NOT_FOUND))
+                return await self._gone_untracked(doctype, site, name, depth)
             return await self._create(policy, source, depth=depth)
         target_site = self.other(site)
         target_side = record.sides.get(target_site)
@@ -158,6 +158,15 @@ class SyncEngine(CreatePath, LinkPath):
         if source.doc is None or target.doc is None:
             return await self._deleted(policy, record, fetched, depth=depth)
         return await self._compare(policy, record, fetched, force_from=force_from, depth=depth)
+
+    async def _gone_untracked(self, doctype: str, site: str, name: str, depth: int) -> DocResult:
+        """A name neither tracked nor on the site. If it was renamed (rename_doc) to a tracked document, that one is
+        synced: the name map may have moved during a sync that then failed (a link path that met the rename), and
+        this retry is then the only thing left that knows the document changed."""
+        newer = await renames.renamed_to(self, doctype, site, name)
+        if newer is not None and await self._run(self.state.find, site, doctype, newer) is not None:
+            return await self.sync_document(doctype, site, newer, depth=depth)
+        return await self._done(DocResult(doctype, site, name, Outcome.NOT_FOUND))
 
     async def _compare(
         self,

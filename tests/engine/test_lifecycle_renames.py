@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from erpsync_tui.engine.bulk import full_sync, incremental_sync
 from erpsync_tui.engine.sync import Outcome
@@ -261,3 +263,52 @@ async def test_a_rename_noticed_after_its_new_name_was_copied_never_deletes_the_
     summary = await full_sync(engine)
     assert summary.failed == 0 and summary.writes == 0, summary
     assert cloud.count("Customer") == local.count("Customer") == 1
+
+
+@pytest.mark.parametrize("noticed_by", ["deleted_name", "link_then_retry", "link_then_rename_feed"])
+async def test_an_edit_whose_push_failed_still_arrives_after_the_document_is_renamed(
+    cluster: SimCluster, make_engine, worker_for, db, noticed_by: str
+) -> None:
+    """Edited on cloud, the push refused (local's key revoked), then renamed before the retry. The rename is
+    noticed by the queued retry of the old name (its 404), or by a sync that fails too: a new order linking the new
+    name (the link path moves the name map, then its write is refused). After that the old name's retry finds
+    nothing tracked, and the listing watermark has moved past the edit: the edit must still reach local — by the
+    old name's retry following the rename, or by the rename feed syncing the followed name once more (fault soak,
+    CI run of session 20: customer_details v332 never arrived)."""
+    from erpsync_tui.store import queue
+    from erpsync_tui.store.models import QueueItem, QueueStatus
+
+    engine = make_engine()  # retries: 3 attempts
+    world = await _synced(engine, cluster)
+    cloud, local = cluster["cloud"], cluster["local"]
+    cloud.update("Customer", world["customer"], {"territory": "Chile"}, fire_webhooks=False)
+    local.set_faults(revoked=True)
+    assert (await incremental_sync(engine)).failed >= 1  # the edit listed, its push refused: queued
+    cloud.insert("Customer", {"customer_name": "Later", "customer_type": "Company"}, fire_webhooks=False)
+    await incremental_sync(engine)  # a later save moves the watermark on: the edit is never listed again
+    cloud.rename("Customer", world["customer"], "Acme Ltd")
+    worker = worker_for(engine)
+    if noticed_by != "deleted_name":
+        order = cloud.insert("Sales Order", {"customer": "Acme Ltd", "transaction_date": "2026-02-03",
+                                             "delivery_date": "2026-02-10",
+                                             "items": [{"item_code": "WIDGET", "qty": 2, "rate": 3}]},
+                             fire_webhooks=False)
+        with db.write() as s:
+            queue.enqueue(s, site="cloud", doctype="Sales Order", name=order["name"], max_attempts=9)
+    for _ in range(4):  # every attempt refused while the key is revoked
+        await asyncio.sleep(0.06)
+        await worker.drain()
+    if noticed_by == "link_then_rename_feed":  # no retry of the old name left (an operator discarded it)
+        with db.read() as s:
+            old_items = [i.id for i in s.exec(select(QueueItem).where(
+                QueueItem.name == world["customer"], QueueItem.status == QueueStatus.FAILED)).all()]
+        assert queue.discard(db, old_items) == 1
+    local.clear_faults()
+    for _ in range(6):
+        await asyncio.sleep(0.06)
+        await worker.drain()
+    if noticed_by != "link_then_retry":
+        await incremental_sync(engine)  # no full sync: that would find it by walking everything, hours later
+    assert local.get("Customer", world["local_customer"])["territory"] == "Chile"
+    assert len(local.names("Customer")) == 2  # Acme and Later, once each
+    assert engine.state.translate_name("Customer", "cloud", "Acme Ltd", "local") == world["local_customer"]

@@ -26,6 +26,7 @@ from erpsync_tui.engine.caches import EngineCaches
 from erpsync_tui.engine.creates import CreatePath
 from erpsync_tui.engine.link_path import LinkPath
 from erpsync_tui.engine.links import link_fields, translate
+from erpsync_tui.engine.locks import TaskLock
 from erpsync_tui.engine.outcomes import (
     DocResult,
     Fetched,
@@ -86,6 +87,7 @@ class SyncEngine(CreatePath, LinkPath):
         self.actor = actor
         self.fence = fence  # the engine lease holder we run under: no create is sent once it is lost
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._record_locks: dict[int, TaskLock] = {}
         self.echoes_skipped = 0  # webhooks that were the echo of our own write (settled without a request)
         self.batch_pool: BatchPool | None = None  # full-sync batches in worker processes (sync.workers)
         self._users: dict[str, str] = {}  # site → the user our credentials log in as
@@ -138,8 +140,17 @@ class SyncEngine(CreatePath, LinkPath):
     # ==================================================================================== the decision
 
     async def _sync_once(self, doctype: str, site: str, name: str, *, force_from: str | None, depth: int) -> DocResult:
-        policy = self.config.policy_for(doctype)
         record = await self._run(self.state.find, site, doctype, name)
+        if record is None:
+            return await self._decide(doctype, site, name, None, force_from=force_from, depth=depth)
+        async with self.record_lock(record.record_id):
+            # Read again under the lock: a sync of this record under its other name may just have changed it.
+            record = await self._run(self.state.find, site, doctype, name)
+            return await self._decide(doctype, site, name, record, force_from=force_from, depth=depth)
+
+    async def _decide(self, doctype: str, site: str, name: str, record: RecordView | None, *,
+                      force_from: str | None, depth: int) -> DocResult:
+        policy = self.config.policy_for(doctype)
         source = await self.fetch(policy, site, name)
         if record is not None and record.status == RecordStatus.AMBIGUOUS:
             # Left for the operator; a full sync's matching pass (or `erpsync-tui match`) looks at it again.
@@ -443,6 +454,13 @@ class SyncEngine(CreatePath, LinkPath):
         lock = self._locks.get(key)
         if lock is None:  # built only when missing: the bulk path asks for one per listed document
             lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def record_lock(self, record_id: int) -> TaskLock:
+        """One sync decides for a record at a time, whichever site's name it came by (engine/locks.py)."""
+        lock = self._record_locks.get(record_id)
+        if lock is None:
+            lock = self._record_locks[record_id] = TaskLock()
         return lock
 
     def _check_site(self, site: str) -> None:

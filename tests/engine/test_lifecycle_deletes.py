@@ -114,3 +114,25 @@ async def test_a_delete_on_one_site_after_an_edit_on_the_other_follows_the_confi
     assert back is not None and cluster["cloud"].get("Customer", back)["territory"] == "Peru"
     assert cluster["cloud"].names("Customer") == [back]
     assert (cluster["local"].get("Customer", plain_local) is None) is propagate
+
+
+@pytest.mark.parametrize("rounds", range(3))
+async def test_a_survivor_brought_back_by_two_syncs_at_once_is_created_once(
+    cluster: SimCluster, make_engine, rounds: int
+) -> None:
+    """Deleted on cloud (webhook lost) after an edit on local: the edit is brought back to cloud. Two syncs of the
+    one record run at once — the local name's (its webhook) and the cloud name's (a queued retry, or the
+    Deleted Document feed) — under different name locks: one create, never two (fault soak, seed 105: "Traffic
+    Customer 11" twice on cloud)."""
+    import asyncio
+
+    engine = make_engine()
+    (cloud_name, local_name), = await _pairs(engine, cluster, n=1)
+    cluster["local"].update("Customer", local_name, {"territory": "Peru"}, fire_webhooks=False)
+    cluster["cloud"].delete("Customer", cloud_name, fire_webhooks=False)
+    await asyncio.gather(engine.sync_document("Customer", "local", local_name),
+                         engine.sync_document("Customer", "cloud", cloud_name))
+    assert [d["territory"] for d in cluster["cloud"].all("Customer")] == ["Peru"]
+    again = await full_sync(engine, doctypes=["Customer"])
+    assert again.writes == 0 and again.failed == 0
+    assert cluster["cloud"].count("Customer") == 1 and cluster["local"].count("Customer") == 1

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from erpsync_tui import __version__
 from erpsync_tui.store import control
@@ -22,6 +23,10 @@ log = logging.getLogger("erpsync.service")
 LEASE_MARGIN = 0.05  # a standby tries this long after the expiry it read (both ends' clocks are UTC)
 RECEIVER_RETRY = 1.0  # a standby whose receiver port is taken (the holder on the same host) retries this often
 REJECTION_WINDOW_SECONDS = 15 * 60  # health.REJECTION_WINDOW_MINUTES: refused webhooks reported over this window
+
+# The renewal's own thread: under load every thread of the default pool can be busy with sync work waiting on the
+# database, and a renewal queued behind them lets the lease lapse — the engine then stops itself mid-traffic.
+_RENEWER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="erpsync-lease")
 
 
 class LeaseKeeping:
@@ -83,7 +88,9 @@ class LeaseKeeping:
                     "echoes_skipped": self.engine.echoes_skipped}
             self.metrics.set_echoes(self.engine.echoes_skipped)
             try:
-                if not await asyncio.to_thread(control.renew_lease, self.db, self.owner, self.lease_ttl, info):
+                renewed = await asyncio.get_running_loop().run_in_executor(
+                    _RENEWER, control.renew_lease, self.db, self.owner, self.lease_ttl, info)
+                if not renewed:
                     log.error("lost the engine lease code=ERP010; stopping so two engines never run at once")
                     self._spawn(self.stop())
                     return

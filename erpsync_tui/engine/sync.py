@@ -283,8 +283,8 @@ class SyncEngine(CreatePath, LinkPath):
                                                              new_name):
             return await self._sync_once(record.doctype, deleted.site, new_name, force_from=None, depth=depth)
         survivor_changed = survivor.content_hash != _hash_of(record, survivor.site)
-        await self._run(self.state.forget_side, record.record_id, deleted.site)
         if not policy.propagate_deletes or survivor_changed:
+            await self._run(self.state.forget_side, record.record_id, deleted.site)
             reason = "delete propagation is off" if not policy.propagate_deletes else "edited on the other site"
             await self._run(self.state.mark_status, record.record_id, RecordStatus.DELETED, reason)
             if survivor_changed and policy.propagate_deletes:
@@ -294,8 +294,11 @@ class SyncEngine(CreatePath, LinkPath):
                 return await self._one_sided(policy, view, survivor, depth=depth)
             return await self._done(DocResult(record.doctype, deleted.site, record.sides[deleted.site].name,
                                               Outcome.SKIPPED, detail=f"delete not propagated: {reason}"))
+        # The pair is forgotten only once the survivor is gone: a DELETE that fails is retried by the deleted name,
+        # which must still lead to this record (forgotten first, the retry would stop at "not found" for good).
         await self.connectors[survivor.site].delete(record.doctype, survivor.name or "")
-        await self._run(self.state.forget_side, record.record_id, survivor.site)
+        for site in (deleted.site, survivor.site):
+            await self._run(self.state.forget_side, record.record_id, site)
         await self._run(self.state.mark_status, record.record_id, RecordStatus.DELETED)
         return await self._done(DocResult(record.doctype, deleted.site, record.sides[deleted.site].name,
                                           Outcome.DELETED, writes=1, direction=f"{deleted.site}→{survivor.site}"))

@@ -136,3 +136,37 @@ async def test_a_survivor_brought_back_by_two_syncs_at_once_is_created_once(
     again = await full_sync(engine, doctypes=["Customer"])
     assert again.writes == 0 and again.failed == 0
     assert cluster["cloud"].count("Customer") == 1 and cluster["local"].count("Customer") == 1
+
+
+async def test_a_delete_whose_propagation_failed_is_propagated_by_the_retry(
+    cluster: SimCluster, make_engine, worker_for, db
+) -> None:
+    """Deleted on cloud (webhook lost); the DELETE of local's copy fails once (the site went down). The retry of
+    the cloud name must still know the pair and delete local's copy — not find the name forgotten and stop at
+    "not found" (fault soak, seed 111: a customer left on local for good, missing on cloud)."""
+    import asyncio
+
+    from erpsync_tui.connectors.base import ConnectionFailed
+    from erpsync_tui.store import queue
+
+    engine = make_engine()
+    (cloud_name, local_name), = await _pairs(engine, cluster, n=1)
+    cluster["cloud"].delete("Customer", cloud_name, fire_webhooks=False)
+    local = engine.connectors["local"]
+    real_delete = local.delete
+
+    async def failing_delete(doctype: str, name: str) -> None:
+        local.delete = real_delete  # the site is back for the retry
+        raise ConnectionFailed("DELETE /api/resource/Customer: connection dropped", site="local")
+
+    local.delete = failing_delete
+    with db.write() as s:
+        queue.enqueue(s, site="cloud", doctype="Customer", name=cloud_name, max_attempts=3)
+    worker = worker_for(engine)
+    for _ in range(4):
+        await worker.drain()
+        await asyncio.sleep(0.06)
+    assert cluster["local"].get("Customer", local_name) is None
+    assert cluster["cloud"].count("Customer") == 0
+    again = await full_sync(engine, doctypes=["Customer"])
+    assert again.writes == 0 and again.failed == 0 and cluster["cloud"].count("Customer") == 0

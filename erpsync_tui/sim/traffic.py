@@ -181,8 +181,10 @@ class TrafficGenerator:
         items = site.store.names("Item")
         if not customers or not items:
             return False
+        self._serial += 1
+        # `terms` (allow on submit, never edited by traffic) marks the order: a soak can tell a copy made twice.
         body = {"customer": self.rng.choice(customers), "transaction_date": "2026-03-01",
-                "delivery_date": "2026-03-20",
+                "delivery_date": "2026-03-20", "terms": f"Traffic Order {self._serial}",
                 "items": [{"item_code": self.rng.choice(items), "qty": self.rng.randint(1, 9),
                            "rate": round(self.rng.uniform(1, 99), 2)}]}
         doc = site.insert("Sales Order", body, user=self._user(site))

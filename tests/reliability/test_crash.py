@@ -59,6 +59,8 @@ from erpsync_tui.store.models import (
 )
 from erpsync_tui.store.sqlite import integrity_check
 
+from .duplicates import order_generations
+
 SECRET = "crash-test-webhook-secret-0123456789"
 DOCTYPES = ["Customer", "Item", "Sales Order"]
 SITES = ("cloud", "local")
@@ -281,6 +283,8 @@ class Harness:
                                        if UNIQUE_NAME.match(str(d.get("customer_name") or "")))
             dupes = {n: c for n, c in seen.items() if c > 1}
             assert not dupes, f"{phase}: documents created twice on {name}: {dupes}\n{self.trace(set(dupes))}"
+            orders = {k: c for k, c in order_generations(site.all("Sales Order")).items() if c > 1}
+            assert not orders, f"{phase}: orders created twice on {name}: {orders}"
         assert not double_mapped, f"{phase}: sync records with two documents on one site: {double_mapped[:5]}"
         # 3. the file is sound (SQLite); the server answers (PostgreSQL)
         if self.is_sqlite:

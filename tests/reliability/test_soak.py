@@ -25,6 +25,8 @@ from erpsync_tui.store import Database, open_database
 from erpsync_tui.store.models import Conflict, ConflictStatus, QueueItem, QueueStatus, SyncLog
 from erpsync_tui.webhooks import create_app, serve_receiver
 
+from .duplicates import order_generations
+
 SECRET = "soak-webhook-secret-0123456789"
 DOCTYPES = ["Customer", "Item", "Sales Order"]
 LIFECYCLE_OPS = ("order", "submit", "cancel", "amend", "rename", "lost_delete")
@@ -214,11 +216,14 @@ async def assert_nothing_dropped(service: EngineService, cluster: SimCluster, db
             counterpart = await asyncio.to_thread(engine.state.translate_name, doctype, site, name, other)
             if counterpart:
                 explained.add((doctype, other, counterpart))
-    # No duplicate: each customer traffic made (a unique serial in its name) exists at most once per site.
+    # No duplicate: each customer traffic made (a unique serial in its name) exists at most once per site, and
+    # so does each order (its `terms`) in each generation of amendments.
     for site in cluster:
         names = collections.Counter(str(d.get("customer_name")) for d in site.all("Customer")
                                     if str(d.get("customer_name") or "").startswith("Traffic Customer"))
         assert not {n: c for n, c in names.items() if c > 1}, f"documents created twice on {site.name}"
+        orders = order_generations(site.all("Sales Order"))
+        assert not {k: c for k, c in orders.items() if c > 1}, f"orders created twice on {site.name}"
     unexplained = []
     total_docs = 0
     for doctype in DOCTYPES:

@@ -140,18 +140,26 @@ class SyncEngine(CreatePath, LinkPath):
     # ==================================================================================== the decision
 
     async def _sync_once(self, doctype: str, site: str, name: str, *, force_from: str | None, depth: int) -> DocResult:
-        record = await self._run(self.state.find, site, doctype, name)
-        if record is None:
-            return await self._decide(doctype, site, name, None, force_from=force_from, depth=depth)
-        async with self.record_lock(record.record_id):
-            # Read again under the lock: a sync of this record under its other name may just have changed it.
+        for _ in range(MAX_STALE_RETRIES):
             record = await self._run(self.state.find, site, doctype, name)
-            return await self._decide(doctype, site, name, record, force_from=force_from, depth=depth)
+            if record is None:
+                return await self._decide(doctype, site, name, None, force_from=force_from, depth=depth)
+            async with self.record_lock(record.record_id):
+                # Read again under the lock: a sync of this record under its other name may just have changed it.
+                current = await self._run(self.state.find, site, doctype, name)
+                if current is not None and current.record_id == record.record_id:
+                    return await self._decide(doctype, site, name, current, force_from=force_from, depth=depth)
+            # The name left this record while we waited: look again outside its lock (deciding for another record
+            # — or a create — while holding this one could wait on a sync that waits on us).
+        raise SyncFailed(f"{doctype} {name}: its record kept changing while waiting; trying again later",
+                         code=ErrorCode.QUEUE)
 
     async def _decide(self, doctype: str, site: str, name: str, record: RecordView | None, *,
                       force_from: str | None, depth: int) -> DocResult:
         policy = self.config.policy_for(doctype)
         source = await self.fetch(policy, site, name)
+        if record is not None and record.status == RecordStatus.SET_APART:
+            return await self._set_apart(record, source)
         if record is not None and record.status == RecordStatus.AMBIGUOUS:
             # Left for the operator; a full sync's matching pass (or `erpsync-tui match`) looks at it again.
             return await self._done(DocResult(doctype, site, name, Outcome.AMBIGUOUS,
@@ -176,8 +184,20 @@ class SyncEngine(CreatePath, LinkPath):
         this retry is then the only thing left that knows the document changed."""
         newer = await renames.renamed_to(self, doctype, site, name)
         if newer is not None and await self._run(self.state.find, site, doctype, newer) is not None:
-            return await self.sync_document(doctype, site, newer, depth=depth)
+            # No name lock here: this sync holds `name`'s, and a sync holding `newer`'s may wait on our record lock.
+            return await self._sync_once(doctype, site, newer, force_from=None, depth=depth)
         return await self._done(DocResult(doctype, site, name, Outcome.NOT_FOUND))
+
+    async def _set_apart(self, record: RecordView, source: Fetched) -> DocResult:
+        """Left for the operator (engine/renames.py says why in the log); once deleted on its site, forgotten."""
+        doctype, site, name = record.doctype, source.site, source.name or ""
+        if source.doc is None:
+            await self._run(self.state.forget_side, record.record_id, site)
+            await self._run(self.state.mark_status, record.record_id, RecordStatus.DELETED, "deleted by the operator")
+            return await self._done(DocResult(doctype, site, name, Outcome.NOT_FOUND,
+                                              detail="the document set apart is gone: forgotten"))
+        return await self._done(DocResult(doctype, site, name, Outcome.SKIPPED,
+                                          detail="set apart for the operator (ERP009; the log says why)"))
 
     async def _compare(
         self,

@@ -111,8 +111,25 @@ async def probe(service: EngineService, cluster: SimCluster, phase: str, serial:
         local = service.engine.state.translate_name("Customer", "cloud", doc["name"], "local")
         return local is not None and cluster["local"].get("Customer", local) is not None
 
-    await wait_for(arrived, 20, f"probe doc after {phase} reached local")
+    try:
+        await wait_for(arrived, 20, f"probe doc after {phase} reached local")
+    except AssertionError as exc:  # a stuck engine: say where every task waits
+        raise AssertionError(f"{exc}\n{task_stacks()}") from None
     assert_alive(service, phase)
+
+
+def task_stacks() -> str:
+    """Where each asyncio task of this loop is waiting: the story of a hang."""
+    lines = []
+    for task in asyncio.all_tasks():
+        chain, step = [], task.get_coro()
+        while step is not None and len(chain) < 30:  # the await chain, outermost first
+            frame = getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None)
+        lines.append(f"  {task.get_name()}: {' -> '.join(chain)}")
+    return "\n".join(sorted(lines))
 
 
 def queue_quiet(db: Database) -> bool:

@@ -192,6 +192,7 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
         "tracked": counts.get("tracked", 0), "synced": counts.get("synced", 0),
         "errors": depth.by_status.get("failed", 0) + depth.by_status.get("dead", 0), "conflicts": conflicts,
         "ambiguous": counts.get("ambiguous", 0),  # neither paired nor created: `erpsync-tui match` lists them
+        "set_apart": counts.get("set_apart", 0),  # kept for the operator after a rename (ERP009 in the log)
         "queue": depth.by_status,
         "oldest_pending_seconds": depth.oldest_pending_age.total_seconds() if depth.oldest_pending_age else None,
         "engine": {"mode": engine.mode, "holder": engine.holder, "circuits": engine.circuits,
@@ -211,7 +212,9 @@ def status_command(ctx: Context, as_json: bool, recent: int) -> None:
                           "attempts)")
     ctx.out.print(f"tracked {data['tracked']} · synced {data['synced']} · errors {data['errors']} · "
                   f"conflicts {conflicts}" + (f" · ambiguous {data['ambiguous']} (see `erpsync-tui match`)"
-                                              if data["ambiguous"] else ""))
+                                              if data["ambiguous"] else "")
+                  + (f" · set apart {data['set_apart']} (see `erpsync-tui logs --code ERP009`)"
+                     if data["set_apart"] else ""))
     ctx.out.print("queue: " + ", ".join(f"{k} {v}" for k, v in depth.by_status.items()))
     for row in logs:
         code = f" {row.error_code}" if row.error_code else ""

@@ -168,9 +168,12 @@ async def _holds(engine: SyncEngine, record: RecordView, site: str, doctype: str
 
 
 async def drop_our_copy(engine: SyncEngine, record: RecordView, doctype: str, site: str, new: str) -> bool:
-    """`new` was synced as a new document before its rename was known: the other site then got a copy, beside
-    `record`'s own counterpart (the one its links point at). Give `new` to `record` and delete that copy — only
-    when it is ours (inserted by the engine for `new`) and unchanged since; else False (nothing changed).
+    """`new` got a counterpart of its own on the other site before its rename was known, beside `record`'s (the one
+    that site's links point at). Give `new` to `record`; False (nothing changed) when that cannot be done.
+
+    The other counterpart: deleted when it is our own copy (inserted by the engine for `new`), unchanged since;
+    otherwise — edited there since, or a document that site already held (paired by the matching rules) — it is
+    someone's work: kept, set apart (status set_apart, ERP009: neither synced nor created back) for the operator.
 
     State first, then the DELETE: a crash between leaves an extra copy the holder record still explains (status
     deleted), never a name mapped to a deleted document (whose 404 would then read as a delete of `new`)."""
@@ -179,12 +182,14 @@ async def drop_our_copy(engine: SyncEngine, record: RecordView, doctype: str, si
     if holder is None or holder.record_id == record.record_id or other not in record.sides:
         return False
     copy = holder.sides.get(other)
-    if copy is None or holder.status != RecordStatus.SYNCED or not await engine._run(_made_from, engine,
-                                                                                        holder.record_id, site):
+    if copy is None or holder.status != RecordStatus.SYNCED:
         return False
     fetched = await engine.fetch(engine.config.policy_for(doctype), other, copy.name)
-    if fetched.doc is None or fetched.content_hash != copy.content_hash:
-        return False  # edited there since: someone's work, not ours to delete
+    if fetched.doc is None:
+        return False
+    ours = await engine._run(_made_from, engine, holder.record_id, site)
+    if not ours or fetched.content_hash != copy.content_hash:
+        return await _set_apart(engine, record, holder.record_id, doctype, site, new, copy.name, ours)
     if not await engine._run(_hand_over, engine, holder.record_id, record.record_id, site, new):
         return False
     try:
@@ -200,14 +205,32 @@ async def drop_our_copy(engine: SyncEngine, record: RecordView, doctype: str, si
     return True
 
 
+async def _set_apart(engine: SyncEngine, record: RecordView, holder_id: int, doctype: str, site: str, new: str,
+                     kept: str, ours: bool) -> bool:
+    other = engine.other(site)
+    counterpart = record.sides[other].name
+    what = "the engine's copy of it, edited there since" if ours else "a document that site already held"
+    reason = (f"{new} on {site} is a renamed document whose counterpart is {counterpart}; {kept} ({what}) is kept "
+              f"apart, not synced")
+    if not await engine._run(_hand_over, engine, holder_id, record.record_id, site, new, RecordStatus.SET_APART,
+                             reason):
+        return False
+    await engine._log(f"renamed to {new} on {site}: its counterpart on {other} is {counterpart}, the one {other}'s "
+                      f"links point at. {kept} on {other} ({what}) is kept, set apart and not synced: copy what you "
+                      f"need from it into {counterpart}, then delete {kept} on {other}", "WARNING", doctype, other,
+                      kept, outcome="set_apart", code=ErrorCode.RECONCILIATION)
+    return True
+
+
 def _made_from(engine: SyncEngine, record_id: int, site: str) -> bool:
     with engine.db.read() as session:
         row = session.get(SyncRecord, record_id)
         return row is not None and row.origin_site == site
 
 
-def _hand_over(engine: SyncEngine, holder_id: int, record_id: int, site: str, new: str) -> bool:
-    """One transaction: `new` on `site` leaves the holder record (kept as deleted, with its copy on the other
+def _hand_over(engine: SyncEngine, holder_id: int, record_id: int, site: str, new: str,
+               status: RecordStatus = RecordStatus.DELETED, reason: str | None = None) -> bool:
+    """One transaction: `new` on `site` leaves the holder record (kept as `status`, with its document on the other
     site) and becomes `record_id`'s name there."""
     with engine.db.write() as session:
         rows = session.exec(select(SyncName).where(col(SyncName.record_id).in_([holder_id, record_id]),
@@ -221,7 +244,8 @@ def _hand_over(engine: SyncEngine, holder_id: int, record_id: int, site: str, ne
         session.flush()  # the name is free before it is taken (unique per site and doctype)
         mine.name = new
         session.add(mine)
-        holder.status, holder.last_error = RecordStatus.DELETED, f"{new} on {site} is a renamed document"
+        holder.status, holder.last_error = status, reason or f"{new} on {site} is a renamed document"
+        holder.error_code = str(ErrorCode.RECONCILIATION) if status == RecordStatus.SET_APART else None
         session.add(holder)
         return True
 

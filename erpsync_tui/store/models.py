@@ -58,6 +58,10 @@ class RecordStatus(StrEnum):
     # Matches two or more documents on the other site by the doctype's matching rules: neither paired nor created
     # until an operator cleans up (ERP009; `erpsync-tui match` lists them).
     AMBIGUOUS = "ambiguous"
+    # Kept by the engine for the operator, neither synced nor created on the other site nor paired by matching
+    # (ERP009): a document someone worked on that a rename made a second counterpart (engine/renames.py). Deleting
+    # it on its site ends the mark.
+    SET_APART = "set_apart"
 
 
 class ConflictStatus(StrEnum):

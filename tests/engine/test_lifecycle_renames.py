@@ -312,3 +312,52 @@ async def test_an_edit_whose_push_failed_still_arrives_after_the_document_is_ren
     assert local.get("Customer", world["local_customer"])["territory"] == "Chile"
     assert len(local.names("Customer")) == 2  # Acme and Later, once each
     assert engine.state.translate_name("Customer", "cloud", "Acme Ltd", "local") == world["local_customer"]
+
+
+@pytest.mark.parametrize("copy_is", ["edited_since", "a_matched_pair"])
+async def test_a_rename_onto_a_name_whose_copy_is_someone_s_work_deletes_nothing_and_says_so(
+    cluster: SimCluster, make_engine, db, copy_is: str
+) -> None:
+    """Renamed on cloud; the new name got its own counterpart on local before the rename was seen — a copy the
+    engine made and local edited since, or a document local already held, paired by the matching rules. Neither
+    may be deleted (someone's work), and the old counterpart — the one local's orders link to — may not be
+    deleted either (the rename was taken for a delete: LinkExistsError, dead). The new name pairs with the old
+    counterpart; the other document is kept, set apart for the operator (ERP009: not synced, not re-created)."""
+    from erpsync_tui.store.models import RecordStatus, SyncLog
+
+    engine = make_engine(**({"match": {"Customer": ["customer_name"]}} if copy_is == "a_matched_pair" else {}))
+    world = await _synced(engine, cluster)
+    cloud, local = cluster["cloud"], cluster["local"]
+    cloud.rename("Customer", world["customer"], "Acme Ltd")
+    cloud.update("Customer", "Acme Ltd", {"territory": "Iceland"}, fire_webhooks=False)
+    cloud.set_permissions(denied_doctypes=["Comment"])
+    if copy_is == "edited_since":
+        assert (await engine.sync_document("Customer", "cloud", "Acme Ltd")).outcome == Outcome.CREATED
+        other = engine.state.translate_name("Customer", "cloud", "Acme Ltd", "local")
+        local.update("Customer", other, {"customer_group": "Individual"}, fire_webhooks=False)
+    else:  # local already held a customer by that name, made by a person there
+        other = local.insert("Customer", {"customer_name": "Acme", "customer_type": "Company"},
+                             fire_webhooks=False)["name"]
+        result = await engine.sync_document("Customer", "cloud", "Acme Ltd")
+        assert engine.state.translate_name("Customer", "cloud", "Acme Ltd", "local") == other, result
+    cloud.set_permissions(denied_doctypes=[])
+    await engine.sync_document("Customer", "cloud", world["customer"])  # its 404, explained by the Comment
+    await incremental_sync(engine)
+    assert sorted(local.names("Customer")) == sorted([world["local_customer"], other])  # nothing deleted
+    assert local.get("Sales Order", world["local_order"])["customer"] == world["local_customer"]
+    # the same content as cloud's (the edit, or what the first-contact policy made of the matched pair)
+    assert local.get("Customer", world["local_customer"])["territory"] == cloud.get("Customer", "Acme Ltd")["territory"]
+    assert engine.state.translate_name("Customer", "cloud", "Acme Ltd", "local") == world["local_customer"]
+    set_apart = engine.state.find("local", "Customer", other)
+    assert set_apart is not None and set_apart.status == RecordStatus.SET_APART and list(set_apart.sides) == ["local"]
+    with db.read() as s:
+        said = s.exec(select(SyncLog).where(SyncLog.error_code == "ERP009", SyncLog.name == other)).all()
+    assert said and "kept" in said[-1].message
+    summary = await full_sync(engine)
+    assert summary.failed == 0, summary
+    assert cloud.count("Customer") == 1  # the set-apart document is not created back on cloud
+    local.delete("Customer", other, fire_webhooks=False)  # the operator took what they needed, then deleted it
+    summary = await full_sync(engine)
+    assert summary.failed == 0 and summary.writes == 0, summary
+    assert engine.state.find("local", "Customer", other) is None
+    assert cloud.count("Customer") == local.count("Customer") == 1

@@ -92,16 +92,15 @@ async def _apply_counted(engine: SyncEngine, doctype: str, site: str, old: str, 
 async def apply_rename(engine: SyncEngine, doctype: str, site: str, old: str, new: str) -> DocResult | None:
     """`old` on `site` is now `new`: move the name map, rename a field-named counterpart, then sync it.
 
-    None when there is nothing to do: neither name is tracked, or the site still has `old` / lacks `new` (then it
-    is no rename of ours to follow). `new` tracked already (followed before): synced once more.
+    `old` untracked, or followed before: `new` is synced as it is. None when the site still has `old` / lacks
+    `new` (then it is no rename of ours to follow).
     """
     record = await engine._run(engine.state.find, site, doctype, old)
     if record is None or await _holds(engine, record, site, doctype, new):
-        # Followed already — perhaps by a sync that then failed (a link path meeting the rename), whose edit
-        # nothing else remembers once the listing watermark has moved on: sync the new name once more.
-        if await engine._run(engine.state.find, site, doctype, new) is not None:
-            return await engine.sync_document(doctype, site, new)
-        return None
+        # Followed already, or never tracked: sync the new name (once more). The listing's watermark may be past
+        # it (a rename keeps `modified`), so nothing else may remember it — an edit whose push failed during the
+        # sync that followed the rename, or a new document whose first sync failed before the rename.
+        return await engine.sync_document(doctype, site, new)
     connector = engine.connectors[site]
     if await connector.get(doctype, old) is not None:
         return None

@@ -179,11 +179,12 @@ class SyncEngine(CreatePath, LinkPath):
         return await self._compare(policy, record, fetched, force_from=force_from, depth=depth)
 
     async def _gone_untracked(self, doctype: str, site: str, name: str, depth: int) -> DocResult:
-        """A name neither tracked nor on the site. If it was renamed (rename_doc) to a tracked document, that one is
-        synced: the name map may have moved during a sync that then failed (a link path that met the rename), and
-        this retry is then the only thing left that knows the document changed."""
+        """A name neither tracked nor on the site. If it was renamed (rename_doc), the document under its new name is
+        synced: this retry may be the only thing left that knows it changed — the name map moved during a sync that
+        then failed (a link path that met the rename), or it was never synced at all (a rename keeps `modified`,
+        so the listing's watermark may be past it)."""
         newer = await renames.renamed_to(self, doctype, site, name)
-        if newer is not None and await self._run(self.state.find, site, doctype, newer) is not None:
+        if newer is not None:
             # No name lock here: this sync holds `name`'s, and a sync holding `newer`'s may wait on our record lock.
             return await self._sync_once(doctype, site, newer, force_from=None, depth=depth)
         return await self._done(DocResult(doctype, site, name, Outcome.NOT_FOUND))

@@ -361,3 +361,40 @@ async def test_a_rename_onto_a_name_whose_copy_is_someone_s_work_deletes_nothing
     assert summary.failed == 0 and summary.writes == 0, summary
     assert engine.state.find("local", "Customer", other) is None
     assert cloud.count("Customer") == local.count("Customer") == 1
+
+
+@pytest.mark.parametrize("noticed_by", ["old_name_retry", "rename_feed"])
+async def test_a_new_document_renamed_before_its_first_sync_succeeded_is_still_created(
+    cluster: SimCluster, make_engine, worker_for, db, noticed_by: str
+) -> None:
+    """Made on cloud, its first sync refused (local's key revoked), renamed before the retry. The old name is
+    untracked and gone; the listing watermark has moved past the document (a rename keeps `modified`). The old
+    name's retry, or the rename feed, must follow the rename to the new name and create it on local (fault soak:
+    CUST-R00053-cloud never reached local)."""
+    from erpsync_tui.store import queue
+    from erpsync_tui.store.models import QueueItem, QueueStatus
+
+    engine = make_engine()
+    await _synced(engine, cluster)
+    cloud, local = cluster["cloud"], cluster["local"]
+    local.set_faults(revoked=True)
+    fresh = cloud.insert("Customer", {"customer_name": "Fresh", "customer_type": "Company"}, fire_webhooks=False)
+    assert (await incremental_sync(engine)).failed >= 1  # listed, its create refused: queued
+    cloud.insert("Customer", {"customer_name": "Later", "customer_type": "Company"}, fire_webhooks=False)
+    await incremental_sync(engine)  # a later save moves the watermark on
+    cloud.rename("Customer", fresh["name"], "Fresh Ltd")
+    if noticed_by == "rename_feed":  # no retry of the old name left (an operator discarded it)
+        with db.read() as s:
+            old_items = [i.id for i in s.exec(select(QueueItem).where(
+                QueueItem.name == fresh["name"], QueueItem.status == QueueStatus.FAILED)).all()]
+        assert queue.discard(db, old_items) == 1
+    local.clear_faults()
+    worker = worker_for(engine)
+    for _ in range(6):
+        await asyncio.sleep(0.06)
+        await worker.drain()
+    if noticed_by == "rename_feed":
+        await incremental_sync(engine)
+    copy = engine.state.translate_name("Customer", "cloud", "Fresh Ltd", "local")
+    assert copy is not None and local.get("Customer", copy) is not None
+    assert local.count("Customer") == cloud.count("Customer") == 3  # Acme, Fresh Ltd, Later: once each

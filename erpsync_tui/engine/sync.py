@@ -326,8 +326,10 @@ class SyncEngine(CreatePath, LinkPath):
 
     async def _one_sided(self, policy: DoctypePolicy, record: RecordView, present: Fetched, *, depth: int) -> DocResult:
         """A record known on one site only: a delete not propagated, or an unfinished create."""
-        if present.doc is None:
-            return await self._done(DocResult(record.doctype, present.site, present.name or "", Outcome.NOT_FOUND))
+        if present.doc is None:  # gone too: name it as it was known (a 404 carries no name)
+            known = record.sides.get(present.site)
+            return await self._done(DocResult(record.doctype, present.site, known.name if known else "",
+                                              Outcome.NOT_FOUND))
         unchanged = present.content_hash == _hash_of(record, present.site)
         if record.status == RecordStatus.DELETED and unchanged:
             return await self._done(DocResult(record.doctype, present.site, present.name or "", Outcome.SKIPPED,

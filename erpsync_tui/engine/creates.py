@@ -52,6 +52,10 @@ class CreatePath:
         if renamed is not None and await renames.move_names(self, renamed[1], doctype, source.site, renamed[0],
                                                             source.name or ""):
             return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth)
+        # Its linked documents first: a rule with a link field (a Sales Order's customer) applies only once the link
+        # is mapped, and the create would sync them anyway. Matched before that, a document the other site already
+        # holds was taken for a new one while a catch-up had not paired its customer yet.
+        source = await self._ensure_links(policy, source, target_site, depth)
         # The matching rules before the likeness of a lost create: after a restore, a copy our user made for one
         # document can resemble another document's pending create (its name is what tells them apart).
         matched = await self._match_on_target(policy, source)

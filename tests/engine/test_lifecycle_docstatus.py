@@ -276,7 +276,7 @@ async def test_an_insert_then_cancel_cut_short_converges_whatever_happened_meanw
 
 
 async def test_an_amendment_is_never_paired_with_the_unpaired_copy_of_its_original(
-    cluster: SimCluster, make_engine, db
+    cluster: SimCluster, lossy_engine, db
 ) -> None:
     """An amendment has its original's matching key (customer, date, total). The original's copy on local is
     unpaired for a while (its create's answer was lost — a kill, a dropped connection); the amendment, synced
@@ -285,13 +285,13 @@ async def test_an_amendment_is_never_paired_with_the_unpaired_copy_of_its_origin
     A candidate must have the same original (translated), or none when the source has none."""
     from erpsync_tui.connectors.base import ConnectorError
 
-    engine = make_engine()
+    engine = lossy_engine(0)
     order = _order(cluster)
     cloud, local = cluster["cloud"], cluster["local"]
-    local.set_faults(drop_response="/api/resource/Sales Order")  # the insert runs, its answer is lost
+    assert (await full_sync(engine, doctypes=["Customer", "Item"])).failed == 0  # its links: mapped
+    engine.connectors["local"]._transport.to_lose = 1  # the order's insert runs, its answer is lost
     with pytest.raises(ConnectorError):  # the lost answer: to the queue
         await engine.sync_document("Sales Order", "cloud", order["name"])
-    local.clear_faults()
     [copy] = local.all("Sales Order")
     cloud.submit("Sales Order", order["name"], fire_webhooks=False)
     cloud.cancel("Sales Order", order["name"], fire_webhooks=False)

@@ -138,6 +138,26 @@ async def test_sales_orders_match_by_translated_customer_date_and_total(cluster:
     assert summary.paired == 1 + 1 + 1  # Buyer, SKU-1, the order
 
 
+async def test_an_order_synced_alone_before_its_customer_was_paired_is_matched_not_copied(
+        cluster: SimCluster, make_engine) -> None:
+    """The per-document path meets an order both sites hold before anything paired their customer (a catch-up cut
+    short by an outage, then a retry). The rule's link field must be mapped before the rules are asked: the
+    customer is paired first, then the order matches — it was created a second time on local (fault soak)."""
+    engine = make_engine(conflict_resolution="manual")
+    orders = {}
+    for site in ("cloud", "local"):
+        buyer = cluster[site].insert("Customer", customer("Buyer"), fire_webhooks=False)
+        cluster[site].insert("Item", {"item_code": "SKU-1", "item_group": "Products", "stock_uom": "Nos"},
+                             fire_webhooks=False)
+        orders[site] = cluster[site].insert("Sales Order", {
+            "customer": buyer["name"], "transaction_date": "2026-03-01", "delivery_date": "2026-03-09",
+            "items": [{"item_code": "SKU-1", "qty": 2, "rate": 5}]}, fire_webhooks=False)["name"]
+    result = await engine.sync_document("Sales Order", "cloud", orders["cloud"])
+    assert result.writes == 0, result
+    assert engine.state.translate_name("Sales Order", "cloud", orders["cloud"], "local") == orders["local"]
+    assert cluster["local"].count("Sales Order") == cluster["local"].count("Customer") == 1
+
+
 def test_keys_normalise_and_plan_pairs_only_exact_single_matches() -> None:
     rules = (("tax_id",), ("customer_name", "customer_group"))
     doc = {"customer_name": "  ACME\tGmbH ", "customer_group": "Commercial"}

@@ -92,8 +92,8 @@ async def _apply_counted(engine: SyncEngine, doctype: str, site: str, old: str, 
 async def apply_rename(engine: SyncEngine, doctype: str, site: str, old: str, new: str) -> DocResult | None:
     """`old` on `site` is now `new`: move the name map, rename a field-named counterpart, then sync it.
 
-    `old` untracked, or followed before: `new` is synced as it is. None when the site still has `old` / lacks
-    `new` (then it is no rename of ours to follow).
+    `old` untracked, or followed before: `new` is synced as it is. `new` gone as well (renamed, then deleted):
+    `old` is synced, i.e. handled as gone. None when the site still has `old` (no rename of ours to follow).
     """
     record = await engine._run(engine.state.find, site, doctype, old)
     if record is None or await _holds(engine, record, site, doctype, new):
@@ -107,7 +107,11 @@ async def apply_rename(engine: SyncEngine, doctype: str, site: str, old: str, ne
     if await connector.get(doctype, new) is None:
         # Renamed again since (X → Y → Z before we looked): follow the chain to the name it has now.
         newest = await renamed_to(engine, doctype, site, new)
-        if newest is None or await _holds(engine, record, site, doctype, newest):
+        if newest is None:
+            # Renamed, then deleted (or renamed again out of reach): `old` is gone, which its own sync handles as
+            # configured — the Deleted Document row names a name never tracked, so nothing else would.
+            return await engine.sync_document(doctype, site, old)
+        if await _holds(engine, record, site, doctype, newest):
             return None
         new = newest
     async with engine.lock(doctype, site, new):

@@ -398,3 +398,22 @@ async def test_a_new_document_renamed_before_its_first_sync_succeeded_is_still_c
     copy = engine.state.translate_name("Customer", "cloud", "Fresh Ltd", "local")
     assert copy is not None and local.get("Customer", copy) is not None
     assert local.count("Customer") == cloud.count("Customer") == 3  # Acme, Fresh Ltd, Later: once each
+
+
+async def test_a_document_renamed_then_deleted_before_the_engine_looked_is_deleted_on_the_other_site(
+    cluster: SimCluster, make_engine
+) -> None:
+    """Renamed on cloud, then deleted under its new name, neither with a webhook. The rename feed finds the new name
+    gone, and the Deleted Document row names a name never tracked: the delete must still reach local (fault soak
+    seed 207: a customer renamed and deleted on local stayed on cloud)."""
+    engine = make_engine()
+    cloud, local = cluster["cloud"], cluster["local"]
+    solo = cloud.insert("Customer", {"customer_name": "Solo", "customer_type": "Company"}, fire_webhooks=False)
+    await full_sync(engine, doctypes=["Customer"])
+    await incremental_sync(engine, doctypes=["Customer"])  # watermarks in place
+    copy = engine.state.translate_name("Customer", "cloud", solo["name"], "local")
+    cloud.rename("Customer", solo["name"], "Solo Ltd")
+    cloud.delete("Customer", "Solo Ltd", fire_webhooks=False)
+    summary = await incremental_sync(engine, doctypes=["Customer"])
+    assert summary.failed == 0, summary
+    assert local.get("Customer", copy) is None and local.count("Customer") == cloud.count("Customer") == 0

@@ -61,6 +61,8 @@ class CreatePath:
         matched = await self._match_on_target(policy, source)
         if matched is not None:
             return await self._settle_match(policy, source, matched, depth)
+        if await self._settled_orphans(policy, source, depth):
+            return await self._sync_once(doctype, source.site, source.name or "", force_from=None, depth=depth + 1)
         owner = await self._own_create_awaiting_its_name(policy, source)
         if owner is not None:
             return await self._pair_lost_create(policy, owner, source, depth)
@@ -97,8 +99,32 @@ class CreatePath:
                 await self._sync_once(doctype, target_site, name, force_from=None, depth=depth + 1)
         return True
 
+    async def _settled_orphans(self, policy: DoctypePolicy, source: Fetched, depth: int) -> bool:
+        """Pair this unknown document with the one paired document on the other site that it matches by the rules
+        and whose recorded counterpart here is gone; True when paired (then decide again).
+
+        That counterpart was renamed to this one (its Comments unreadable), or this is the copy re-created for it
+        after a delete the state forgot (a restore: the survivor's edit outlived the delete). Either way this is
+        its counterpart now — creating it back would make a duplicate, and syncing the survivor first would take
+        the vanished name for a delete. (A full sync settles such pairs before its walk: `matching._orphans`.)
+        """
+        matched = await self._match_on_target(policy, source, orphaned=True)
+        if matched is None or len(matched[1]) != 1:
+            return False
+        target_site, survivor = self.other(source.site), matched[1][0]
+        record = await self._run(self.state.find, target_site, policy.doctype, survivor)
+        if record is None or source.site not in record.sides:
+            return False
+        gone = record.sides[source.site].name
+        if not await self._run(renames.rename_side, self, record.record_id, source.site, source.name or ""):
+            return False
+        await self._log(f"paired {policy.doctype} {source.name} on {source.site} with {survivor} on {target_site}, "
+                        f"whose counterpart {gone} is gone (renamed, or re-created after a delete): not created",
+                        "INFO", policy.doctype, source.site, source.name or "", outcome="paired")
+        return True
+
     async def _match_on_target(self, policy: DoctypePolicy, source: Fetched, *,
-                               unfinished: bool = False) -> tuple[Rule, list[str]] | None:
+                               unfinished: bool = False, orphaned: bool = False) -> tuple[Rule, list[str]] | None:
         """The unpaired documents on the other site this one matches by the doctype's rules, before creating it.
 
         Rules in order; the first under which any candidate exists decides: (rule, candidate names). Asked with
@@ -107,7 +133,7 @@ class CreatePath:
         candidate that matches several documents here is ambiguous too.
 
         `unfinished`: the candidates are instead documents whose record is an unfinished create from that site
-        (one-sided, `creating`).
+        (one-sided, `creating`); `orphaned`: paired documents whose counterpart on this one's site is gone.
         """
         rules = matching.rules_for(policy)
         if not rules or source.doc is None:
@@ -118,10 +144,10 @@ class CreatePath:
             if keys[index] is None:
                 continue
             there = await self._candidates(policy, target_site, rules, index, keys[index], source,
-                                           unfinished=unfinished)
+                                           unfinished=unfinished, orphaned=orphaned)
             if not there:
                 continue
-            if unfinished:
+            if unfinished or orphaned:
                 return rule, there
             here = await self._candidates(policy, source.site, rules, index, keys[index], source)
             return rule, there if len(here) <= 1 else there + [n for n in here if n != source.name]
@@ -135,9 +161,11 @@ class CreatePath:
         return matching.match_keys(rules, doc, links, to_first)
 
     async def _candidates(self, policy: DoctypePolicy, site: str, rules: tuple[Rule, ...], index: int,
-                          key: matching.Key, source: Fetched, *, unfinished: bool = False) -> list[str]:
+                          key: matching.Key, source: Fetched, *, unfinished: bool = False,
+                          orphaned: bool = False) -> list[str]:
         """Unpaired documents on `site` whose key under rule `index` is `key` (one filtered list request);
-        `unfinished`: those whose record is an unfinished create from `site` instead."""
+        `unfinished`: those whose record is an unfinished create from `site` instead; `orphaned`: those paired
+        with a document on the source's site that is gone (one read each)."""
         assert source.doc is not None
         links = link_fields(policy.doctype, policy.links)
         filters: list[list[Any]] = []
@@ -160,6 +188,11 @@ class CreatePath:
             records = await self._run(self.state.find_many, site, policy.doctype, alike)
             return [name for name, record in records.items()
                     if record.status == RecordStatus.CREATING and list(record.sides) == [site]]
+        if orphaned:
+            records = await self._run(self.state.find_many, site, policy.doctype, alike)
+            return [name for name, record in records.items() if source.site in record.sides
+                    and record.sides[source.site].name != source.name
+                    and await self.connectors[source.site].get(policy.doctype, record.sides[source.site].name) is None]
         open_names = await self._run(self.state.unpaired_names, site, policy.doctype, alike)
         return [name for name in alike if name in open_names]
 

@@ -12,6 +12,8 @@ from erpsync_tui.engine.bulk import full_sync, incremental_sync
 from erpsync_tui.engine.sync import Outcome
 from erpsync_tui.sim import SimCluster
 
+NO_CUSTOMER_MATCHING = {"Customer": []}  # a renamed customer is then told only by its Comment or its content
+
 
 def _world(cluster: SimCluster) -> dict[str, Any]:
     cloud = cluster["cloud"]
@@ -116,8 +118,11 @@ async def test_a_rename_seen_after_its_new_name_was_synced_as_a_new_document_sti
     """No evidence at first (Comments unreadable, edited since): the new name is synced as a new document. When
     the old name is then found gone and the Comment names the new one, the map is not forced onto a name another
     record holds (that failed with a UNIQUE error, a dead item, in the crash harness), and the rename is no delete
-    either: the engine's own fresh copy is dropped and the old pair takes the new name. One copy each."""
-    engine = make_engine()
+    either: the engine's own fresh copy is dropped and the old pair takes the new name. One copy each.
+
+    Matching is off here: with the built-in rules the business key and the vanished counterpart already tell the
+    rename (next test)."""
+    engine = make_engine(match=NO_CUSTOMER_MATCHING)
     cloud = cluster["cloud"]
     solo = cloud.insert("Customer", {"customer_name": "Solo", "customer_type": "Company"}, fire_webhooks=False)
     await full_sync(engine, doctypes=["Customer"])
@@ -133,6 +138,30 @@ async def test_a_rename_seen_after_its_new_name_was_synced_as_a_new_document_sti
     assert cluster["local"].count("Customer") == cloud.count("Customer") == 1
     local_name = engine.state.translate_name("Customer", "cloud", "Solo Ltd", "local")
     assert cluster["local"].get("Customer", local_name)["territory"] == "Iceland"
+
+
+async def test_a_renamed_document_seen_by_its_new_name_while_comments_are_unreadable_is_paired_by_its_key(
+    cluster: SimCluster, make_engine
+) -> None:
+    """No Comment to read, edited since (its content no longer what was synced): its business key (customer_name)
+    matches the one document on local whose counterpart on cloud is gone, so that pair takes the new name —
+    no copy is made, and the old name's 404 later is no delete."""
+    engine = make_engine()
+    cloud, local = cluster["cloud"], cluster["local"]
+    solo = cloud.insert("Customer", {"customer_name": "Solo", "customer_type": "Company"}, fire_webhooks=False)
+    await full_sync(engine, doctypes=["Customer"])
+    copy = engine.state.translate_name("Customer", "cloud", solo["name"], "local")
+    cloud.rename("Customer", solo["name"], "Solo Ltd")
+    cloud.update("Customer", "Solo Ltd", {"territory": "Iceland"}, fire_webhooks=False)
+    cloud.set_permissions(denied_doctypes=["Comment"])
+    result = await engine.sync_document("Customer", "cloud", "Solo Ltd")
+    assert result.outcome == Outcome.UPDATED and local.names("Customer") == [copy], result
+    assert local.get("Customer", copy)["territory"] == "Iceland"
+    assert engine.state.translate_name("Customer", "cloud", "Solo Ltd", "local") == copy
+    cloud.set_permissions(denied_doctypes=[])
+    summary = await full_sync(engine, doctypes=["Customer"])
+    assert summary.failed == 0 and summary.writes == 0, summary
+    assert local.count("Customer") == cloud.count("Customer") == 1
 
 
 async def test_a_renamed_document_is_not_deleted_while_the_comments_cannot_be_read(
@@ -240,8 +269,9 @@ async def test_a_rename_noticed_after_its_new_name_was_copied_never_deletes_the_
     on local). When the old name's 404 is then explained by the rename Comment, the old copy on local — the one
     local's orders link to — was deleted as if the customer were gone: refused (LinkExistsError), retried, dead.
     A rename never becomes a delete: the copy made a moment ago, unchanged since and linked by nothing, is the one
-    dropped; the customer keeps its local name, its links and the edit."""
-    engine = make_engine()
+    dropped; the customer keeps its local name, its links and the edit. (Matching off: with it, the key and the
+    vanished counterpart tell the rename before any copy is made.)"""
+    engine = make_engine(match=NO_CUSTOMER_MATCHING)
     world = await _synced(engine, cluster)
     cloud, local = cluster["cloud"], cluster["local"]
     cloud.rename("Customer", world["customer"], "Acme Ltd")
@@ -325,7 +355,7 @@ async def test_a_rename_onto_a_name_whose_copy_is_someone_s_work_deletes_nothing
     counterpart; the other document is kept, set apart for the operator (ERP009: not synced, not re-created)."""
     from erpsync_tui.store.models import RecordStatus, SyncLog
 
-    engine = make_engine(**({"match": {"Customer": ["customer_name"]}} if copy_is == "a_matched_pair" else {}))
+    engine = make_engine(match={"Customer": ["customer_name"]} if copy_is == "a_matched_pair" else NO_CUSTOMER_MATCHING)
     world = await _synced(engine, cluster)
     cloud, local = cluster["cloud"], cluster["local"]
     cloud.rename("Customer", world["customer"], "Acme Ltd")

@@ -61,7 +61,7 @@ def soak_config(cluster: SimCluster) -> AppConfig:
     })
 
 
-def make_service(cluster: SimCluster, db: Database, *, lease_ttl: float = 1.5) -> EngineService:
+def make_service(cluster: SimCluster, db: Database) -> EngineService:
     config = soak_config(cluster)
     connectors = {
         name: FrappeConnector(name, config.sites[name], site.api_key, site.api_secret, max_retries=2,
@@ -73,8 +73,7 @@ def make_service(cluster: SimCluster, db: Database, *, lease_ttl: float = 1.5) -
         app = create_app(service.config, db, webhook_secret=SECRET, on_stored=service.wake)
         return await serve_receiver(app, "127.0.0.1", 0)
 
-    return EngineService(config, db, connectors, owner="soak-engine", start_receiver=start_receiver,
-                         lease_ttl=lease_ttl)
+    return EngineService(config, db, connectors, owner="soak-engine", start_receiver=start_receiver, lease_ttl=1.5)
 
 
 def assert_alive(service: EngineService, phase: str) -> None:
@@ -140,13 +139,12 @@ def queue_quiet(db: Database) -> bool:
     return busy is None
 
 
-async def run_soak(cluster: SimCluster, db: Database, *, phase_seconds: float, rate: float, rounds: int,
-                   lease_ttl: float = 1.5) -> None:
+async def run_soak(cluster: SimCluster, db: Database, *, phase_seconds: float, rate: float, rounds: int) -> None:
     # A shared starting point (same names on both sites) so the traffic's two-sided edits race on real pairs;
     # seeded before the engine starts, so its catch-up sync pairs them up.
     for site in cluster:
         site.seed(6, seed=3)
-    service = make_service(cluster, db, lease_ttl=lease_ttl)
+    service = make_service(cluster, db)
     await service.start()
     receiver_url = service.receiver.url
     for name, site in cluster.sites.items():
@@ -267,6 +265,4 @@ async def test_soak_ci(cluster: SimCluster, db: Database) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 async def test_soak_long(cluster: SimCluster, db: Database) -> None:
-    # A 5 s lease (production: 15 s): at 1.5 s a loaded 2-core machine let it lapse between renewals (every
-    # ttl/3) while thousands of queued syncs shared the loop and the database's write lock.
-    await run_soak(cluster, db, phase_seconds=8.0, rate=25, rounds=6, lease_ttl=5.0)
+    await run_soak(cluster, db, phase_seconds=8.0, rate=25, rounds=6)

@@ -13,7 +13,7 @@ from typing import Any
 from erpsync_tui.config import DoctypePolicy
 from erpsync_tui.connectors.base import LinkValidationFailed
 from erpsync_tui.engine.links import link_fields, linked_names, translate
-from erpsync_tui.engine.outcomes import Fetched, SyncFailed, missing_link_fix
+from erpsync_tui.engine.outcomes import Fetched, SyncFailed, missing_link_fix, unpaired_link_fix
 from erpsync_tui.errors import ErrorCode
 
 MAX_LINK_DEPTH = 4  # how deep "sync the linked document first" may recurse
@@ -37,6 +37,12 @@ class LinkPath:
             return source
         for link_doctype, name in missing:
             await self._sync_linked(link_doctype, source.site, name, depth)
+        # A linked document its sync left unpaired (ambiguous, set apart, a delete not propagated) has no name on
+        # the target. Never write the raw name: on the pair's first site that name may be another document.
+        still = await self._run(lambda: [link for link in missing if mapper(*link) is None])
+        if still:
+            raise SyncFailed(f"{policy.doctype} {source.name}: linked documents not paired with {target_site}: "
+                             f"{still}", code=ErrorCode.FIELD_MAPPING, fix=unpaired_link_fix(still, target_site))
         return await self.fetched(policy, source.site, source.doc)
 
     async def target_body(

@@ -79,6 +79,13 @@ def missing_link_fix(missing: Any, target_site: str) -> str:
             "`erpsync-tui retry --code ERP003`.")
 
 
+def unpaired_link_fix(links: Any, target_site: str) -> str:
+    """ERP003 for a linked document that was synced but is still not paired (the matching rules could not decide)."""
+    return (f"A linked document ({links}) is not paired with a document on {target_site}: its sync left it "
+            "unpaired — usually ambiguous (ERP009: it matches several documents). `erpsync-tui match` names the "
+            "candidates; merge or rename the duplicates on the site, then `erpsync-tui retry --code ERP003`.")
+
+
 def is_site_outage(exc: BaseException) -> bool:
     """The site refused us, not this document (circuit open, rate limited, key refused — 401 — or a role
     missing on the doctype — 403): the item waits with its attempts kept; dead-lettering it would not help."""

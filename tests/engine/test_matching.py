@@ -219,3 +219,30 @@ def test_keys_read_from_the_normal_form_use_only_the_rule_fields_it_keeps() -> N
     assert rules_for(order) == (("customer", "transaction_date", "grand_total"),)
     assert content_rules(order) == (("customer", "transaction_date"),)
     assert content_rules(config.policy_for("Customer")) == (("customer_name",),)  # a rule left empty is dropped
+
+
+async def test_an_order_whose_customer_is_ambiguous_is_not_created_with_another_customer_s_name(
+        cluster: SimCluster, make_engine) -> None:
+    """Local holds two customers named "Twin", cloud one: neither is paired (ERP009). An order on local linking one
+    of them must not be created on cloud with the raw local name — on cloud that name is another customer
+    ("Other"): the order would belong to the wrong customer. It waits, explained, until the operator pairs them
+    (found in the walkthrough: traffic orders of ambiguous demo customers landed on other customers)."""
+    from erpsync_tui.engine.outcomes import SyncFailed
+
+    engine = make_engine()
+    cloud, local = cluster["cloud"], cluster["local"]
+    cloud.insert("Customer", customer("Other"), fire_webhooks=False)
+    cloud.insert("Customer", customer("Twin"), fire_webhooks=False)
+    twin = local.insert("Customer", customer("Twin"), fire_webhooks=False)
+    local.insert("Customer", customer("Twin"), fire_webhooks=False)
+    assert cloud.get("Customer", twin["name"])["customer_name"] == "Other"  # the same name, another customer
+    for site in ("cloud", "local"):
+        cluster[site].insert("Item", {"item_code": "SKU-1", "item_group": "Products", "stock_uom": "Nos"},
+                             fire_webhooks=False)
+    order = local.insert("Sales Order", {"customer": twin["name"], "transaction_date": "2026-03-01",
+                                         "delivery_date": "2026-03-09",
+                                         "items": [{"item_code": "SKU-1", "qty": 2, "rate": 5}]}, fire_webhooks=False)
+    with pytest.raises(SyncFailed) as failed:
+        await engine.sync_document("Sales Order", "local", order["name"])
+    assert failed.value.code in ("ERP003", "ERP009") and twin["name"] in str(failed.value)
+    assert cloud.count("Sales Order") == 0

@@ -15,6 +15,17 @@ from erpsync_tui.sim import SimCluster
 NO_CUSTOMER_MATCHING = {"Customer": []}  # a renamed customer is then told only by its Comment or its content
 
 
+def _discard_failed(db, name: str) -> None:
+    """The operator discards the failed queue item of `name` (its one retry)."""
+    from erpsync_tui.store import queue
+    from erpsync_tui.store.models import QueueItem, QueueStatus
+
+    with db.read() as s:
+        items = [i.id for i in s.exec(select(QueueItem).where(
+            QueueItem.name == name, QueueItem.status == QueueStatus.FAILED)).all()]
+    assert queue.discard(db, items) == 1
+
+
 def _world(cluster: SimCluster) -> dict[str, Any]:
     cloud = cluster["cloud"]
     cust = cloud.insert("Customer", {"customer_name": "Acme", "customer_type": "Company"}, fire_webhooks=False)
@@ -306,7 +317,6 @@ async def test_an_edit_whose_push_failed_still_arrives_after_the_document_is_ren
     old name's retry following the rename, or by the rename feed syncing the followed name once more (fault soak,
     CI run of session 20: customer_details v332 never arrived)."""
     from erpsync_tui.store import queue
-    from erpsync_tui.store.models import QueueItem, QueueStatus
 
     engine = make_engine()  # retries: 3 attempts
     world = await _synced(engine, cluster)
@@ -329,10 +339,7 @@ async def test_an_edit_whose_push_failed_still_arrives_after_the_document_is_ren
         await asyncio.sleep(0.06)
         await worker.drain()
     if noticed_by == "link_then_rename_feed":  # no retry of the old name left (an operator discarded it)
-        with db.read() as s:
-            old_items = [i.id for i in s.exec(select(QueueItem).where(
-                QueueItem.name == world["customer"], QueueItem.status == QueueStatus.FAILED)).all()]
-        assert queue.discard(db, old_items) == 1
+        _discard_failed(db, world["customer"])
     local.clear_faults()
     for _ in range(6):
         await asyncio.sleep(0.06)
@@ -401,8 +408,6 @@ async def test_a_new_document_renamed_before_its_first_sync_succeeded_is_still_c
     untracked and gone; the listing watermark has moved past the document (a rename keeps `modified`). The old
     name's retry, or the rename feed, must follow the rename to the new name and create it on local (fault soak:
     CUST-R00053-cloud never reached local)."""
-    from erpsync_tui.store import queue
-    from erpsync_tui.store.models import QueueItem, QueueStatus
 
     engine = make_engine()
     await _synced(engine, cluster)
@@ -414,10 +419,7 @@ async def test_a_new_document_renamed_before_its_first_sync_succeeded_is_still_c
     await incremental_sync(engine)  # a later save moves the watermark on
     cloud.rename("Customer", fresh["name"], "Fresh Ltd")
     if noticed_by == "rename_feed":  # no retry of the old name left (an operator discarded it)
-        with db.read() as s:
-            old_items = [i.id for i in s.exec(select(QueueItem).where(
-                QueueItem.name == fresh["name"], QueueItem.status == QueueStatus.FAILED)).all()]
-        assert queue.discard(db, old_items) == 1
+        _discard_failed(db, fresh["name"])
     local.clear_faults()
     worker = worker_for(engine)
     for _ in range(6):

@@ -58,7 +58,7 @@ def _assert_one_customer_under_local_name(cluster: SimCluster, engine, world: di
 
 @pytest.mark.parametrize("how", ["incremental", "full", "full_without_comments", "edited_then_webhook"])
 async def test_a_customer_renamed_on_cloud_stays_one_document_on_local(
-    cluster: SimCluster, make_engine, how: str
+    cluster: SimCluster, make_engine, db, how: str
 ) -> None:
     engine = make_engine()
     world = await _synced(engine, cluster)
@@ -82,6 +82,11 @@ async def test_a_customer_renamed_on_cloud_stays_one_document_on_local(
     assert summary.failed == 0, summary
     _assert_one_customer_under_local_name(cluster, engine, world)
     assert cluster["cloud"].count("Customer") == 1
+    from erpsync_tui.store.models import SyncLog
+
+    with db.read() as session:  # what the console's log pane shows
+        said = session.exec(select(SyncLog.message).where(SyncLog.outcome == "renamed")).all()
+    assert any(m.startswith(f"renamed {world['customer']} → Acme Ltd on cloud") for m in said), said
     again = await full_sync(engine)
     assert again.writes == 0 and again.failed == 0
 
